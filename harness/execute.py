@@ -1,0 +1,158 @@
+"""Runs trials: each in its own lab, concurrently, one record per trial whatever happens."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+
+from harness import analyze
+from harness.errors import HarnessError, TrialFailed
+from harness.faults import FaultBackend
+from harness.lab.engine import remove_labelled
+from harness.lab.images import ImageSet
+from harness.lab.streams import Event, EventStream
+from harness.lab.topology import TrialLab
+from harness.plan import Trial, schedule
+from harness.probes import capture as capture_reader
+from harness.probes import commands
+from harness.progress import Progress
+from harness.spec import Experiment
+from harness.store import RunDir
+
+START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class RunContext:
+    docker: docker.DockerClient
+    images: ImageSet
+    exp: Experiment
+    run_id: str
+    store: RunDir
+    progress: Progress
+    fault: FaultBackend | None
+    stopping: threading.Event
+
+
+def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIMEOUT_S) -> Event:
+    """The event pred picks, or TrialFailed saying what the program said instead."""
+    e = stream.wait_for(lambda e: pred(e) or e.get("ev") == "error", timeout)
+    if e is not None and e.get("ev") != "error":
+        return e
+    if e is not None:
+        why = e.get("what")
+    elif stream.ended:
+        last = stream.events[-1:]
+        why = f"{stream.source} exited" + (f": {last[0].get('text', last[0])}" if last else "")
+    else:
+        why = f"no sign of it within {timeout:g} s"
+    raise TrialFailed(f"{what}: {why}", stream.text())
+
+
+def _ev(name: str) -> Any:
+    return lambda e: e.get("ev") == name
+
+
+def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, Any]) -> None:
+    """Connect, echo, install the fault, close in the chosen order, observe until the port is free."""
+    exp, p = ctx.exp, trial.params
+    passive = "client" if p.close_first == "server" else "server"
+    say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
+
+    say("starting")
+    cap = lab.start("capture", passive, "probe", commands.capture(exp), caps=commands.CAPTURE_CAPS,
+                    own_pid=True)
+    _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
+    lab.start("server", "server", "server", commands.server(exp, p))
+    agent = lab.start("agent", "server", "probe", commands.agent(exp, p))
+    _need(lab.streams["agent"], "server did not listen", _ev("listening"))
+    client = lab.start("client", "client", "client", commands.client(exp, p, lab.address("server")))
+    _need(lab.streams["client"], "echo exchange", _ev("echoed"))
+
+    fault = None
+    if ctx.fault is not None and p.final_ack_loss.kind != "none":
+        say("installing fault")
+        fault = ctx.fault.install(lab, passive, exp, p)
+        record.update(backend=ctx.fault.name, injection_point=fault.where)
+
+    say("closing")
+    lab.signal(agent, "SIGUSR1")
+    if p.close_first == "client":
+        _need(lab.streams["agent"], "agent arming", _ev("armed"))
+        lab.signal(client, "SIGUSR1")
+    say("waiting")
+    end = _need(lab.streams["agent"], "measurement",
+                lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
+    if end["ev"] == "timeout":
+        record["why"] = f"not over after {end.get('after_s')} s (max_wait_s)"
+
+    if fault is not None:
+        record.update(fault.readout())
+    lab.signal(cap, "SIGINT")
+    lab.wait_exit(cap, STOP_TIMEOUT_S)
+    pcap = lab.get_file(cap, commands.CAPTURE_PATH)
+    record["capture"] = ctx.store.capture(trial.id, pcap)
+    events = [e for s in lab.streams.values() for e in s.events]
+    record.update(capture_reader.figures(pcap, events, exp.port, p, record.get("dropped_copies")))
+
+
+def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
+    """One trial, start to teardown; never raises for a trial-level failure."""
+    record: dict[str, Any] = {
+        "trial": trial.id, "index": trial.index, "case": trial.case, "repeat": trial.repeat,
+        "params": trial.params.to_json(), "status": "failed", "why": "",
+        "backend": "none", "injection_point": None, "final_acks_dropped": 0 if trial.params.final_ack_loss.kind == "none" else None,
+    }
+
+    def sink(event: Event) -> None:
+        ctx.store.event({"trial": trial.id, **event})
+        ctx.progress.event(trial, event)
+
+    ctx.progress.state(trial, "setting up")
+    lab_logs = ""
+    try:
+        with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
+            try:
+                _exchange(ctx, trial, lab, record)
+            finally:
+                lab_logs = lab.logs()
+                events = [e for s in lab.streams.values() for e in s.events]
+        record.update(analyze.trial_figures(events, trial.params.close_first))
+        status, why = analyze.agent_outcome(events)
+        record["status"], record["why"] = status, record["why"] or why
+    except HarnessError as exc:
+        record["why"] = "interrupted" if ctx.stopping.is_set() else str(exc)
+        record["logs"] = getattr(exc, "logs", "") or lab_logs
+    except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
+        record["why"] = f"internal error: {exc!r}"
+        record["logs"] = traceback.format_exc()
+    ctx.store.trial(record)
+    ctx.progress.finished(trial, record)
+    return record
+
+
+def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[dict[str, Any]]:
+    """Longest trials first, `jobs` at a time. Ctrl+C removes every container of the run."""
+    records: list[dict[str, Any]] = []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
+    futures = [pool.submit(run_trial, ctx, t) for t in schedule(trials)]
+    try:
+        for fut in concurrent.futures.as_completed(futures):
+            records.append(fut.result())
+    except KeyboardInterrupt:
+        ctx.stopping.set()
+        for f in futures:
+            f.cancel()
+        ctx.progress.note("interrupted: removing this run's containers and networks")
+        remove_labelled(ctx.docker, ctx.run_id)
+        pool.shutdown(wait=True)
+        remove_labelled(ctx.docker, ctx.run_id)  # anything a trial made while we cleaned
+        raise
+    pool.shutdown(wait=True)
+    return sorted(records, key=lambda r: r["index"])

@@ -1,0 +1,39 @@
+"""Which backend applies an experiment's losses, from what the kernel was probed to have. Pure."""
+
+from __future__ import annotations
+
+from harness.errors import EnvironmentProblem
+from harness.faults import FaultBackend
+from harness.faults.netem import Netem, supports
+from harness.faults.nftables import Nftables
+from harness.spec import Loss
+
+NETEM_NEEDS = ("ifb", "ingress_qdisc", "u32_mirred", "netem")
+
+
+def netem_missing(caps: dict[str, bool]) -> list[str]:
+    return [k for k in NETEM_NEEDS if not caps.get(k)]
+
+
+def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str) -> tuple[FaultBackend, str]:
+    """(backend, one line saying why) for the losses an experiment asks for."""
+    missing = netem_missing(caps)
+    if requested == "netem":
+        if missing:
+            raise EnvironmentProblem(
+                f"{source}: fault_backend: netem is not available on this kernel "
+                f"(missing: {', '.join(missing)}); use fault_backend: auto or nftables")
+        unsupported = [loss.label() for loss in losses if not supports(loss)]
+        if unsupported:
+            raise EnvironmentProblem(
+                f"{source}: fault_backend: netem cannot drop {', '.join(unsupported)}; "
+                "use fault_backend: auto or nftables")
+        return Netem(seed=caps.get("netem_seed", False)), "netem, as the experiment asks"
+    if requested == "auto" and not missing and all(supports(loss) for loss in losses):
+        return Netem(seed=caps.get("netem_seed", False)), "auto: this kernel has netem"
+    if not caps.get("nftables"):
+        raise EnvironmentProblem("no fault backend works here: this kernel has neither netem nor nftables")
+    why = (f"auto: this kernel has no netem (missing: {', '.join(missing)})" if missing
+           else "auto: netem cannot express every loss pattern asked for") if requested == "auto" \
+        else "nftables, as the experiment asks"
+    return Nftables(), why

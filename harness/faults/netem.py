@@ -1,0 +1,87 @@
+"""Final-ACK loss with tc netem at the receiver's ingress, for kernels that have sch_netem.
+
+netem is an egress qdisc, so the receiver's ingress is moved to an IFB
+device: an ingress qdisc on eth0 with a u32 filter that picks pure ACKs from
+the active closer (port, and the TCP flags byte == ACK) and mirreds them to
+the IFB, whose root qdisc is netem. netem drops with its own generator, seeded
+where iproute2 and the kernel have `seed`; it cannot drop "the first k"
+copies, so plan-time choice sends those to nftables.
+
+This kernel has no sch_netem: the commands are unit-tested, not run here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.spec import Experiment, Loss, Params
+
+IFB = "hfault0"
+
+
+def supports(loss: Loss) -> bool:
+    return loss.kind in ("all", "random")
+
+
+def _loss_args(loss: Loss, seed: bool) -> list[str]:
+    if loss.kind == "all":
+        return ["loss", "100%"]
+    return ["loss", "random", f"{loss.p * 100:g}%", *(["seed", str(loss.seed)] if seed else [])]
+
+
+def commands(exp: Experiment, p: Params, device: str = "eth0", seed: bool = True) -> list[list[str]]:
+    """The ip/tc commands, in order, that install the drop on `device`'s ingress."""
+    if not supports(p.final_ack_loss):
+        raise ValueError(f"netem cannot drop {p.final_ack_loss.label()}")
+    port_key = "sport" if p.close_first == "server" else "dport"
+    if p.family == "ipv4":
+        # IPv4 without options: the TCP flags byte is at offset 20 + 13.
+        match = ["protocol", "ip", "prio", "1", "u32", "match", "ip", "protocol", "6", "0xff",
+                 "match", "ip", port_key, str(exp.port), "0xffff", "match", "u8", "0x10", "0xff", "at", "33"]
+    else:
+        # IPv6 without extension headers: the flags byte is at offset 40 + 13.
+        match = ["protocol", "ipv6", "prio", "1", "u32", "match", "ip6", "protocol", "6", "0xff",
+                 "match", "ip6", port_key, str(exp.port), "0xffff", "match", "u8", "0x10", "0xff", "at", "53"]
+    return [
+        ["ip", "link", "add", IFB, "type", "ifb"],
+        ["ip", "link", "set", IFB, "up"],
+        ["tc", "qdisc", "add", "dev", IFB, "root", "netem", *_loss_args(p.final_ack_loss, seed)],
+        ["tc", "qdisc", "add", "dev", device, "handle", "ffff:", "ingress"],
+        ["tc", "filter", "add", "dev", device, "parent", "ffff:", *match,
+         "action", "mirred", "egress", "redirect", "dev", IFB],
+    ]
+
+
+def parse_drops(tc_stats: str) -> int:
+    """`tc -s qdisc show dev IFB` -> packets netem dropped."""
+    for line in tc_stats.splitlines():
+        if "dropped" in line:
+            # " Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)"
+            return int(line.split("dropped", 1)[1].split(",", 1)[0].strip())
+    return 0
+
+
+@dataclass
+class _Installed:
+    lab: Any
+    container: Any
+    where: str
+
+    def readout(self) -> dict[str, Any]:
+        out = self.lab.exec(self.container, ["tc", "-s", "qdisc", "show", "dev", IFB])
+        return {"final_acks_dropped": parse_drops(out)}
+
+
+class Netem:
+    name = "netem"
+
+    def __init__(self, seed: bool):
+        self.seed = seed  # iproute2 and the kernel take netem's `seed`
+
+    def install(self, lab: Any, side: str, exp: Experiment, p: Params) -> _Installed:
+        c = lab.start("fault", side, "probe", ["sleep", "infinity"], caps=("NET_ADMIN",),
+                      stream=False, own_pid=True)
+        for argv in commands(exp, p, seed=self.seed):
+            lab.exec(c, argv)
+        return _Installed(lab, c, f"tc netem on an IFB fed by the {side}'s eth0 ingress")

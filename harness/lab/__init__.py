@@ -1,0 +1,1 @@
+"""The only package that imports docker: engine, images, per-trial topology."""

@@ -1,0 +1,142 @@
+"""The lab's images: built from images/Dockerfile when missing, tagged by content.
+
+The Dockerfile starts `FROM ${BASE_IMAGE}` (debian:bookworm-slim). When that
+cannot be pulled (no registry), we make the same Debian locally with
+mmdebstrap from the host's own apt sources and `docker import` it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from harness.errors import EnvironmentProblem, LabError
+from harness.lab.engine import LABEL, translated
+
+REGISTRY_BASE = "debian:bookworm-slim"
+LOCAL_BASE_REPO = "harness-base"
+TARGETS = ("server", "client", "probe")
+Say = Callable[[str], None]
+
+
+def images_dir() -> Path:
+    """images/ beside the package (the project is installed from its checkout)."""
+    d = Path(os.environ.get("HARNESS_IMAGES", Path(__file__).resolve().parents[2] / "images"))
+    if not (d / "Dockerfile").is_file():
+        raise EnvironmentProblem(
+            f"no Dockerfile in {d}; install the harness from its checkout (pip install -e .) "
+            "or set HARNESS_IMAGES to the images/ folder"
+        )
+    return d
+
+
+def _content_hash(root: Path, extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _packages(root: Path) -> list[str]:
+    return sorted({line.strip() for f in (root / "apt").glob("*.txt")
+                   for line in f.read_text().splitlines() if line.strip()})
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    base: str
+    base_origin: str  # "registry", "local mmdebstrap", or "given"
+    tags: dict[str, str]  # target -> tag
+    ids: dict[str, str]  # target -> image id
+
+    def __getitem__(self, target: str) -> str:
+        return self.tags[target]
+
+
+def _exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _make_local_base(client: docker.DockerClient, root: Path, say: Say) -> str:
+    pkgs = _packages(root)
+    tag = f"{LOCAL_BASE_REPO}:bookworm-{hashlib.sha256(' '.join(pkgs).encode()).hexdigest()[:12]}"
+    if _exists(client, tag):
+        return tag
+    if shutil.which("mmdebstrap") is None:
+        raise EnvironmentProblem(
+            f"cannot pull {REGISTRY_BASE} and mmdebstrap is not installed to make a local base; "
+            "install it (apt-get install -y mmdebstrap) or pass --base-image IMAGE"
+        )
+    say(f"no registry reachable: making a local Debian base {tag} with mmdebstrap (about a minute)")
+    with tempfile.TemporaryDirectory(prefix="harness-base-") as tmp:
+        tar = Path(tmp) / "base.tar"
+        cmd = ["mmdebstrap", "--quiet", "--variant=apt", f"--include={','.join(pkgs)}", "bookworm", str(tar)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise EnvironmentProblem(f"mmdebstrap failed (exit {proc.returncode}): {tail}")
+        repo, _, version = tag.partition(":")
+        with translated(f"importing the local base {tag}"):
+            client.api.import_image(src=str(tar), repository=repo, tag=version,
+                                    changes=[f"LABEL {LABEL}=base", 'CMD ["bash"]'])
+    return tag
+
+
+def resolve_base(client: docker.DockerClient, root: Path, say: Say, given: str | None) -> tuple[str, str]:
+    if given:
+        if not _exists(client, given):
+            with translated(f"pulling the base image {given}"):
+                client.images.pull(given)
+        return given, "given"
+    if _exists(client, REGISTRY_BASE):
+        return REGISTRY_BASE, "registry"
+    try:
+        client.images.pull(REGISTRY_BASE)
+        return REGISTRY_BASE, "registry"
+    except docker.errors.APIError:
+        return _make_local_base(client, root, say), "local mmdebstrap"
+
+
+def _build(client: docker.DockerClient, root: Path, target: str, tag: str, base: str, say: Say) -> None:
+    say(f"building image {tag} (target {target}) from {base}")
+    log: list[str] = []
+    with translated(f"building image {tag}"):
+        for chunk in client.api.build(path=str(root), target=target, tag=tag, rm=True, forcerm=True,
+                                      buildargs={"BASE_IMAGE": base}, labels={LABEL: "image"},
+                                      decode=True):
+            if "error" in chunk:
+                raise LabError(f"building image {tag}", chunk["error"].strip(), "".join(log[-20:]))
+            line = chunk.get("stream", "")
+            log.append(line)
+            if line.startswith("Step "):
+                say(f"  {target}: {line.strip()}")
+
+
+def ensure(client: docker.DockerClient, say: Say, base_image: str | None = None,
+           force: bool = False) -> ImageSet:
+    """Every lab image present and current; builds what is missing (or all, with force)."""
+    root = images_dir()
+    with translated("looking up images"):
+        base, origin = resolve_base(client, root, say, base_image)
+        base_id = client.images.get(base).id
+    digest = _content_hash(root, base_id)
+    tags = {t: f"harness-{t}:{digest}" for t in TARGETS}
+    for target, tag in tags.items():
+        if force or not _exists(client, tag):
+            _build(client, root, target, tag, base, say)
+    with translated("looking up images"):
+        ids = {t: client.images.get(tag).id for t, tag in tags.items()}
+    return ImageSet(base, origin, tags, ids)

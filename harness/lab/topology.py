@@ -1,0 +1,174 @@
+"""One trial's private network and containers, removed together whatever happens.
+
+Two namespace holders (containers running `sleep` under docker-init) own the
+server's and the client's network and PID namespaces. Everything else joins
+them: the server and the agent join the server's, so a SIGINT to the server
+and its restarts happen in a namespace that outlives the process, as on the
+book's single host; the client, the capture and the fault join the client's,
+so the client's kernel keeps its socket (and its FIN retransmissions) after
+the client program exits.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+
+from harness.errors import LabError
+from harness.lab.engine import labels, translated
+from harness.lab.images import ImageSet
+from harness.lab.streams import Event, EventStream
+
+SIDES = ("server", "client")
+
+
+class TrialLab:
+    def __init__(self, client: docker.DockerClient, images: ImageSet, run_id: str, trial_id: str,
+                 family: str, sink: Callable[[Event], None]):
+        self._docker = client
+        self._images = images
+        self._run_id = run_id
+        self._trial = trial_id
+        self._family = family
+        self._sink = sink
+        self._prefix = f"harness-{run_id}-{trial_id}"
+        self._containers: list[Any] = []
+        self._network: Any = None
+        self.holders: dict[str, Any] = {}
+        self.streams: dict[str, EventStream] = {}
+
+    # --- lifecycle -------------------------------------------------------
+
+    def __enter__(self) -> TrialLab:
+        try:
+            self._create_network()
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                holders = dict(zip(SIDES, pool.map(self._start_holder, SIDES)))
+            self.holders = holders
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove every container, then the network; keeps going past errors."""
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(self._remove, reversed(self._containers)))
+        self._containers.clear()
+        if self._network is not None:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                self._network.remove()
+            self._network = None
+
+    @staticmethod
+    def _remove(container: Any) -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
+
+    def _create_network(self) -> None:
+        kwargs: dict[str, Any] = {}
+        if self._family == "ipv6":
+            # A unique-local /64 per trial, derived from its name so parallel trials differ.
+            h = hashlib.sha256(self._prefix.encode()).hexdigest()
+            subnet = f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"
+            kwargs = {"enable_ipv6": True,
+                      "ipam": docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])}
+        with translated(f"creating the trial network {self._prefix}"):
+            self._network = self._docker.networks.create(
+                self._prefix, driver="bridge", internal=True,
+                labels=labels(self._run_id, self._trial, "network"), **kwargs)
+
+    def _run(self, role: str, image: str, command: list[str], **kwargs: Any) -> Any:
+        kwargs.setdefault("cap_drop", ["ALL"])
+        with translated(f"starting the {role} container of {self._trial}"):
+            c = self._docker.containers.run(
+                image, command, name=f"{self._prefix}-{role}", detach=True,
+                labels=labels(self._run_id, self._trial, role), **kwargs)
+        self._containers.append(c)
+        return c
+
+    def _start_holder(self, side: str) -> Any:
+        c = self._run(f"{side}-ns", self._images["probe"], ["sleep", "infinity"], init=True,
+                      network=self._network.name, hostname=side)
+        with translated(f"inspecting the {side} namespace holder"):
+            c.reload()
+        return c
+
+    def _join(self, side: str, pid: bool = True) -> dict[str, str]:
+        holder = self.holders[side]
+        joined = {"network_mode": f"container:{holder.id}"}
+        if pid:
+            joined["pid_mode"] = f"container:{holder.id}"
+        return joined
+
+    # --- what a trial starts ---------------------------------------------
+
+    def address(self, side: str) -> str:
+        net = self.holders[side].attrs["NetworkSettings"]["Networks"][self._network.name]
+        return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
+
+    def start(self, role: str, side: str, target: str, command: list[str],
+              caps: tuple[str, ...] = (), stream: bool = True, own_pid: bool = False) -> Any:
+        """A container of `target`'s image inside `side`'s namespaces; its output becomes events.
+
+        own_pid keeps a PID namespace of its own: for programs that handle their
+        signals themselves as PID 1 (tcpdump) or need none (the fault's sleep)."""
+        extra: dict[str, Any] = {"cap_add": list(caps)} if caps else {}
+        c = self._run(role, self._images[target], command, **self._join(side, pid=not own_pid), **extra)
+        if stream:
+            self.streams[role] = EventStream(c, role, self._sink)
+        return c
+
+    def signal(self, container: Any, sig: str) -> None:
+        with translated(f"sending {sig} to {container.name}"):
+            container.kill(signal=sig)
+
+    def exec(self, container: Any, argv: list[str]) -> str:
+        """Run argv in a running container; its output, or LabError on a non-zero exit."""
+        with translated(f"running {' '.join(argv)!r} in {container.name}"):
+            rc, out = container.exec_run(argv)
+        text = out.decode(errors="replace")
+        if rc != 0:
+            raise LabError(f"running {' '.join(argv)!r} in {container.name}", f"exit {rc}: {text.strip()}")
+        return text
+
+    def put_file(self, container: Any, path: str, data: bytes) -> None:
+        directory, _, name = path.rpartition("/")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        with translated(f"copying {path} into {container.name}"):
+            container.put_archive(directory or "/", buf.getvalue())
+
+    def get_file(self, container: Any, path: str) -> bytes:
+        with translated(f"copying {path} out of {container.name}"):
+            chunks, _ = container.get_archive(path)
+            raw = b"".join(chunks)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = tar.next()
+            f = tar.extractfile(member) if member else None
+            return f.read() if f else b""
+
+    def wait_exit(self, container: Any, timeout: float) -> int | None:
+        """Exit status, or None if it was still running after timeout seconds."""
+        try:
+            return container.wait(timeout=timeout)["StatusCode"]
+        except Exception:  # noqa: BLE001 - requests' ReadTimeout/ConnectionError: still running
+            return None
+
+    def logs(self) -> str:
+        return "\n".join(s.text() for s in self.streams.values())

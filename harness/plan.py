@@ -1,0 +1,94 @@
+"""Experiment -> the trials to run. Pure: `harness run --dry-run` prints it for free."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from harness.faults.pattern import MAX_COPIES, leading_drops
+from harness.spec import Case, Experiment, Params
+
+# Linux constants behind the wall-time estimate. They order trials and size
+# the dry-run's estimate; no reported figure comes from them.
+TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
+RTO_MIN_S = 0.2  # TCP_RTO_MIN: a FIN retransmission's first timeout on a LAN
+RTO_MAX_S = 120.0  # TCP_RTO_MAX
+ORPHAN_RETRIES = 8  # tcp_orphan_retries=0 means 8 for an orphaned socket
+RETRIES2 = 15  # tcp_retries2: a socket whose owner still holds it
+SETUP_S = 2.0  # containers up and down, per trial (see bench/)
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    case: str
+    repeat: int
+    params: Params
+    expected_s: float
+
+    @property
+    def id(self) -> str:
+        return f"t{self.index:03d}"
+
+
+def cases(exp: Experiment) -> list[Case]:
+    """The matrix's product, then the explicit cases; duplicates kept once."""
+    out: list[Case] = []
+    if exp.matrix:
+        keys = [k for k, _ in exp.matrix]
+        for combo in itertools.product(*(values for _, values in exp.matrix)):
+            params = replace(Params(), **dict(zip(keys, combo)))
+            out.append(Case(params.label(), params))
+    out.extend(exp.cases)
+    seen: set[Params] = set()
+    unique = []
+    for c in out:
+        if c.params not in seen:
+            seen.add(c.params)
+            unique.append(c)
+    return unique
+
+
+def _fin_retry_span(copies_lost: int, retries: int) -> float:
+    """Seconds from the first FIN to the last copy the peer sends."""
+    span, rto = 0.0, RTO_MIN_S
+    for _ in range(min(copies_lost, retries)):
+        span += rto
+        rto = min(2 * rto, RTO_MAX_S)
+    return span
+
+
+def expected_seconds(p: Params) -> float:
+    """What the kernel's defaults predict for one trial, for ordering and estimates."""
+    lost = leading_drops(p.final_ack_loss)
+    retries = RETRIES2 if p.client_close == "shutdown" else ORPHAN_RETRIES
+    if p.close_first == "client":
+        # The server is the passive closer: its port frees when LAST_ACK ends.
+        return SETUP_S + _fin_retry_span(lost, retries) + (RTO_MIN_S if lost else 0)
+    if lost >= MAX_COPIES or lost > retries:
+        # Every copy lost: the last FIN copy restarts TIME_WAIT one last time.
+        return SETUP_S + _fin_retry_span(retries, retries) + TIME_WAIT_S + 1.0
+    return SETUP_S + _fin_retry_span(lost, retries) + TIME_WAIT_S + 1.0
+
+
+def trials(exp: Experiment) -> list[Trial]:
+    """Every case, `repeat` times, numbered in file order."""
+    out = []
+    for repeat in range(exp.repeat):
+        for case in cases(exp):
+            out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params)))
+    return out
+
+
+def schedule(ts: list[Trial]) -> list[Trial]:
+    """Longest first: with a bounded pool this keeps the wall time near the longest trial."""
+    return sorted(ts, key=lambda t: -t.expected_s)
+
+
+def estimate_wall_seconds(ts: list[Trial], jobs: int) -> float:
+    """Wall time of `schedule(ts)` on `jobs` workers (list scheduling)."""
+    workers = [0.0] * max(1, jobs)
+    for t in schedule(ts):
+        i = workers.index(min(workers))
+        workers[i] += t.expected_s
+    return max(workers) if ts else 0.0

@@ -1,0 +1,274 @@
+"""Experiment files: YAML -> frozen, validated dataclasses. No Docker here.
+
+Every problem becomes one SpecError naming the file, the field and what is
+allowed, before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from harness.errors import SpecError
+
+CLOSE_FIRST = ("server", "client")
+CLIENT_CLOSE = ("close", "shutdown")
+FAMILIES = ("ipv4", "ipv6")
+BACKENDS = ("auto", "nftables", "netem")
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Which final ACKs of the close are dropped: none, the first k, all, or each with p."""
+
+    kind: str  # "none" | "first" | "all" | "random"
+    k: int = 0
+    p: float = 0.0
+    seed: int = 0
+
+    def to_json(self) -> Any:
+        """The form the user wrote: 0, k, "all" or {"p": .., "seed": ..}."""
+        if self.kind == "none":
+            return 0
+        if self.kind == "first":
+            return self.k
+        if self.kind == "all":
+            return "all"
+        return {"p": self.p, "seed": self.seed}
+
+    def label(self) -> str:
+        return {
+            "none": "none",
+            "first": f"first {self.k}",
+            "all": "all",
+            "random": f"p={self.p:g} seed={self.seed}",
+        }[self.kind]
+
+
+NO_LOSS = Loss("none")
+
+
+@dataclass(frozen=True)
+class Params:
+    """One case's variables; every field has a default so a case names only what differs."""
+
+    close_first: str = "server"
+    server_reuseaddr: bool = False
+    restart_reuseaddr: bool | None = None  # None: the same program restarted, as in the book
+    final_ack_loss: Loss = NO_LOSS
+    client_close: str = "close"
+    family: str = "ipv4"
+
+    @property
+    def restart_with_reuseaddr(self) -> bool:
+        return self.server_reuseaddr if self.restart_reuseaddr is None else self.restart_reuseaddr
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "close_first": self.close_first,
+            "server_reuseaddr": self.server_reuseaddr,
+            "restart_reuseaddr": self.restart_with_reuseaddr,
+            "final_ack_loss": self.final_ack_loss.to_json(),
+            "client_close": self.client_close,
+            "family": self.family,
+        }
+
+    def label(self) -> str:
+        """A short, readable case name for tables when the file gives none."""
+        onoff = lambda b: "on" if b else "off"  # noqa: E731
+        parts = [
+            f"{self.close_first} closes first",
+            f"old SO_REUSEADDR {onoff(self.server_reuseaddr)}",
+        ]
+        if self.restart_reuseaddr is not None and self.restart_reuseaddr != self.server_reuseaddr:
+            parts.append(f"restart SO_REUSEADDR {onoff(self.restart_reuseaddr)}")
+        if self.final_ack_loss.kind != "none":
+            parts.append(f"ACK loss {self.final_ack_loss.label()}")
+        if self.client_close != "close":
+            parts.append(f"client {self.client_close}()")
+        if self.family != "ipv4":
+            parts.append(self.family)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    params: Params
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    source: str  # the file it came from, for messages
+    text: str  # the file as run, saved in the run directory
+    repeat: int = 1
+    port: int = 7777
+    message: str = "hello"
+    poll_ms: int = 10
+    restart_every_ms: int = 100
+    max_wait_s: float = 600.0
+    fault_backend: str = "auto"
+    matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    cases: tuple[Case, ...] = field(default_factory=tuple)
+
+
+# --- field parsers: each takes (value, where) and raises SpecError via `bad` ---
+
+
+class _Reader:
+    def __init__(self, source: str):
+        self.source = source
+
+    def bad(self, where: str, problem: str) -> SpecError:
+        return SpecError(self.source, where, problem)
+
+    def choice(self, value: Any, where: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self.bad(where, f"got {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.bad(where, f"got {value!r}; allowed: true, false")
+        return value
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.bad(where, f"got {value!r}; allowed: a whole number from {lo} to {hi}")
+        return value
+
+    def number(self, value: Any, where: str, lo: float, hi: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise self.bad(where, f"got {value!r}; allowed: a number from {lo:g} to {hi:g}")
+        return float(value)
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.bad(where, f"got {value!r}; allowed: a non-empty string")
+        return value
+
+    def mapping(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict:
+        if not isinstance(value, dict):
+            raise self.bad(where, f"got {type(value).__name__}; allowed: a mapping of {', '.join(allowed)}")
+        for key in value:
+            if key not in allowed:
+                raise self.bad(f"{where}.{key}" if where else str(key),
+                               f"unknown field; allowed: {', '.join(allowed)}")
+        return value
+
+    def loss(self, value: Any, where: str) -> Loss:
+        allowed = '0 (none), a whole number k (the first k), "all", or {p: 0..1, seed: N}'
+        if value == 0 and not isinstance(value, bool):
+            return NO_LOSS
+        if value == "all":
+            return Loss("all")
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 1000:
+            return Loss("first", k=value)
+        if isinstance(value, dict):
+            m = self.mapping(value, where, ("p", "seed"))
+            if "p" not in m or "seed" not in m:
+                raise self.bad(where, f"needs both p and seed; allowed: {allowed}")
+            return Loss(
+                "random",
+                p=self.number(m["p"], f"{where}.p", 0.0, 1.0),
+                seed=self.integer(m["seed"], f"{where}.seed", 0, 2**32 - 1),
+            )
+        raise self.bad(where, f"got {value!r}; allowed: {allowed}")
+
+    def param(self, name: str, value: Any, where: str) -> Any:
+        parsers: dict[str, Callable[[Any, str], Any]] = {
+            "close_first": lambda v, w: self.choice(v, w, CLOSE_FIRST),
+            "server_reuseaddr": self.boolean,
+            "restart_reuseaddr": self.boolean,
+            "final_ack_loss": self.loss,
+            "client_close": lambda v, w: self.choice(v, w, CLIENT_CLOSE),
+            "family": lambda v, w: self.choice(v, w, FAMILIES),
+        }
+        return parsers[name](value, where)
+
+
+PARAM_NAMES = tuple(Params.__dataclass_fields__)
+TOP_LEVEL = (
+    "name", "description", "repeat", "port", "message", "poll_ms",
+    "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases",
+)
+
+
+def _case(r: _Reader, raw: Any, where: str) -> Case:
+    m = r.mapping(raw, where, ("name",) + PARAM_NAMES)
+    values = {k: r.param(k, v, f"{where}.{k}") for k, v in m.items() if k != "name"}
+    params = Params(**values)
+    name = r.text(m["name"], f"{where}.name") if "name" in m else params.label()
+    return Case(name, params)
+
+
+def _message(r: _Reader, value: Any) -> str:
+    text = r.text(value, "message")
+    if len(text.encode()) > 200:
+        raise r.bad("message", "too long; allowed: up to 200 bytes (one echo, one read)")
+    return text
+
+
+def parse(text: str, source: str) -> Experiment:
+    """Validate an experiment file's text; `source` names it in messages."""
+    r = _Reader(source)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise r.bad("", f"not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    doc = r.mapping(doc, "", TOP_LEVEL)
+    for required in ("name", "description"):
+        if required not in doc:
+            raise r.bad(required, "missing; every experiment needs a name and a description")
+    name = r.text(doc["name"], "name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise r.bad("name", f"got {name!r}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
+
+    matrix: list[tuple[str, tuple[Any, ...]]] = []
+    if "matrix" in doc:
+        for key, values in r.mapping(doc["matrix"], "matrix", PARAM_NAMES).items():
+            if not isinstance(values, list) or not values:
+                raise r.bad(f"matrix.{key}", "allowed: a non-empty list of values")
+            matrix.append((key, tuple(r.param(key, v, f"matrix.{key}[{i}]") for i, v in enumerate(values))))
+    cases: list[Case] = []
+    if "cases" in doc:
+        if not isinstance(doc["cases"], list) or not doc["cases"]:
+            raise r.bad("cases", "allowed: a non-empty list of cases")
+        cases = [_case(r, c, f"cases[{i}]") for i, c in enumerate(doc["cases"])]
+    if not matrix and not cases:
+        raise r.bad("cases", "missing; give a matrix, a list of cases, or both")
+
+    return Experiment(
+        name=name,
+        description=r.text(doc["description"], "description"),
+        source=source,
+        text=text,
+        repeat=r.integer(doc.get("repeat", 1), "repeat", 1, 1000),
+        port=r.integer(doc.get("port", 7777), "port", 1024, 65535),
+        message=_message(r, doc.get("message", "hello")),
+        poll_ms=r.integer(doc.get("poll_ms", 10), "poll_ms", 1, 10),
+        restart_every_ms=r.integer(doc.get("restart_every_ms", 100), "restart_every_ms", 10, 10_000),
+        max_wait_s=r.number(doc.get("max_wait_s", 600), "max_wait_s", 1, 24 * 3600),
+        fault_backend=r.choice(doc.get("fault_backend", "auto"), "fault_backend", BACKENDS),
+        matrix=tuple(matrix),
+        cases=tuple(cases),
+    )
+
+
+def load(path: str | Path) -> Experiment:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), "", f"cannot be read: {exc}") from None
+    return parse(text, str(path))

@@ -1,0 +1,425 @@
+/* tw-agent: the harness's observer inside the server's network namespace.
+ *
+ * It shares the network and PID namespaces of the server, so it sees what the
+ * book's reader sees on one host, and it does every time-critical step itself,
+ * on CLOCK_MONOTONIC:
+ *   1. wait until the server LISTENs on the port;
+ *   2. on SIGUSR1 ("close now" from the harness): with -c server, SIGINT the
+ *      server as Ctrl+C does; with -c client, only mark the start (the client
+ *      closes and reports its own time);
+ *   3. every -i ms: look up the connection's TCP socket through netlink
+ *      inet_diag (libmnl), try bind() on fresh sockets without and with SO_REUSEADDR,
+ *      and, once the old server is gone, every -e ms restart the server
+ *      program itself until it comes up;
+ *   4. stop when all three have bound and the connection is gone, or after
+ *      -w seconds.
+ * Everything it observes is printed as JSON lines (events.h). */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "events.h"
+
+#define SRC "agent"
+#define SERVER_COMM "echo-server"
+
+static const char *const state_names[] = {
+	"?",	     "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1",
+	"FIN_WAIT2", "TIME_WAIT",   "CLOSE",    "CLOSE_WAIT", "LAST_ACK",
+	"LISTEN",    "CLOSING",     "NEW_SYN_RECV",
+};
+#define N_STATES (int)(sizeof(state_names) / sizeof(state_names[0]))
+
+/* What inet_diag told us about the sockets we watch on our port. */
+struct snapshot {
+	int port;
+	int count, time_wait;
+	unsigned tw_expires_ms; /* largest TIME_WAIT timer left */
+	char states[512];	/* "TIME_WAIT","LISTEN": the signature we log */
+	/* A dump fills conns with the port's connections (not listeners);
+	 * lookups of those set conns_only, since the kernel answers a lookup
+	 * for a connection that is gone with the listener, if there is one. */
+	struct inet_diag_sockid conns[8];
+	int nconns, conns_only;
+};
+
+static int diag_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct snapshot *s = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	int st = m->idiag_state;
+
+	if (ntohs(m->id.idiag_sport) != s->port ||
+	    (s->conns_only && !m->id.idiag_dport))
+		return MNL_CB_OK;
+	if (!s->conns_only && m->id.idiag_dport && s->nconns < 8)
+		s->conns[s->nconns++] = m->id;
+	s->count++;
+	if (st == 6) { /* TCP_TIME_WAIT */
+		s->time_wait++;
+		if (m->idiag_expires > s->tw_expires_ms)
+			s->tw_expires_ms = m->idiag_expires;
+	}
+	size_t used = strlen(s->states);
+	snprintf(s->states + used, sizeof(s->states) - used, "%s\"%s\"",
+		 used ? "," : "", st < N_STATES ? state_names[st] : "?");
+	return MNL_CB_OK;
+}
+
+/* One inet_diag request. With id == NULL it dumps every TCP socket of the
+ * family, which walks the kernel's whole (host-sized) hash table; with an id
+ * it asks for that one connection, a single hash-bucket lookup, cheap enough
+ * to repeat every few milliseconds however busy the host is. Returns 0 when
+ * the socket exists (or the dump ended), 1 when the kernel has no such
+ * socket, -1 on error. */
+static int diag_query(struct mnl_socket *nl, int family,
+		      const struct inet_diag_sockid *id, struct snapshot *s)
+{
+	static unsigned seq;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct inet_diag_req_v2 *req;
+
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST | (id ? 0 : NLM_F_DUMP);
+	nlh->nlmsg_seq = ++seq;
+	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = family;
+	req->sdiag_protocol = IPPROTO_TCP;
+	req->idiag_states = ~0U;
+	if (id) {
+		req->id = *id;
+		req->id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+		req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	}
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -1;
+	unsigned portid = mnl_socket_get_portid(nl);
+	for (;;) {
+		int n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (n < 0)
+			return -1;
+		int ret = mnl_cb_run(buf, n, seq, portid, diag_cb, s);
+		if (ret < 0)
+			return errno == ENOENT ? 1 : -1;
+		if (id || ret == MNL_CB_STOP)
+			return 0;
+	}
+}
+
+static void snapshot_reset(struct snapshot *s)
+{
+	s->count = s->time_wait = 0;
+	s->tw_expires_ms = 0;
+	s->states[0] = 0;
+}
+
+/* Dump once: every socket on the port, remembering its connections. */
+static int snapshot_dump(struct mnl_socket *nl, int family, struct snapshot *s)
+{
+	snapshot_reset(s);
+	s->nconns = 0;
+	s->conns_only = 0;
+	return diag_query(nl, family, NULL, s);
+}
+
+/* Look up the remembered connections only: cheap, see diag_query. */
+static int snapshot_conns(struct mnl_socket *nl, int family, struct snapshot *s)
+{
+	snapshot_reset(s);
+	s->conns_only = 1;
+	for (int i = 0; i < s->nconns; i++)
+		if (diag_query(nl, family, &s->conns[i], s) < 0)
+			return -1;
+	return 0;
+}
+
+/* A fresh socket's bind(): does the kernel let us have the port now? */
+static int try_bind(int family, int port, int reuse)
+{
+	int fd = socket(family, SOCK_STREAM, 0), err = 0;
+	struct sockaddr_storage a = {0};
+	socklen_t len;
+
+	if (fd < 0)
+		return errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&a;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		len = sizeof(*a6);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&a;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		len = sizeof(*a4);
+	}
+	if (bind(fd, (struct sockaddr *)&a, len))
+		err = errno;
+	close(fd);
+	return err;
+}
+
+static pid_t find_server(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	while (d && (e = readdir(d)) && !found) {
+		char path[300], comm[64] = "";
+		pid_t pid = atoi(e->d_name);
+		if (pid <= 0 || pid == getpid())
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		FILE *f = fopen(path, "r");
+		if (f && fgets(comm, sizeof(comm), f) &&
+		    strncmp(comm, SERVER_COMM, strlen(SERVER_COMM)) == 0)
+			found = pid;
+		if (f)
+			fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/* Run the server program once, as the book's reader does by hand.
+ * Returns 1 when it came up (it printed "listening"; we then stop it), 0 when
+ * it exited on its own; *why gets its first stderr line. */
+static int restart_once(const char *path, int family, int port, int reuse,
+			char *why, size_t whylen)
+{
+	int out[2], err[2];
+	char portstr[16];
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (pipe(out) || pipe(err))
+		return 0;
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		close(out[0]);
+		close(err[0]);
+		char *argv[5];
+		int i = 0;
+		argv[i++] = SERVER_COMM;
+		if (reuse)
+			argv[i++] = "-r";
+		if (family == AF_INET6)
+			argv[i++] = "-6";
+		argv[i++] = portstr;
+		argv[i] = NULL;
+		execv(path, argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+
+	char obuf[256] = "";
+	ssize_t n = read(out[0], obuf, sizeof(obuf) - 1); /* EOF if it died */
+	int up = n > 0 && strstr(obuf, "listening") != NULL;
+	if (up)
+		kill(pid, SIGINT);
+	int status;
+	waitpid(pid, &status, 0);
+	n = read(err[0], why, whylen - 1);
+	why[n > 0 ? n : 0] = 0;
+	why[strcspn(why, "\n")] = 0;
+	close(out[0]);
+	close(err[0]);
+	return up;
+}
+
+static void sleep_until(struct timespec *next, int ms)
+{
+	next->tv_nsec += ms * 1000000L;
+	while (next->tv_nsec >= 1000000000L) {
+		next->tv_nsec -= 1000000000L;
+		next->tv_sec++;
+	}
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) ==
+	       EINTR)
+		;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: tw-agent -p PORT [-6] [-c server|client] [-R] "
+		"[-i POLL_MS] [-e RESTART_MS] [-w MAX_WAIT_S] [-s SERVER]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int port = 0, family = AF_INET, restart_reuse = 0, interval_ms = 10,
+	    restart_ms = 100, opt;
+	double max_wait = 600;
+	const char *close_first = "server",
+		   *server_path = "/usr/local/bin/" SERVER_COMM;
+
+	while ((opt = getopt(argc, argv, "p:6c:Ri:e:w:s:")) != -1) {
+		switch (opt) {
+		case 'p': port = atoi(optarg); break;
+		case '6': family = AF_INET6; break;
+		case 'c': close_first = optarg; break;
+		case 'R': restart_reuse = 1; break;
+		case 'i': interval_ms = atoi(optarg); break;
+		case 'e': restart_ms = atoi(optarg); break;
+		case 'w': max_wait = atof(optarg); break;
+		case 's': server_path = optarg; break;
+		default: usage();
+		}
+	}
+	if (port <= 0 || interval_ms <= 0 || restart_ms <= 0)
+		usage();
+
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+
+	struct timespec real;
+	clock_gettime(CLOCK_REALTIME, &real);
+	/* Lets the harness put pcap (wall-clock) timestamps on this axis. */
+	emit_at(SRC, "clock", mono_now(), "\"realtime\":%.9f",
+		real.tv_sec + real.tv_nsec / 1e9);
+
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"netlink\"");
+		return 1;
+	}
+	struct snapshot snap = {.port = port};
+
+	/* 1. The server is up when the kernel shows its LISTEN socket. */
+	double deadline = mono_now() + 30;
+	pid_t server = 0;
+	while (!(server = find_server()) ||
+	       snapshot_dump(nl, family, &snap) < 0 ||
+	       !strstr(snap.states, "LISTEN")) {
+		if (mono_now() > deadline) {
+			emit_at(SRC, "error", mono_now(),
+				"\"what\":\"server never listened\"");
+			return 1;
+		}
+		usleep(5000);
+	}
+	emit_at(SRC, "listening", mono_now(), "\"pid\":%d", server);
+
+	/* 2. Wait for the harness's "close now". */
+	struct timespec wait_max = {.tv_sec = 120};
+	if (sigtimedwait(&usr1, NULL, &wait_max) < 0) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"no close signal\"");
+		return 1;
+	}
+	if (snapshot_dump(nl, family, &snap) < 0 || !snap.nconns) {
+		emit_at(SRC, "error", mono_now(),
+			"\"what\":\"no connection on the port to watch\"");
+		return 1;
+	}
+	double t0 = mono_now();
+	if (strcmp(close_first, "server") == 0) {
+		kill(server, SIGINT);
+		emit_at(SRC, "close", t0, "\"side\":\"server\",\"how\":\"SIGINT\"");
+	} else {
+		emit_at(SRC, "armed", t0, NULL);
+	}
+
+	/* 3. Observe. */
+	int tw_seen = 0, tw_gone = 0, server_gone = 0, restart_up = 0;
+	int bind_ok[2] = {0, 0}, bind_fails[2] = {0, 0}, attempts = 0;
+	unsigned last_expires = 0;
+	char last_states[512] = "-";
+	double next_restart = 0, end = t0 + max_wait;
+	struct timespec tick;
+	clock_gettime(CLOCK_MONOTONIC, &tick);
+
+	for (;;) {
+		double now = mono_now();
+		if (snapshot_conns(nl, family, &snap) < 0) {
+			emit_at(SRC, "error", now, "\"what\":\"inet_diag\"");
+			return 1;
+		}
+		if (strcmp(snap.states, last_states)) {
+			emit_at(SRC, "sockets", now, "\"states\":[%s]", snap.states);
+			strcpy(last_states, snap.states);
+		}
+		if (snap.time_wait && !tw_seen) {
+			tw_seen = 1;
+			emit_at(SRC, "tw_appear", now, "\"expires_ms\":%u",
+				snap.tw_expires_ms);
+		} else if (snap.time_wait && snap.tw_expires_ms > last_expires) {
+			/* The timer went up: a FIN arrived in TIME_WAIT. */
+			emit_at(SRC, "tw_timer_restart", now, "\"expires_ms\":%u",
+				snap.tw_expires_ms);
+		}
+		last_expires = snap.tw_expires_ms;
+		if (tw_seen && !snap.time_wait && !tw_gone) {
+			tw_gone = 1;
+			emit_at(SRC, "tw_gone", now, NULL);
+		}
+		if (!server_gone && kill(server, 0) && errno == ESRCH) {
+			server_gone = 1;
+			emit_at(SRC, "server_exit", now, NULL);
+		}
+		for (int reuse = 0; reuse < 2; reuse++) {
+			if (bind_ok[reuse])
+				continue;
+			double t = mono_now();
+			int err = try_bind(family, port, reuse);
+			if (!err) {
+				bind_ok[reuse] = 1;
+				emit_at(SRC, "bind_ok", t,
+					"\"reuseaddr\":%s,\"failures\":%d",
+					reuse ? "true" : "false",
+					bind_fails[reuse]);
+			} else if (bind_fails[reuse]++ == 0) {
+				emit_at(SRC, "bind_fail", t,
+					"\"reuseaddr\":%s,\"errno\":\"%s\"",
+					reuse ? "true" : "false", strerror(err));
+			}
+		}
+		if (server_gone && !restart_up && mono_now() >= next_restart) {
+			char why[200];
+			double t = mono_now();
+			next_restart = t + restart_ms / 1000.0;
+			attempts++;
+			restart_up = restart_once(server_path, family, port,
+						  restart_reuse, why, sizeof(why));
+			if (restart_up)
+				emit_at(SRC, "restart_up", t, "\"attempt\":%d",
+					attempts);
+			else
+				emit_at(SRC, "restart_fail", t,
+					"\"attempt\":%d,\"stderr\":\"%s\"",
+					attempts, why);
+		}
+		if (bind_ok[0] && bind_ok[1] && restart_up && !snap.count) {
+			emit_at(SRC, "done", mono_now(), NULL);
+			return 0;
+		}
+		if (mono_now() > end) {
+			emit_at(SRC, "timeout", mono_now(), "\"after_s\":%.0f",
+				max_wait);
+			return 0;
+		}
+		sleep_until(&tick, interval_ms);
+	}
+}
