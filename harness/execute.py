@@ -66,20 +66,29 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
 
     say("starting")
-    cap = lab.start("capture", passive, "probe", commands.capture(exp), caps=commands.CAPTURE_CAPS,
-                    own_pid=True)
+    fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
+    # Nothing below depends on another's start: the agent waits for the server
+    # to listen, and the fault container only idles until its rules come.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        started = [
+            pool.submit(lab.start, "capture", passive, "probe", commands.capture(exp),
+                        caps=commands.CAPTURE_CAPS, own_pid=True),
+            pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
+            pool.submit(lab.start, "agent", "server", "probe", commands.agent(exp, p)),
+        ]
+        prepared = pool.submit(fault_backend.prepare, lab, passive) if fault_backend else None
+        cap, _, agent = (f.result() for f in started)
+        fault_container = prepared.result() if prepared else None
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
-    lab.start("server", "server", "server", commands.server(exp, p))
-    agent = lab.start("agent", "server", "probe", commands.agent(exp, p))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
     client = lab.start("client", "client", "client", commands.client(exp, p, lab.address("server")))
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
 
     fault = None
-    if ctx.fault is not None and p.final_ack_loss.kind != "none":
+    if fault_backend is not None:
         say("installing fault")
-        fault = ctx.fault.install(lab, passive, exp, p)
-        record.update(backend=ctx.fault.name, injection_point=fault.where)
+        fault = fault_backend.install(lab, fault_container, passive, exp, p)
+        record.update(backend=fault_backend.name, injection_point=fault.where)
 
     say("closing")
     lab.signal(agent, "SIGUSR1")

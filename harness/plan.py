@@ -63,8 +63,11 @@ def expected_seconds(p: Params) -> float:
     lost = leading_drops(p.final_ack_loss)
     retries = RETRIES2 if p.client_close == "shutdown" else ORPHAN_RETRIES
     if p.close_first == "client":
-        # The server is the passive closer: its port frees when LAST_ACK ends.
-        return SETUP_S + _fin_retry_span(lost, retries) + (RTO_MIN_S if lost else 0)
+        # The server is the passive closer: its port frees when LAST_ACK ends,
+        # at the first ACK that arrives or one timeout after its last retry.
+        if lost > retries:
+            return SETUP_S + _fin_retry_span(retries + 1, retries + 1)
+        return SETUP_S + _fin_retry_span(lost, retries)
     if lost >= MAX_COPIES or lost > retries:
         # Every copy lost: the last FIN copy restarts TIME_WAIT one last time.
         return SETUP_S + _fin_retry_span(retries, retries) + TIME_WAIT_S + 1.0

@@ -23,5 +23,14 @@ class InstalledFault(Protocol):
 class FaultBackend(Protocol):
     name: str
 
-    def install(self, lab: Any, side: str, exp: Experiment, p: Params) -> InstalledFault:
-        """Install the drop of p.final_ack_loss in `side`'s namespace, through the lab."""
+    def prepare(self, lab: Any, side: str) -> Any:
+        """Start the container that will apply the fault in `side`'s namespace (early, in parallel)."""
+
+    def install(self, lab: Any, container: Any, side: str, exp: Experiment, p: Params) -> InstalledFault:
+        """Install the drop of p.final_ack_loss from that container, through the lab."""
+
+
+def start_fault_container(lab: Any, side: str) -> Any:
+    """The only container with NET_ADMIN: idle until a backend installs its rules by exec."""
+    return lab.start("fault", side, "probe", ["sleep", "infinity"], caps=("NET_ADMIN",),
+                     stream=False, own_pid=True)

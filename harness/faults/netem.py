@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harness.faults import start_fault_container
 from harness.spec import Experiment, Loss, Params
 
 IFB = "hfault0"
@@ -79,9 +80,9 @@ class Netem:
     def __init__(self, seed: bool):
         self.seed = seed  # iproute2 and the kernel take netem's `seed`
 
-    def install(self, lab: Any, side: str, exp: Experiment, p: Params) -> _Installed:
-        c = lab.start("fault", side, "probe", ["sleep", "infinity"], caps=("NET_ADMIN",),
-                      stream=False, own_pid=True)
+    prepare = staticmethod(start_fault_container)
+
+    def install(self, lab: Any, c: Any, side: str, exp: Experiment, p: Params) -> _Installed:
         for argv in commands(exp, p, seed=self.seed):
             lab.exec(c, argv)
         return _Installed(lab, c, f"tc netem on an IFB fed by the {side}'s eth0 ingress")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.faults.pattern import MAX_COPIES, dropped_copies
+from harness.faults import start_fault_container
 from harness.spec import Experiment, Params
 
 TABLE = "harness_fault"
@@ -79,9 +80,9 @@ class _Installed:
 class Nftables:
     name = "nftables"
 
-    def install(self, lab: Any, side: str, exp: Experiment, p: Params) -> _Installed:
-        c = lab.start("fault", side, "probe", ["sleep", "infinity"], caps=("NET_ADMIN",),
-                      stream=False, own_pid=True)
+    prepare = staticmethod(start_fault_container)
+
+    def install(self, lab: Any, c: Any, side: str, exp: Experiment, p: Params) -> _Installed:
         lab.put_file(c, RULES_PATH, ruleset(exp, p).encode())
         lab.exec(c, ["nft", "-f", RULES_PATH])
         return _Installed(lab, c, f"nftables netdev ingress hook of the {side}'s eth0",

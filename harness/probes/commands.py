@@ -31,5 +31,6 @@ CAPTURE_CAPS = ("NET_RAW", "SETUID", "SETGID")
 
 def capture(exp: Experiment) -> list[str]:
     # Written to stdout by a shell that tcpdump replaces, so the file needs no
-    # chown; -U writes each packet as it comes, so SIGINT loses nothing.
-    return ["sh", "-c", f'exec tcpdump -i eth0 -p -n -U -w - "tcp port {exp.port}" > {CAPTURE_PATH}']
+    # chown; --immediate-mode and -U hand each packet on as it comes, so the
+    # SIGINT at the end loses none still waiting in the ring buffer.
+    return ["sh", "-c", f'exec tcpdump -i eth0 -p -n -U --immediate-mode -w - "tcp port {exp.port}" > {CAPTURE_PATH}']
