@@ -32,7 +32,7 @@ class Trial:
 
 
 def cases(exp: Experiment) -> list[Case]:
-    """The matrix's product, then the explicit cases; duplicates kept once."""
+    """The matrix's product, then the explicit cases; a case named and set alike is kept once."""
     out: list[Case] = []
     if exp.matrix:
         keys = [k for k, _ in exp.matrix]
@@ -40,13 +40,7 @@ def cases(exp: Experiment) -> list[Case]:
             params = replace(Params(), **dict(zip(keys, combo)))
             out.append(Case(params.label(), params))
     out.extend(exp.cases)
-    seen: set[Params] = set()
-    unique = []
-    for c in out:
-        if c.params not in seen:
-            seen.add(c.params)
-            unique.append(c)
-    return unique
+    return list(dict.fromkeys(out))
 
 
 def _fin_retry_span(copies_lost: int, retries: int) -> float:

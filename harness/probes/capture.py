@@ -79,7 +79,7 @@ def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             dropped_copies: list[int] | None) -> dict[str, Any]:
     tl = timeline(pcap, events, port, p, dropped_copies)
     passive = _other(p.close_first)
-    fin_copies = sum(1 for e in tl if e["from"] == passive and "FIN" in e["what"] and "RST" not in e["what"])
+    fin_copies = sum(1 for e in tl if e["what"] in (f"{passive} FIN", f"{passive} FIN retransmission"))
     return {
         "timeline": tl,
         "fin_retransmits": max(0, fin_copies - 1),

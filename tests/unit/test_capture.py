@@ -1,0 +1,59 @@
+import io
+import socket
+
+import dpkt
+
+from harness.probes import capture
+from harness.spec import Params
+
+SERVER, CLIENT, PORT, CPORT = "10.9.0.2", "10.9.0.3", 7777, 40000
+F, A = dpkt.tcp.TH_FIN, dpkt.tcp.TH_ACK
+
+
+def seg(src, flags, seq, data=b""):
+    sport, dport = (PORT, CPORT) if src == SERVER else (CPORT, PORT)
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, flags=flags, data=data)
+    dst = CLIENT if src == SERVER else SERVER
+    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=6, data=tcp)
+    return bytes(dpkt.ethernet.Ethernet(data=ip, type=dpkt.ethernet.ETH_TYPE_IP))
+
+
+def pcap(packets):
+    buf = io.BytesIO()
+    w = dpkt.pcap.Writer(buf)
+    for ts, frame in packets:
+        w.writepkt(frame, ts=ts)
+    return buf.getvalue()
+
+
+# Wall clock 1000.0 is monotonic 10.0; the server closed at monotonic 10.0.
+EVENTS = [{"ev": "clock", "mono": 5.0, "realtime": 995.0}, {"ev": "close", "side": "server", "mono": 10.0}]
+CLOSE = pcap([
+    (999.9, seg(CLIENT, A | dpkt.tcp.TH_PUSH, 1, b"hello")),  # data: not part of the close
+    (1000.001, seg(SERVER, F | A, 100)),
+    (1000.002, seg(CLIENT, A, 2)),  # the client's ACK of the server's FIN
+    (1000.003, seg(CLIENT, F | A, 2)),
+    (1000.004, seg(SERVER, A, 101)),  # final ACK, dropped
+    (1000.204, seg(CLIENT, F | A, 2)),
+    (1000.205, seg(SERVER, A, 101)),  # again, delivered
+])
+
+
+def test_timeline_names_each_segment_on_the_close_axis():
+    tl = capture.timeline(CLOSE, EVENTS, PORT, Params(), dropped_copies=[0])
+    assert [e["what"] for e in tl] == [
+        "server FIN", "client ACK of the server FIN", "client FIN",
+        "final ACK", "client FIN retransmission", "final ACK (again)"]
+    assert tl[0]["t"] == 0.001
+    assert [e.get("dropped") for e in tl if "final" in e["what"]] == [True, False]
+
+
+def test_figures_count_fin_retransmissions_and_final_acks():
+    f = capture.figures(CLOSE, EVENTS, PORT, Params(), dropped_copies=[0])
+    assert f["fin_retransmits"] == 1
+    assert f["final_acks_seen"] == 2
+
+
+def test_unknown_drop_pattern_leaves_copies_unlabelled():
+    tl = capture.timeline(CLOSE, EVENTS, PORT, Params(), dropped_copies=None)
+    assert all("dropped" not in e for e in tl)

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+
+from harness.errors import EnvironmentProblem
+from harness.faults import choose, netem, nftables
+from harness.spec import Experiment, Loss, Params
+
+EXP = Experiment(name="t", description="d", source="t.yaml", text="", port=7777)
+NO_NETEM = {"nftables": True, "ifb": True, "ingress_qdisc": True, "u32_mirred": False, "netem": False}
+NETEM = {**NO_NETEM, "u32_mirred": True, "netem": True, "netem_seed": True}
+
+
+def test_nft_drops_pure_acks_from_the_server_when_it_closes_first():
+    rules = nftables.ruleset(EXP, Params(final_ack_loss=Loss("first", k=2)))
+    assert 'hook ingress device "eth0"' in rules
+    assert "meta protocol ip tcp sport 7777 tcp flags & (fin | syn | rst | psh | ack | urg) == ack" in rules
+    # no payload: IP length == 20 + TCP header length, for every header length
+    assert "ip length . @th,96,8 { 40 . 0x50, 44 . 0x60," in rules and "80 . 0xf0 }" in rules
+    assert 'counter name "final_acks" numgen inc mod 64 { 0, 1 } counter name "dropped" drop' in rules
+
+
+def test_nft_client_first_ipv6_all():
+    rules = nftables.ruleset(EXP, Params(close_first="client", family="ipv6", final_ack_loss=Loss("all")))
+    assert "meta protocol ip6 tcp dport 7777" in rules
+    assert "ip6 length . @th,96,8 { 20 . 0x50," in rules
+    assert "numgen" not in rules
+
+
+def test_nft_seeded_pattern_is_the_set():
+    loss = Loss("random", p=0.5, seed=7)
+    rules = nftables.ruleset(EXP, Params(final_ack_loss=loss))
+    from harness.faults.pattern import dropped_copies
+    assert "{ " + ", ".join(map(str, dropped_copies(loss))) + " }" in rules
+
+
+def test_nft_counters():
+    doc = {"nftables": [{"metainfo": {}},
+                        {"counter": {"table": "harness_fault", "name": "final_acks", "packets": 4}},
+                        {"counter": {"table": "harness_fault", "name": "dropped", "packets": 3}},
+                        {"counter": {"table": "other", "name": "dropped", "packets": 99}}]}
+    assert nftables.parse_counters(json.dumps(doc)) == {"final_acks": 4, "dropped": 3}
+
+
+def test_netem_commands_ipv4_all():
+    assert netem.commands(EXP, Params(final_ack_loss=Loss("all"))) == [
+        ["ip", "link", "add", "hfault0", "type", "ifb"],
+        ["ip", "link", "set", "hfault0", "up"],
+        ["tc", "qdisc", "add", "dev", "hfault0", "root", "netem", "loss", "100%"],
+        ["tc", "qdisc", "add", "dev", "eth0", "handle", "ffff:", "ingress"],
+        ["tc", "filter", "add", "dev", "eth0", "parent", "ffff:", "protocol", "ip", "prio", "1", "u32",
+         "match", "ip", "protocol", "6", "0xff", "match", "ip", "sport", "7777", "0xffff",
+         "match", "u8", "0x10", "0xff", "at", "33",
+         "action", "mirred", "egress", "redirect", "dev", "hfault0"],
+    ]
+
+
+def test_netem_commands_ipv6_seeded():
+    cmds = netem.commands(EXP, Params(close_first="client", family="ipv6",
+                                      final_ack_loss=Loss("random", p=0.5, seed=7)))
+    assert cmds[2] == ["tc", "qdisc", "add", "dev", "hfault0", "root", "netem",
+                       "loss", "random", "50%", "seed", "7"]
+    text = " ".join(cmds[4])
+    assert "parent ffff: protocol ipv6 prio 1 u32 match ip6 protocol 6 0xff" in text
+    assert "match ip6 dport 7777 0xffff match u8 0x10 0xff at 53 action mirred" in text
+    assert "seed" not in netem.commands(EXP, Params(final_ack_loss=Loss("random", p=0.5, seed=7)), seed=False)[2]
+
+
+def test_netem_cannot_drop_the_first_k():
+    with pytest.raises(ValueError):
+        netem.commands(EXP, Params(final_ack_loss=Loss("first", k=1)))
+
+
+def test_netem_drops_from_tc_stats():
+    out = "qdisc netem 8001: root refcnt 2 limit 1000 loss 100%\n Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)\n"
+    assert netem.parse_drops(out) == 3
+
+
+def test_auto_picks_nftables_without_netem_and_says_why():
+    backend, why = choose.choose("auto", [Loss("all")], NO_NETEM, "x.yaml")
+    assert backend.name == "nftables"
+    assert "no netem" in why and "u32_mirred" in why
+
+
+def test_auto_picks_netem_when_the_kernel_has_it_and_it_can_express_the_loss():
+    assert choose.choose("auto", [Loss("all")], NETEM, "x.yaml")[0].name == "netem"
+    assert choose.choose("auto", [Loss("first", k=1)], NETEM, "x.yaml")[0].name == "nftables"
+
+
+def test_asking_for_netem_without_it_is_one_clear_line():
+    with pytest.raises(EnvironmentProblem) as exc:
+        choose.choose("netem", [Loss("all")], NO_NETEM, "x.yaml")
+    msg = str(exc.value)
+    assert msg.startswith("x.yaml: fault_backend: netem is not available on this kernel")
+    assert "\n" not in msg
+
+
+def test_asking_for_netem_for_first_k():
+    with pytest.raises(EnvironmentProblem, match="netem cannot drop first 2"):
+        choose.choose("netem", [Loss("first", k=2)], NETEM, "x.yaml")
