@@ -159,9 +159,9 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[dict[str, A
         for f in futures:
             f.cancel()
         ctx.progress.note("interrupted: removing this run's containers and networks")
-        remove_labelled(ctx.docker, ctx.run_id)
+        remove_labelled(ctx.docker, ctx.run_id, networks=False)  # trials then end at once
         pool.shutdown(wait=True)
-        remove_labelled(ctx.docker, ctx.run_id)  # anything a trial made while we cleaned
+        remove_labelled(ctx.docker, ctx.run_id)  # and whatever they made meanwhile
         raise
     pool.shutdown(wait=True)
     return sorted(records, key=lambda r: r["index"])

@@ -12,7 +12,7 @@ from harness.plan import Trial
 # Events worth a line of their own, and how to say them.
 NOTABLE = {
     "listening": lambda e: "server listening",
-    "close": lambda e: f"{e.get('side')} closed first ({e.get('how')})",
+    "close": lambda e: f"{e.get('side')} closed ({e.get('how')})",
     "tw_appear": lambda e: f"TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
     "tw_timer_restart": lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
     "tw_gone": lambda e: "TIME_WAIT gone",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 import docker.errors
@@ -50,15 +51,29 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def remove_labelled(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
-    """Remove our containers and networks (of one run, or all); returns the counts."""
+def remove_labelled(client: docker.DockerClient, run_id: str | None = None,
+                    networks: bool = True) -> tuple[int, int]:
+    """Remove our containers, then networks (of one run, or all); returns the counts.
+
+    networks=False removes containers only: what an interrupt does first, while
+    trial threads may still be tearing down networks of their own."""
     filt = [f"{RUN_LABEL}={run_id}"] if run_id else [LABEL]
-    containers = client.containers.list(all=True, filters={"label": filt})
-    for c in containers:
-        with contextlib.suppress(docker.errors.NotFound):
-            c.remove(force=True)
-    networks = client.networks.list(filters={"label": filt})
-    for n in networks:
-        with contextlib.suppress(docker.errors.NotFound):
-            n.remove()
-    return len(containers), len(networks)
+    with translated("removing the harness's containers and networks"):
+        found = client.containers.list(all=True, filters={"label": filt})
+        for c in found:
+            remove_quietly(c.remove, force=True)
+        nets = client.networks.list(filters={"label": filt}) if networks else []
+        for n in nets:
+            remove_quietly(n.remove)
+    return len(found), len(nets)
+
+
+def remove_quietly(remove: Callable[..., None], **kwargs: Any) -> None:
+    """Remove, where gone already or being removed by another thread counts as done."""
+    try:
+        remove(**kwargs)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise

@@ -12,7 +12,6 @@ the client program exits.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import io
 import tarfile
@@ -20,11 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
-import docker.errors
 import docker.types
 
 from harness.errors import LabError
-from harness.lab.engine import labels, translated
+from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream
 
@@ -63,19 +61,17 @@ class TrialLab:
         self.close()
 
     def close(self) -> None:
-        """Remove every container, then the network; keeps going past errors."""
+        """Remove every container, then the network."""
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(self._remove, reversed(self._containers)))
+            removals = [pool.submit(remove_quietly, c.remove, force=True) for c in reversed(self._containers)]
+        errors = [f.exception() for f in removals if f.exception()]
         self._containers.clear()
         if self._network is not None:
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                self._network.remove()
+            with translated(f"removing the trial network {self._prefix}"):
+                remove_quietly(self._network.remove)
             self._network = None
-
-    @staticmethod
-    def _remove(container: Any) -> None:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.remove(force=True)
+        if errors:
+            raise LabError(f"removing the containers of {self._trial}", str(errors[0]))
 
     def _create_network(self) -> None:
         kwargs: dict[str, Any] = {}

@@ -1,0 +1,70 @@
+"""Integration tests: the real engine, real containers, real kernel. No mocks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+
+HERE = Path(__file__).parent
+EXPERIMENTS = HERE / "experiments"
+LABEL = "io.harness"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if HERE in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a running Docker engine ({exc}); `bash .ci/run` starts one")
+    return client
+
+
+def harness(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, dict | None, str]:
+    out, err = proc.communicate(timeout=timeout)
+    try:
+        doc = json.loads(out) if out.strip() else None
+    except json.JSONDecodeError:
+        doc = None
+    return proc.returncode, doc, err
+
+
+def leftovers(engine) -> tuple[list, list]:
+    return (engine.containers.list(all=True, filters={"label": LABEL}),
+            engine.networks.list(filters={"label": LABEL}))
+
+
+@pytest.fixture(scope="session")
+def images(engine):
+    """Build (or find) the lab images once, before runs start in parallel."""
+    proc = subprocess.run([sys.executable, "-m", "harness", "images"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def runs(engine, images, tmp_path_factory):
+    """paths.yaml and seeded_again.yaml, run at the same time, each trial in parallel."""
+    results = tmp_path_factory.mktemp("results")
+    procs = {name: harness("run", str(EXPERIMENTS / f"{name}.yaml"), "--json", "--results", str(results))
+             for name in ("paths", "seeded_again")}
+    done = {name: finish(p, timeout=600) for name, p in procs.items()}
+    for name, (rc, doc, err) in done.items():
+        assert doc is not None, f"{name}: no JSON (exit {rc}):\n{err[-3000:]}"
+    return done

@@ -1,0 +1,169 @@
+"""What the kernel does, measured through the harness on real containers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import EXPERIMENTS, finish, harness, leftovers
+
+TIME_WAIT_RANGE = (55.0, 65.0)  # TCP_TIMEWAIT_LEN is 60 s; the timer wheel rounds it up
+
+
+def trial(runs, name, case):
+    _, doc, _ = runs[name]
+    (t,) = [t for t in doc["trials"] if t["case"] == case]
+    assert t["status"] == "ok", f"{case}: {t['why']}\n{t.get('logs', '')}"
+    return t
+
+
+def test_every_trial_measured_and_the_run_directory_is_complete(runs):
+    rc, doc, err = runs["paths"]
+    assert rc == 0, err[-3000:]
+    assert doc["experiment"] == "paths" and len(doc["trials"]) == 9
+    run_dir = Path(doc["run_dir"])
+    for name in ("experiment.yaml", "manifest.json", "events.jsonl", "trials.jsonl",
+                 "results.md", "results.csv", "trials.csv"):
+        assert (run_dir / name).is_file(), name
+    assert len(list((run_dir / "captures").glob("t*.pcap"))) == 9
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["kernel"] and manifest["engine_version"] and manifest["images"]["ids"]["server"]
+    assert manifest["sysctls"]["net.ipv4.tcp_fin_timeout"]
+    for t in doc["trials"]:
+        assert {"case", "repeat", "params", "time_wait_s", "rebind_plain_s", "rebind_reuseaddr_s",
+                "restart_s", "bind_errors", "final_acks_dropped", "fin_retransmits", "backend",
+                "injection_point"} <= set(t)
+
+
+def test_nothing_is_left_behind(engine, runs):
+    containers, networks = leftovers(engine)
+    assert containers == [] and networks == []
+
+
+def test_client_closes_first_no_time_wait_on_the_server_and_an_immediate_restart(runs):
+    t = trial(runs, "paths", "client first")
+    assert t["params"]["close_first"] == "client"
+    assert t["time_wait_s"] is None
+    assert t["bind_errors"] == 0
+    assert t["restart_s"] < 1.0 and t["rebind_plain_s"] < 1.0
+
+
+def test_server_closes_first_time_wait_blocks_bind_until_it_is_gone(runs):
+    t = trial(runs, "paths", "server first")
+    assert TIME_WAIT_RANGE[0] < t["time_wait_s"] < TIME_WAIT_RANGE[1]
+    # plain bind() failed all through TIME_WAIT and worked at its end
+    assert t["tw_gone_s"] <= t["rebind_plain_s"] < t["tw_gone_s"] + 0.5
+    # the restarted server printed "bind() error" until then
+    assert t["bind_errors"] > 100
+    assert t["restart_s"] >= t["tw_gone_s"]
+
+
+def test_so_reuseaddr_on_both_sockets_binds_during_time_wait(runs):
+    t = trial(runs, "paths", "server first reuse")
+    assert t["time_wait_s"] is not None and t["time_wait_s"] > TIME_WAIT_RANGE[0]
+    assert t["rebind_reuseaddr_s"] < 1.0
+    assert t["restart_s"] < 1.0 and t["bind_errors"] == 0
+    assert t["rebind_plain_s"] >= t["tw_gone_s"]
+
+
+def test_so_reuseaddr_only_on_the_new_socket_does_not_help_on_linux(runs):
+    t = trial(runs, "paths", "reuse only on restart")
+    assert t["params"]["server_reuseaddr"] is False and t["params"]["restart_reuseaddr"] is True
+    assert t["restart_s"] >= t["tw_gone_s"] and t["bind_errors"] > 100
+
+
+def test_all_final_acks_lost_time_wait_lasts_far_longer(runs):
+    lost, base = trial(runs, "paths", "all acks lost"), trial(runs, "paths", "server first")
+    assert lost["backend"] == "nftables"
+    assert "ingress" in lost["injection_point"] and "client" in lost["injection_point"]
+    assert lost["time_wait_s"] > base["time_wait_s"] + 30
+    assert lost["tw_timer_restarts"] >= 5
+    assert lost["rebind_plain_s"] >= lost["tw_gone_s"]
+    # one final ACK per FIN copy the server received, and every one dropped
+    assert lost["final_acks_dropped"] == lost["fin_retransmits"] + 1
+    acks = [e for e in lost["timeline"] if e["what"].startswith("final ACK")]
+    assert len(acks) == lost["final_acks_dropped"] and all(e["dropped"] for e in acks)
+    fins = [e for e in lost["timeline"] if e["what"].startswith("client FIN")]
+    assert all(a["t"] < b["t"] for a, b in zip(fins, fins[1:]))
+
+
+def test_same_seed_drops_the_same_copies(runs):
+    a, b = trial(runs, "paths", "seeded"), trial(runs, "seeded_again", "seeded")
+    assert a["params"]["final_ack_loss"] == {"p": 0.5, "seed": 7}
+    assert a["dropped_copies"] == b["dropped_copies"]
+    assert a["final_acks_dropped"] == len(a["dropped_copies"]) == b["final_acks_dropped"]
+    labels = lambda t: [e["dropped"] for e in t["timeline"] if "dropped" in e]  # noqa: E731
+    assert labels(a) == labels(b)
+
+
+def test_ipv6_final_ack_lost_once(runs):
+    t = trial(runs, "paths", "ipv6 first ack lost")
+    assert t["params"]["family"] == "ipv6"
+    assert t["final_acks_dropped"] == 1 and t["fin_retransmits"] == 1
+    assert t["time_wait_s"] is not None
+
+
+def test_client_shutdown_still_leaves_the_server_in_time_wait(runs):
+    t = trial(runs, "paths", "client shutdown")
+    assert t["params"]["client_close"] == "shutdown"
+    assert TIME_WAIT_RANGE[0] < t["time_wait_s"] < TIME_WAIT_RANGE[1]
+
+
+def test_client_first_lost_ack_keeps_the_server_in_last_ack(runs):
+    t = trial(runs, "paths", "client first ack lost")
+    assert "server" in t["injection_point"]
+    assert t["fin_retransmits"] == 1 and t["final_acks_dropped"] == 1
+    # the port frees only when the retransmitted FIN is acknowledged, one RTO later
+    assert t["rebind_plain_s"] > 0.15
+
+
+def test_auto_says_it_chose_nftables(runs):
+    _, _, err = runs["paths"]
+    assert "fault backend: nftables (auto: this kernel has no netem" in err
+
+
+def test_report_rebuilds_the_tables_from_the_run_directory(runs):
+    _, doc, _ = runs["paths"]
+    rc, again, err = finish(harness("report", doc["run_dir"], "--json"), timeout=60)
+    assert rc == 0, err
+    assert [t["time_wait_s"] for t in again["trials"]] == [t["time_wait_s"] for t in doc["trials"]]
+
+
+def test_asking_for_netem_here_is_one_clear_line(engine, images):
+    rc, doc, err = finish(harness("run", str(EXPERIMENTS / "netem.yaml")), timeout=120)
+    assert rc == 3 and doc is None
+    assert err.strip().splitlines()[-1].startswith(
+        f"harness: {EXPERIMENTS / 'netem.yaml'}: fault_backend: netem is not available on this kernel")
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_removes_everything_and_keeps_what_was_measured(engine, images, tmp_path):
+    proc = harness("run", str(EXPERIMENTS / "seeded_again.yaml"), "--results", str(tmp_path))
+    deadline = time.monotonic() + 120
+    seen = ""
+    while time.monotonic() < deadline and "server closed" not in seen:
+        seen += proc.stderr.readline()
+    assert "server closed" in seen
+    proc.send_signal(signal.SIGINT)
+    rc, _, err = finish(proc, timeout=60)
+    assert rc == 130, err
+    assert "interrupted" in err
+    containers, networks = leftovers(engine)
+    assert containers == [] and networks == []
+    (run_dir,) = (tmp_path / "seeded_again").iterdir()
+    assert '"ev": "close"' in (run_dir / "events.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_shutdown_with_every_ack_lost_retries_for_minutes(engine, images, tmp_path):
+    rc, doc, err = finish(harness("run", str(EXPERIMENTS / "slow_shutdown.yaml"), "--json",
+                                  "--results", str(tmp_path)), timeout=1800)
+    assert rc == 0, err[-3000:]
+    (t,) = doc["trials"]
+    assert t["fin_retransmits"] > 10  # tcp_retries2 (15), not the orphan's 8
+    assert t["time_wait_s"] > 600
+    assert t["final_acks_dropped"] == t["fin_retransmits"] + 1
