@@ -38,8 +38,9 @@ def trial_figures(events: list[Event], close_first: str) -> dict[str, Any]:
     def since(e: Event | None) -> float | None:
         return round(e["mono"] - t0, 6) if e and t0 is not None else None
 
-    appear, gone = _first(events, "tw_appear"), _first(events, "tw_gone")
+    appear, gone, done = _first(events, "tw_appear"), _first(events, "tw_gone"), _first(events, "done")
     restarts = [e for e in events if e.get("ev") == "restart_fail"]
+    polls = _first(events, "poll_stats") or {}
     return {
         "tw_appear_s": since(appear),
         "tw_gone_s": since(gone),
@@ -50,6 +51,10 @@ def trial_figures(events: list[Event], close_first: str) -> dict[str, Any]:
         "restart_s": since(_first(events, "restart_up")),
         "bind_errors": sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
         "restart_failures_other": sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
+        # From the close until the port was free again: the kernel's part of the trial.
+        "observed_s": since(done),
+        # How late the agent's latest poll started: the bound on every time above.
+        "poll_late_max_ms": polls.get("late_max_ms"),
     }
 
 

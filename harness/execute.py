@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 import traceback
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -59,7 +61,8 @@ def _ev(name: str) -> Any:
     return lambda e: e.get("ev") == name
 
 
-def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, Any]) -> None:
+def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, Any],
+              mark: Callable[[str], None]) -> None:
     """Connect, echo, install the fault, close in the chosen order, observe until the port is free."""
     exp, p = ctx.exp, trial.params
     passive = "client" if p.close_first == "server" else "server"
@@ -67,21 +70,21 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
 
     say("starting")
     fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
-    # Nothing below depends on another's start: the agent waits for the server
-    # to listen, and the fault container only idles until its rules come.
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        started = [
-            pool.submit(lab.start, "capture", passive, "probe", commands.capture(exp),
-                        caps=commands.CAPTURE_CAPS, own_pid=True),
-            pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
-            pool.submit(lab.start, "agent", "server", "probe", commands.agent(exp, p)),
-        ]
-        prepared = pool.submit(fault_backend.prepare, lab, passive) if fault_backend else None
-        cap, _, agent = (f.result() for f in started)
-        fault_container = prepared.result() if prepared else None
+    # The owners first (the agent waits for the server to listen, the capture
+    # for the client), then what joins them; the fault only idles until used.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        owners = [pool.submit(lab.own, "server", "agent", "probe", commands.agent(exp, p)),
+                  pool.submit(lab.own, "client", "capture", "probe", commands.capture(exp),
+                              caps=commands.CAPTURE_CAPS)]
+        agent, cap = (f.result() for f in owners)
+        joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p))]
+        if fault_backend:
+            joined.append(pool.submit(fault_backend.prepare, lab, passive))
+        fault_container = [f.result() for f in joined][-1] if fault_backend else None
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
-    client = lab.start("client", "client", "client", commands.client(exp, p, lab.address("server")))
+    client = lab.start("client", "client", "client", commands.client(exp, p, lab.address("server")),
+                       own_pid=True)
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
 
     fault = None
@@ -90,6 +93,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         fault = fault_backend.install(lab, fault_container, passive, exp, p)
         record.update(backend=fault_backend.name, injection_point=fault.where)
 
+    mark("exchange")
     say("closing")
     lab.signal(agent, "SIGUSR1")
     if p.close_first == "client":
@@ -100,6 +104,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
                 lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
     if end["ev"] == "timeout":
         record["why"] = f"not over after {end.get('after_s')} s (max_wait_s)"
+    mark("observe")
 
     if fault is not None:
         record.update(fault.readout())
@@ -109,6 +114,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     record["capture"] = ctx.store.capture(trial.id, pcap)
     events = [e for s in lab.streams.values() for e in s.events]
     record.update(capture_reader.figures(pcap, events, exp.port, p, record.get("dropped_copies")))
+    mark("collect")
 
 
 def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
@@ -123,12 +129,23 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
         ctx.store.event({"trial": trial.id, **event})
         ctx.progress.event(trial, event)
 
+    # Host-clock seconds of each phase: where the harness's own time goes (bench/).
+    phases: dict[str, float] = {}
+    last = [time.monotonic()]
+
+    def mark(phase: str) -> None:
+        now = time.monotonic()
+        phases[f"{phase}_s"] = round(now - last[0], 3)
+        last[0] = now
+
     ctx.progress.state(trial, "setting up")
+    started = last[0]
     lab_logs = ""
     try:
         with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
+            mark("lab")
             try:
-                _exchange(ctx, trial, lab, record)
+                _exchange(ctx, trial, lab, record, mark)
             finally:
                 lab_logs = lab.logs()
                 events = [e for s in lab.streams.values() for e in s.events]
@@ -141,6 +158,9 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
         record["why"] = f"internal error: {exc!r}"
         record["logs"] = traceback.format_exc()
+    mark("teardown")
+    record["phases"] = phases
+    record["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
     ctx.store.trial(record)
     ctx.progress.finished(trial, record)
     return record

@@ -1,12 +1,14 @@
 """One trial's private network and containers, removed together whatever happens.
 
-Two namespace holders (containers running `sleep` under docker-init) own the
-server's and the client's network and PID namespaces. Everything else joins
-them: the server and the agent join the server's, so a SIGINT to the server
-and its restarts happen in a namespace that outlives the process, as on the
-book's single host; the client, the capture and the fault join the client's,
-so the client's kernel keeps its socket (and its FIN retransmissions) after
-the client program exits.
+Each side's namespaces belong to a long-lived program of the trial, started on
+the network first; the others join it:
+  server side: the agent owns the network and PID namespaces; the server
+    joins both, so a SIGINT to the server and its restarts happen in a
+    namespace that outlives the process, as on the book's single host;
+  client side: the capture (tcpdump) owns the network namespace; the client
+    joins it, so the client's kernel keeps its socket (and its FIN
+    retransmissions) after the client program exits.
+A fault container joins the side that receives the final ACK.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream
 
-SIDES = ("server", "client")
-
-
 class TrialLab:
     def __init__(self, client: docker.DockerClient, images: ImageSet, run_id: str, trial_id: str,
                  family: str, sink: Callable[[Event], None]):
@@ -41,7 +40,7 @@ class TrialLab:
         self._prefix = f"harness-{run_id}-{trial_id}"
         self._containers: list[Any] = []
         self._network: Any = None
-        self.holders: dict[str, Any] = {}
+        self.owners: dict[str, Any] = {}  # side -> the container owning its namespaces
         self.streams: dict[str, EventStream] = {}
 
     # --- lifecycle -------------------------------------------------------
@@ -49,9 +48,6 @@ class TrialLab:
     def __enter__(self) -> TrialLab:
         try:
             self._create_network()
-            with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                holders = dict(zip(SIDES, pool.map(self._start_holder, SIDES)))
-            self.holders = holders
         except BaseException:
             self.close()
             raise
@@ -95,34 +91,38 @@ class TrialLab:
         self._containers.append(c)
         return c
 
-    def _start_holder(self, side: str) -> Any:
-        c = self._run(f"{side}-ns", self._images["probe"], ["sleep", "infinity"], init=True,
-                      network=self._network.name, hostname=side)
-        with translated(f"inspecting the {side} namespace holder"):
-            c.reload()
-        return c
-
-    def _join(self, side: str, pid: bool = True) -> dict[str, str]:
-        holder = self.holders[side]
-        joined = {"network_mode": f"container:{holder.id}"}
+    def _join(self, side: str, pid: bool) -> dict[str, str]:
+        owner = self.owners[side]
+        joined = {"network_mode": f"container:{owner.id}"}
         if pid:
-            joined["pid_mode"] = f"container:{holder.id}"
+            joined["pid_mode"] = f"container:{owner.id}"
         return joined
 
     # --- what a trial starts ---------------------------------------------
 
     def address(self, side: str) -> str:
-        net = self.holders[side].attrs["NetworkSettings"]["Networks"][self._network.name]
+        net = self.owners[side].attrs["NetworkSettings"]["Networks"][self._network.name]
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
+
+    def own(self, side: str, role: str, target: str, command: list[str],
+            caps: tuple[str, ...] = ()) -> Any:
+        """Start `side`'s namespace owner on the trial network; its output becomes events."""
+        c = self._run(role, self._images[target], command, network=self._network.name,
+                      hostname=side, cap_add=list(caps))
+        with translated(f"inspecting the {role} container of {self._trial}"):
+            c.reload()  # for its address
+        self.owners[side] = c
+        self.streams[role] = EventStream(c, role, self._sink)
+        return c
 
     def start(self, role: str, side: str, target: str, command: list[str],
               caps: tuple[str, ...] = (), stream: bool = True, own_pid: bool = False) -> Any:
         """A container of `target`'s image inside `side`'s namespaces; its output becomes events.
 
-        own_pid keeps a PID namespace of its own: for programs that handle their
-        signals themselves as PID 1 (tcpdump) or need none (the fault's sleep)."""
-        extra: dict[str, Any] = {"cap_add": list(caps)} if caps else {}
-        c = self._run(role, self._images[target], command, **self._join(side, pid=not own_pid), **extra)
+        own_pid keeps a PID namespace of its own; otherwise it joins the owner's
+        too (the server must: it is then not PID 1, so SIGINT acts as Ctrl+C)."""
+        c = self._run(role, self._images[target], command, cap_add=list(caps),
+                      **self._join(side, pid=not own_pid))
         if stream:
             self.streams[role] = EventStream(c, role, self._sink)
         return c

@@ -1,0 +1,112 @@
+"""Benchmark of the harness itself, run by hand (not by CI): python bench/bench.py
+
+(a) wall time of experiments/lost_ack.yaml / the kernel-side duration of its longest trial
+(b) harness overhead per trial (setup + teardown = trial wall time - kernel-side duration), median
+(c) no-loss TIME_WAIT, median [min-max]: trials alone (one at a time) vs 20 at once, and
+    how late the agents' 10 ms polls ran in each (what bounds every measured time)
+(d) cold start: no lab images at all -> the first trial's close
+(e) peak memory (max RSS) of the harness process
+
+Every figure comes from runs made now, on this machine. Run directories go to a
+temporary folder. (d) removes the harness's images, base included, first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"a": 1.15, "b": 1.5, "c": 0.020, "d": 90.0}
+ALONE = 3  # lone no-loss trials, one after another (about a minute each)
+NO_LOSS = """name: {name}
+description: server closes first, no loss, {n} at once
+repeat: {n}
+cases:
+  - {{close_first: server}}
+"""
+
+
+def run(spec: Path, results: Path, *extra: str) -> tuple[dict, float, float, int]:
+    """(JSON document, wall seconds, start on the monotonic clock, max RSS in KiB) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--json", "--quiet",
+                           "--results", str(results), *extra], capture_output=True, text=True, cwd=ROOT)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.exit(f"{spec.name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return json.loads(proc.stdout), wall, start, max(rss, before)
+
+
+def first_close(doc: dict) -> float:
+    events = (Path(doc["run_dir"]) / "events.jsonl").read_text().splitlines()[1:]
+    return min(e["mono"] for e in map(json.loads, events) if e.get("ev") == "close")
+
+
+def tw_range(doc: dict) -> tuple[float, float, float]:
+    xs = [t["time_wait_s"] for t in doc["trials"]]
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def main() -> None:
+    client = docker.from_env()
+    tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
+    rows = []
+
+    # (d) and the lone trials of (c): from no images at all, one trial at a time.
+    for image in client.images.list(filters={"label": "io.harness"}):
+        client.images.remove(image.id, force=True)
+    alone_spec = tmp / "alone.yaml"
+    alone_spec.write_text(NO_LOSS.format(name="alone", n=ALONE))
+    alone, _, start, rss_alone = run(alone_spec, tmp, "--jobs", "1")
+    cold = first_close(alone) - start
+    rows.append(["(d) cold start, no images -> first trial's close", f"{cold:.1f} s", f"<= {TARGETS['d']:.0f} s",
+                 cold <= TARGETS["d"]])
+
+    # (a), (b): the default lost_ack matrix, images present.
+    lost, wall, _, rss_lost = run(ROOT / "experiments" / "lost_ack.yaml", tmp)
+    longest = max(t["observed_s"] for t in lost["trials"])
+    ratio = wall / longest
+    rows.append(["(a) lost_ack.yaml wall / longest trial", f"{wall:.1f} s / {longest:.1f} s = {ratio:.3f}",
+                 f"<= {TARGETS['a']}", ratio <= TARGETS["a"]])
+    overhead = statistics.median(t["wall_s"] - t["observed_s"] for t in lost["trials"])
+    rows.append(["(b) overhead per trial (setup + teardown), median", f"{overhead:.2f} s",
+                 f"<= {TARGETS['b']} s", overhead <= TARGETS["b"]])
+
+    # (c): 20 at once, compared with the lone trial.
+    crowd_spec = tmp / "crowd.yaml"
+    crowd_spec.write_text(NO_LOSS.format(name="crowd", n=20))
+    crowd, _, _, rss_crowd = run(crowd_spec, tmp, "--jobs", "20")
+    a_med, a_lo, a_hi = tw_range(alone)
+    c_med, c_lo, c_hi = tw_range(crowd)
+    worse = max(a_lo - c_lo, c_hi - a_hi, 0.0)
+    rows.append([f"(c) TIME_WAIT, {ALONE} trials alone", f"{a_med:.3f} [{a_lo:.3f}-{a_hi:.3f}] s", "", ""])
+    rows.append(["(c) TIME_WAIT, 20 at once", f"{c_med:.3f} [{c_lo:.3f}-{c_hi:.3f}] s",
+                 f"range wider by <= {TARGETS['c'] * 1000:.0f} ms", worse <= TARGETS["c"]])
+    late = lambda doc: max(t["poll_late_max_ms"] for t in doc["trials"])  # noqa: E731
+    rows.append(["(c) latest poll start, alone / 20 at once", f"{late(alone):.2f} ms / {late(crowd):.2f} ms",
+                 "", ""])
+    rss = max(rss_alone, rss_lost, rss_crowd)
+    rows.append(["(e) peak memory of the harness process", f"{rss / 1024:.0f} MiB", "", ""])
+
+    print(f"harness benchmark, {time.strftime('%Y-%m-%d')}, {platform.release()}, {os.cpu_count()} cores\n")
+    print(tabulate([[r[0], r[1], r[2], {True: "met", False: "MISSED"}.get(r[3], "")] for r in rows],
+                   ["figure", "measured", "target", ""], tablefmt="github"))
+    print(f"\nrun directories: {tmp}")
+
+
+if __name__ == "__main__":
+    main()
