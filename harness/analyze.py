@@ -53,8 +53,10 @@ def trial_figures(events: list[Event], close_first: str) -> dict[str, Any]:
         "restart_failures_other": sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
         # From the close until the port was free again: the kernel's part of the trial.
         "observed_s": since(done),
-        # How late the agent's latest poll started: the bound on every time above.
+        # How late the agent's latest poll started, and the widest window between
+        # two polls in which a change reported above happened: its error bound.
         "poll_late_max_ms": polls.get("late_max_ms"),
+        "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),
     }
 
 

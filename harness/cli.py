@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
     progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-    ctx = execute.RunContext(client, imgs, exp, run_id, run, progress, backend, threading.Event())
+    ctx = execute.RunContext(client, imgs, exp, run_id, run, progress, backend, threading.Event(),
+                             threading.Semaphore(max(2, os.cpu_count() or 1)))
     progress.begin(len(trials))
     try:
         records = execute.run_all(ctx, trials, jobs)

@@ -40,6 +40,9 @@ class RunContext:
     progress: Progress
     fault: FaultBackend | None
     stopping: threading.Event
+    # Trials setting up at once. Container starts load the engine and the
+    # CPUs; bounding them keeps other trials' 10 ms polls on time.
+    setting_up: threading.Semaphore
 
 
 def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIMEOUT_S) -> Event:
@@ -68,12 +71,12 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     passive = "client" if p.close_first == "server" else "server"
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
 
-    say("starting")
     fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
     # The owners first (the agent waits for the server to listen, the capture
     # for the client), then what joins them; the fault only idles until used.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        owners = [pool.submit(lab.own, "server", "agent", "probe", commands.agent(exp, p)),
+        owners = [pool.submit(lab.own, "server", "agent", "probe", commands.agent(exp, p),
+                              caps=commands.AGENT_CAPS),
                   pool.submit(lab.own, "client", "capture", "probe", commands.capture(exp),
                               caps=commands.CAPTURE_CAPS)]
         agent, cap = (f.result() for f in owners)
@@ -94,6 +97,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         record.update(backend=fault_backend.name, injection_point=fault.where)
 
     mark("exchange")
+    ctx.setting_up.release()
     say("closing")
     lab.signal(agent, "SIGUSR1")
     if p.close_first == "client":
@@ -138,9 +142,12 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
         phases[f"{phase}_s"] = round(now - last[0], 3)
         last[0] = now
 
-    ctx.progress.state(trial, "setting up")
+    ctx.progress.state(trial, "queued")
     started = last[0]
     lab_logs = ""
+    ctx.setting_up.acquire()
+    mark("queued")
+    ctx.progress.state(trial, "setting up")
     try:
         with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
             mark("lab")
@@ -158,6 +165,8 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
         record["why"] = f"internal error: {exc!r}"
         record["logs"] = traceback.format_exc()
+    if "exchange_s" not in phases:  # failed before the close: let the next trial set up
+        ctx.setting_up.release()
     mark("teardown")
     record["phases"] = phases
     record["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown

@@ -10,6 +10,10 @@ def server(exp: Experiment, p: Params) -> list[str]:
             *(["-6"] if p.family == "ipv6" else []), str(exp.port)]
 
 
+# The agent raises its own CPU priority so its polls start on time under load.
+AGENT_CAPS = ("SYS_NICE",)
+
+
 def agent(exp: Experiment, p: Params) -> list[str]:
     return ["tw-agent", "-p", str(exp.port), "-c", p.close_first,
             "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms), "-w", f"{exp.max_wait_s:g}",

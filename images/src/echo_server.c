@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "anyaddr.h"
+
 static void die(const char *what)
 {
 	fprintf(stderr, "%s\n", what);
@@ -43,21 +45,8 @@ int main(int argc, char **argv)
 	    setsockopt(lsock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)))
 		die("setsockopt() error");
 
-	struct sockaddr_storage addr = {0};
-	socklen_t len;
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-		a6->sin6_family = AF_INET6;
-		a6->sin6_addr = in6addr_any;
-		a6->sin6_port = htons(port);
-		len = sizeof(*a6);
-	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
-		a4->sin_family = AF_INET;
-		a4->sin_addr.s_addr = htonl(INADDR_ANY);
-		a4->sin_port = htons(port);
-		len = sizeof(*a4);
-	}
+	struct sockaddr_storage addr;
+	socklen_t len = any_addr(family, port, &addr);
 	if (bind(lsock, (struct sockaddr *)&addr, len))
 		die("bind() error");
 	if (listen(lsock, 5))
