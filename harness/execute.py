@@ -27,7 +27,6 @@ from harness.spec import Experiment
 from harness.store import RunDir
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
-STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -43,6 +42,27 @@ class RunContext:
     # Trials setting up at once. Container starts load the engine and the
     # CPUs; bounding them keeps other trials' 10 ms polls on time.
     setting_up: threading.Semaphore
+
+
+class SetupSlot:
+    """One of the run's setup slots, held from a trial's start until its close; released once."""
+
+    def __init__(self, slots: threading.Semaphore):
+        self._slots = slots
+        self._held = False
+
+    def __enter__(self) -> SetupSlot:
+        self._slots.acquire()
+        self._held = True
+        return self
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIMEOUT_S) -> Event:
@@ -65,29 +85,32 @@ def _ev(name: str) -> Any:
 
 
 def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, Any],
-              mark: Callable[[str], None]) -> None:
+              mark: Callable[[str], None], slot: SetupSlot) -> None:
     """Connect, echo, install the fault, close in the chosen order, observe until the port is free."""
     exp, p = ctx.exp, trial.params
     passive = "client" if p.close_first == "server" else "server"
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
 
     fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
-    # The owners first (the agent waits for the server to listen, the capture
-    # for the client), then what joins them; the fault only idles until used.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    # The owners first, then what joins them, all at once: the agent waits for
+    # the server to listen, the client for a signal, the fault idles until used.
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
         owners = [pool.submit(lab.own, "server", "agent", "probe", commands.agent(exp, p),
                               caps=commands.AGENT_CAPS),
                   pool.submit(lab.own, "client", "capture", "probe", commands.capture(exp),
                               caps=commands.CAPTURE_CAPS)]
         agent, cap = (f.result() for f in owners)
-        joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p))]
+        joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
+                  pool.submit(lab.start, "client", "client", "client",
+                              commands.client(exp, p, lab.address("server")), own_pid=True)]
         if fault_backend:
             joined.append(pool.submit(fault_backend.prepare, lab, passive))
-        fault_container = [f.result() for f in joined][-1] if fault_backend else None
+        _, client, *rest = [f.result() for f in joined]
+        fault_container = rest[0] if rest else None
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
-    client = lab.start("client", "client", "client", commands.client(exp, p, lab.address("server")),
-                       own_pid=True)
+    _need(lab.streams["client"], "client start", _ev("ready"))
+    lab.signal(client, "SIGUSR1")  # connect
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
 
     fault = None
@@ -97,12 +120,12 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         record.update(backend=fault_backend.name, injection_point=fault.where)
 
     mark("exchange")
-    ctx.setting_up.release()
+    slot.release()  # from here on this trial only waits: let the next one set up
     say("closing")
     lab.signal(agent, "SIGUSR1")
     if p.close_first == "client":
         _need(lab.streams["agent"], "agent arming", _ev("armed"))
-        lab.signal(client, "SIGUSR1")
+        lab.signal(client, "SIGUSR1")  # close
     say("waiting")
     end = _need(lab.streams["agent"], "measurement",
                 lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
@@ -112,8 +135,8 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
 
     if fault is not None:
         record.update(fault.readout())
-    lab.signal(cap, "SIGINT")
-    lab.wait_exit(cap, STOP_TIMEOUT_S)
+    # tcpdump has written every packet already (-U, --immediate-mode) and the
+    # connection is gone: take the file as it is; teardown stops tcpdump.
     pcap = lab.get_file(cap, commands.CAPTURE_PATH)
     record["capture"] = ctx.store.capture(trial.id, pcap)
     events = [e for s in lab.streams.values() for e in s.events]
@@ -123,10 +146,11 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
 
 def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
     """One trial, start to teardown; never raises for a trial-level failure."""
+    no_loss = trial.params.final_ack_loss.kind == "none"
     record: dict[str, Any] = {
         "trial": trial.id, "index": trial.index, "case": trial.case, "repeat": trial.repeat,
         "params": trial.params.to_json(), "status": "failed", "why": "",
-        "backend": "none", "injection_point": None, "final_acks_dropped": 0 if trial.params.final_ack_loss.kind == "none" else None,
+        "backend": "none", "injection_point": None, "final_acks_dropped": 0 if no_loss else None,
     }
 
     def sink(event: Event) -> None:
@@ -145,17 +169,17 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
     ctx.progress.state(trial, "queued")
     started = last[0]
     lab_logs = ""
-    ctx.setting_up.acquire()
-    mark("queued")
-    ctx.progress.state(trial, "setting up")
     try:
-        with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
-            mark("lab")
-            try:
-                _exchange(ctx, trial, lab, record, mark)
-            finally:
-                lab_logs = lab.logs()
-                events = [e for s in lab.streams.values() for e in s.events]
+        with SetupSlot(ctx.setting_up) as slot:
+            mark("queued")
+            ctx.progress.state(trial, "setting up")
+            with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
+                mark("lab")
+                try:
+                    _exchange(ctx, trial, lab, record, mark, slot)
+                finally:
+                    lab_logs = lab.logs()
+                    events = [e for s in lab.streams.values() for e in s.events]
         record.update(analyze.trial_figures(events, trial.params.close_first))
         status, why = analyze.agent_outcome(events)
         record["status"], record["why"] = status, record["why"] or why
@@ -165,8 +189,6 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
         record["why"] = f"internal error: {exc!r}"
         record["logs"] = traceback.format_exc()
-    if "exchange_s" not in phases:  # failed before the close: let the next trial set up
-        ctx.setting_up.release()
     mark("teardown")
     record["phases"] = phases
     record["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown

@@ -28,7 +28,10 @@ from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream
 
+
 class TrialLab:
+    """A context manager: the network on entry, containers as the trial asks, all removed on exit."""
+
     def __init__(self, client: docker.DockerClient, images: ImageSet, run_id: str, trial_id: str,
                  family: str, sink: Callable[[Event], None]):
         self._docker = client
@@ -46,11 +49,7 @@ class TrialLab:
     # --- lifecycle -------------------------------------------------------
 
     def __enter__(self) -> TrialLab:
-        try:
-            self._create_network()
-        except BaseException:
-            self.close()
-            raise
+        self._create_network()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -158,13 +157,6 @@ class TrialLab:
             member = tar.next()
             f = tar.extractfile(member) if member else None
             return f.read() if f else b""
-
-    def wait_exit(self, container: Any, timeout: float) -> int | None:
-        """Exit status, or None if it was still running after timeout seconds."""
-        try:
-            return container.wait(timeout=timeout)["StatusCode"]
-        except Exception:  # noqa: BLE001 - requests' ReadTimeout/ConnectionError: still running
-            return None
 
     def logs(self) -> str:
         return "\n".join(s.text() for s in self.streams.values())

@@ -21,7 +21,8 @@ def agent(exp: Experiment, p: Params) -> list[str]:
 
 
 def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
-    return ["echo-client", "-c", p.close_first, "-m", p.client_close,
+    # -w: start early, connect on the harness's first SIGUSR1.
+    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close,
             server_address, str(exp.port), exp.message]
 
 
@@ -35,6 +36,6 @@ CAPTURE_CAPS = ("NET_RAW", "SETUID", "SETGID")
 
 def capture(exp: Experiment) -> list[str]:
     # Written to stdout by a shell that tcpdump replaces, so the file needs no
-    # chown; --immediate-mode and -U hand each packet on as it comes, so the
-    # SIGINT at the end loses none still waiting in the ring buffer.
+    # chown; --immediate-mode and -U write each packet as it comes, so the file
+    # is complete whenever it is read, with none left in the ring buffer.
     return ["sh", "-c", f'exec tcpdump -i eth0 -p -n -U --immediate-mode -w - "tcp port {exp.port}" > {CAPTURE_PATH}']

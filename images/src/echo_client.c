@@ -1,5 +1,5 @@
-/* echo-client: connects, sends one message, reads the echo, then closes in
- * the order the trial asks for:
+/* echo-client: connects (with -w, once it gets SIGUSR1), sends one message,
+ * reads the echo, then closes in the order the trial asks for:
  *   -c client  wait for SIGUSR1 (the harness's "close now"), then close first;
  *   -c server  wait for the server's FIN (read() == 0), then close second.
  * -m close     close(): the process exits and the kernel keeps an orphan;
@@ -62,19 +62,21 @@ static void finish_close(int sock, int use_shutdown)
 int main(int argc, char **argv)
 {
 	const char *close_first = "server", *mode = "close";
-	int opt;
+	int opt, wait_to_connect = 0, sig;
 
-	while ((opt = getopt(argc, argv, "c:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:m:w")) != -1) {
 		if (opt == 'c')
 			close_first = optarg;
 		else if (opt == 'm')
 			mode = optarg;
+		else if (opt == 'w')
+			wait_to_connect = 1;
 		else
 			return 2;
 	}
 	if (optind != argc - 3) {
 		fprintf(stderr, "usage: echo-client [-c client|server] "
-				"[-m close|shutdown] HOST PORT MESSAGE\n");
+				"[-m close|shutdown] [-w] HOST PORT MESSAGE\n");
 		return 2;
 	}
 	const char *host = argv[optind], *port = argv[optind + 1],
@@ -86,6 +88,10 @@ int main(int argc, char **argv)
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	if (wait_to_connect) {
+		emit_at(SRC, "ready", mono_now(), NULL);
+		sigwait(&usr1, &sig);
+	}
 
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
 	if (getaddrinfo(host, port, &hints, &ai))
@@ -112,7 +118,6 @@ int main(int argc, char **argv)
 	emit_at(SRC, "echoed", mono_now(), "\"bytes\":%zu", got);
 
 	if (strcmp(close_first, "client") == 0) {
-		int sig;
 		sigwait(&usr1, &sig);
 		finish_close(sock, use_shutdown);
 		return 0;
