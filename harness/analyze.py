@@ -11,12 +11,12 @@ Event = dict[str, Any]
 # The figures a trial yields, in table order: (key, heading).
 FIGURES = (
     ("time_wait_s", "TIME_WAIT (s)"),
-    ("rebind_plain_s", "bind() ok, plain (s)"),
-    ("rebind_reuseaddr_s", "bind() ok, SO_REUSEADDR (s)"),
-    ("restart_s", "server up again (s)"),
+    ("rebind_plain_s", "bind() plain (s)"),
+    ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
+    ("restart_s", "restart up (s)"),
     ("bind_errors", "bind() errors"),
-    ("final_acks_dropped", "final ACKs dropped"),
-    ("fin_retransmits", "FIN retransmissions"),
+    ("final_acks_dropped", "ACKs dropped"),
+    ("fin_retransmits", "FIN retransmits"),
 )
 
 

@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from harness import __version__, plan, report, spec, store
 from harness.errors import HarnessError
 
@@ -44,13 +46,18 @@ def _git() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def print_plan(exp: spec.Experiment, trials: list[plan.Trial], jobs: int) -> None:
+def print_plan(trials: list[plan.Trial], jobs: int) -> None:
     rows = [[t.id, t.case, t.repeat, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
-    from tabulate import tabulate
     print(tabulate(rows, ["trial", "case", "repeat", "expected s"], tablefmt="simple"))
     print(f"\n{len(trials)} trials, {jobs} at a time: about "
           f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from Linux's "
           "defaults: 60 s TIME_WAIT, 200 ms first RTO)")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    trials = plan.trials(spec.load(args.spec))
+    print_plan(trials, args.jobs or default_jobs(len(trials)))
+    return Exit.OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -63,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     trials = plan.trials(exp)
     jobs = args.jobs or default_jobs(len(trials))
     if args.dry_run:
-        print_plan(exp, trials, jobs)
+        print_plan(trials, jobs)
         return Exit.OK
 
     progress = Progress(quiet=args.quiet)
@@ -163,8 +170,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="same as run --dry-run")
     p.add_argument("spec")
     p.add_argument("--jobs", type=int, default=0)
-    p.set_defaults(func=lambda a: (print_plan(e := spec.load(a.spec), t := plan.trials(e),
-                                              a.jobs or default_jobs(len(t))), Exit.OK)[1])
+    p.set_defaults(func=cmd_plan)
 
     rep = sub.add_parser("report", help="tables again from a run directory (no Docker)")
     rep.add_argument("run_dir")

@@ -68,7 +68,7 @@ class Progress:
             with self._lock:
                 self._timers.pop(trial.id, None)
         if name == "restart_fail" and e.get("attempt") == 1:
-            text = f"restart failed: {e.get('stderr')} (retrying every attempt until it comes up)"
+            text = f"restart failed: {e.get('stderr')} (retrying until it comes up)"
         elif name in NOTABLE:
             text = NOTABLE[name](e)
         else:
