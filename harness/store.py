@@ -59,12 +59,6 @@ class RunDir:
     def write_json(self, name: str, doc: dict[str, Any]) -> None:
         (self.path / name).write_text(json.dumps(doc, indent=2) + "\n")
 
-    def update_manifest(self, **fields: Any) -> None:
-        with self._lock:
-            doc = json.loads((self.path / MANIFEST).read_text())
-            doc.update(fields)
-            self.write_json(MANIFEST, doc)
-
     def _append(self, name: str, record: dict[str, Any]) -> None:
         line = json.dumps(record) + "\n"
         with self._lock, open(self.path / name, "a") as f:

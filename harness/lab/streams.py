@@ -62,10 +62,6 @@ class EventStream:
                 lambda: self._ended or any(pred(e) for e in self._events), timeout)
             return next((e for e in self._events if pred(e)), None) if ok else None
 
-    def wait_end(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
     @property
     def ended(self) -> bool:
         with self._cond:
