@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import EnvironmentProblem
+from harness.errors import EnvironmentProblem, SpecError
 from harness.faults import FaultBackend
 from harness.faults.netem import Netem, supports
 from harness.faults.nftables import Nftables
@@ -25,15 +25,15 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
                 f"(missing: {', '.join(missing)}); use fault_backend: auto or nftables")
         unsupported = [loss.label() for loss in losses if not supports(loss)]
         if unsupported:
-            raise EnvironmentProblem(
-                f"{source}: fault_backend: netem cannot drop {', '.join(unsupported)}; "
-                "use fault_backend: auto or nftables")
+            raise SpecError(source, "fault_backend", f"netem cannot drop {', '.join(unsupported)}; "
+                                                     "use fault_backend: auto or nftables")
         return Netem(seed=caps.get("netem_seed", False)), "netem, as the experiment asks"
     if requested == "auto" and not missing and all(supports(loss) for loss in losses):
         return Netem(seed=caps.get("netem_seed", False)), "auto: this kernel has netem"
     if not caps.get("nftables"):
         raise EnvironmentProblem("no fault backend works here: this kernel has neither netem nor nftables")
-    why = (f"auto: this kernel has no netem (missing: {', '.join(missing)})" if missing
-           else "auto: netem cannot express every loss pattern asked for") if requested == "auto" \
-        else "nftables, as the experiment asks"
-    return Nftables(), why
+    if requested == "nftables":
+        return Nftables(), "nftables, as the experiment asks"
+    if missing:
+        return Nftables(), f"auto: this kernel has no netem (missing: {', '.join(missing)})"
+    return Nftables(), "auto: netem cannot drop every loss pattern asked for"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from harness.errors import EnvironmentProblem
+from harness.errors import EnvironmentProblem, SpecError
 from harness.faults import choose, netem, nftables
 from harness.spec import Experiment, Loss, Params
 
@@ -95,6 +95,10 @@ def test_asking_for_netem_without_it_is_one_clear_line():
     assert "\n" not in msg
 
 
-def test_asking_for_netem_for_first_k():
-    with pytest.raises(EnvironmentProblem, match="netem cannot drop first 2"):
+def test_asking_for_netem_for_first_k_is_a_spec_error():
+    with pytest.raises(SpecError, match="^x.yaml: fault_backend: netem cannot drop first 2"):
         choose.choose("netem", [Loss("first", k=2)], NETEM, "x.yaml")
+
+
+def test_asking_for_nftables_says_so():
+    assert choose.choose("nftables", [Loss("all")], NETEM, "x.yaml")[1] == "nftables, as the experiment asks"
