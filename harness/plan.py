@@ -43,13 +43,14 @@ def cases(exp: Experiment) -> list[Case]:
     return list(dict.fromkeys(out))
 
 
-def _fin_retry_span(copies_lost: int, retries: int) -> float:
-    """Seconds from the first FIN to the last copy the peer sends."""
-    span, rto = 0.0, RTO_MIN_S
+def _fin_copies(copies_lost: int, retries: int) -> list[float]:
+    """When the peer sends each FIN copy (seconds after the first) while final ACKs are lost."""
+    times, t, rto = [0.0], 0.0, RTO_MIN_S
     for _ in range(min(copies_lost, retries)):
-        span += rto
+        t += rto
+        times.append(t)
         rto = min(2 * rto, RTO_MAX_S)
-    return span
+    return times
 
 
 def expected_seconds(p: Params) -> float:
@@ -59,13 +60,12 @@ def expected_seconds(p: Params) -> float:
     if p.close_first == "client":
         # The server is the passive closer: its port frees when LAST_ACK ends,
         # at the first ACK that arrives or one timeout after its last retry.
-        if lost > retries:
-            return SETUP_S + _fin_retry_span(retries + 1, retries + 1)
-        return SETUP_S + _fin_retry_span(lost, retries)
-    if lost >= MAX_COPIES or lost > retries:
-        # Every copy lost: the last FIN copy restarts TIME_WAIT one last time.
-        return SETUP_S + _fin_retry_span(retries, retries) + TIME_WAIT_S + 1.0
-    return SETUP_S + _fin_retry_span(lost, retries) + TIME_WAIT_S + 1.0
+        copies = _fin_copies(lost + 1, retries + 1)
+        return SETUP_S + copies[min(lost, retries + 1)]
+    # Each FIN copy restarts TIME_WAIT; it ends at the first gap longer than itself.
+    copies = _fin_copies(lost, retries)
+    last = next((a for a, b in zip(copies, copies[1:]) if b - a > TIME_WAIT_S), copies[-1])
+    return SETUP_S + last + TIME_WAIT_S + 1.0
 
 
 def trials(exp: Experiment) -> list[Trial]:
