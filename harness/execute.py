@@ -6,11 +6,9 @@ import concurrent.futures
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any
-
-import docker
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from harness import analyze
 from harness.errors import HarnessError, TrialFailed
@@ -25,6 +23,9 @@ from harness.probes import commands
 from harness.progress import Progress
 from harness.spec import Experiment
 from harness.store import RunDir
+
+if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed on
+    import docker
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 
@@ -139,8 +140,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     # connection is gone: take the file as it is; teardown stops tcpdump.
     pcap = lab.get_file(cap, commands.CAPTURE_PATH)
     record["capture"] = ctx.store.capture(trial.id, pcap)
-    events = [e for s in lab.streams.values() for e in s.events]
-    record.update(capture_reader.figures(pcap, events, exp.port, p, record.get("dropped_copies")))
+    record.update(capture_reader.figures(pcap, lab.events(), exp.port, p, record.get("dropped_copies")))
     mark("collect")
 
 
@@ -179,7 +179,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
                     _exchange(ctx, trial, lab, record, mark, slot)
                 finally:
                     lab_logs = lab.logs()
-                    events = [e for s in lab.streams.values() for e in s.events]
+                    events = lab.events()
         record.update(analyze.trial_figures(events, trial.params.close_first))
         status, why = analyze.agent_outcome(events)
         record["status"], record["why"] = status, record["why"] or why

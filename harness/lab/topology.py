@@ -158,5 +158,9 @@ class TrialLab:
             f = tar.extractfile(member) if member else None
             return f.read() if f else b""
 
+    def events(self) -> list[Event]:
+        """Every event so far, container by container."""
+        return [e for s in self.streams.values() for e in s.events]
+
     def logs(self) -> str:
         return "\n".join(s.text() for s in self.streams.values())
