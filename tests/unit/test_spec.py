@@ -90,6 +90,10 @@ def test_bad_yaml_names_the_line():
     assert msg.startswith("exp.yaml: not valid YAML at line")
 
 
+def test_empty_file():
+    assert error("") == "exp.yaml: empty; an experiment needs a name, a description and cases or a matrix"
+
+
 def test_top_level_must_be_a_mapping():
     assert "allowed: a mapping" in error("- just\n- a list\n")
 
