@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
-from harness.faults.pattern import MAX_COPIES, leading_drops
+from harness.faults.pattern import leading_drops
 from harness.spec import Case, Experiment, Params
 
 # Linux constants behind the wall-time estimate. They order trials and size

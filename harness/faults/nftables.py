@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from harness.faults.pattern import MAX_COPIES, dropped_copies
 from harness.faults import start_fault_container
+from harness.faults.pattern import MAX_COPIES, dropped_copies
 from harness.spec import Experiment, Params
 
 TABLE = "harness_fault"

@@ -100,7 +100,10 @@ class TrialLab:
     # --- what a trial starts ---------------------------------------------
 
     def address(self, side: str) -> str:
-        net = self.owners[side].attrs["NetworkSettings"]["Networks"][self._network.name]
+        owner = self.owners[side]
+        with translated(f"inspecting the {side} side of {self._trial}"):
+            owner.reload()  # the address is known once the container runs
+        net = owner.attrs["NetworkSettings"]["Networks"][self._network.name]
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
     def own(self, side: str, role: str, target: str, command: list[str],
@@ -108,8 +111,6 @@ class TrialLab:
         """Start `side`'s namespace owner on the trial network; its output becomes events."""
         c = self._run(role, self._images[target], command, network=self._network.name,
                       hostname=side, cap_add=list(caps))
-        with translated(f"inspecting the {role} container of {self._trial}"):
-            c.reload()  # for its address
         self.owners[side] = c
         self.streams[role] = EventStream(c, role, self._sink)
         return c
