@@ -4,7 +4,10 @@
 (b) harness overhead per trial (setup + teardown: trial wall time - kernel-side duration
     - time queued for a setup slot), median
 (c) no-loss TIME_WAIT, median [min-max]: trials alone (one at a time) vs 20 at once, and
-    how late the agents' 10 ms polls ran in each (what bounds every measured time)
+    how late the agents' 10 ms polls ran in each (what bounds every measured time). Twice:
+    closing whenever a trial is ready, then with every close on one phase of the kernel's
+    timer-wheel grid (harness run --close-phase), which takes the wheel's rounding, up to
+    about 2 s at HZ=250, out of the comparison. The target is judged on the second pair.
 (d) cold start: no lab images at all -> the first trial's close
 (e) peak memory (max RSS) of the harness process
 
@@ -31,6 +34,12 @@ from tabulate import tabulate
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"a": 1.15, "b": 1.5, "c": 0.020, "d": 90.0}
 ALONE = 3  # lone no-loss trials, one after another (about a minute each)
+# The grid a 60 s timer is rounded up to on the kernel's timer wheel, for HZ = 100, 1000, 250
+# and 300 (512, 4096, 512 and 512 jiffies: wheel levels 3, 4, 3 and 3). Which one this kernel
+# uses is read from where TIME_WAITs ended in this benchmark's own runs, not assumed.
+WHEEL_GRIDS_S = (5.12, 4.096, 2.048, 512 / 300)
+GRID_FIT_S = 0.1  # every end this close to one phase (poll windows are about 10 ms)
+TIMEWAIT_LEN_S = 60.0  # Linux's TCP_TIMEWAIT_LEN: only where the close is aimed, never a result
 NO_LOSS = """name: {name}
 description: server closes first, no loss, {n} at once
 repeat: {n}
@@ -52,9 +61,36 @@ def run(spec: Path, results: Path, *extra: str) -> tuple[dict, float, float, int
     return json.loads(proc.stdout), wall, start, max(rss, before)
 
 
+def events(doc: dict, name: str) -> list[dict]:
+    lines = (Path(doc["run_dir"]) / "events.jsonl").read_text().splitlines()[1:]
+    return [e for e in map(json.loads, lines) if e.get("ev") == name]
+
+
 def first_close(doc: dict) -> float:
-    events = (Path(doc["run_dir"]) / "events.jsonl").read_text().splitlines()[1:]
-    return min(e["mono"] for e in map(json.loads, events) if e.get("ev") == "close")
+    return min(e["mono"] for e in events(doc, "close"))
+
+
+def wheel_grid(docs: list[dict]) -> tuple[float, float] | None:
+    """(grid, phase of its instants) on CLOCK_MONOTONIC that every TIME_WAIT end of these runs
+    lies on, trying the coarsest grid first; None when none fits.
+
+    The kernel rounds a TIME_WAIT timer up to the next instant of a fixed grid, so every end
+    falls on it, late by at most a poll window; the earliest end of the cluster is the closest."""
+    ends = [e["mono"] for doc in docs for e in events(doc, "tw_gone")]
+    for grid in WHEEL_GRIDS_S:
+        phases = sorted(t % grid for t in ends)
+        gaps = [(b - a, b) for a, b in zip(phases, phases[1:])] + [(phases[0] + grid - phases[-1], phases[0])]
+        gap, start = max(gaps)
+        if grid - gap <= GRID_FIT_S:
+            return grid, start
+    return None
+
+
+def close_phase(grid: float, phase: float) -> str:
+    """--close-phase putting close + 60 s half a grid before a grid instant: every trial's
+    TIME_WAIT is then rounded up to the same length, and a close up to half a grid early or
+    late still is."""
+    return f"{grid:.6f},{(phase - TIMEWAIT_LEN_S - grid / 2) % grid:.6f}"
 
 
 def tw_range(doc: dict) -> tuple[float, float, float]:
@@ -88,28 +124,38 @@ def main() -> None:
     rows.append(["(b) overhead per trial (setup + teardown), median", f"{overhead:.2f} s",
                  f"<= {TARGETS['b']} s", overhead <= TARGETS["b"]])
 
-    # (c): 20 at once, compared with the lone trial.
+    # (c): 20 at once against trials alone, first closing at any instant, then on one grid phase.
     crowd_spec = tmp / "crowd.yaml"
     crowd_spec.write_text(NO_LOSS.format(name="crowd", n=20))
     crowd, _, _, rss_crowd = run(crowd_spec, tmp, "--jobs", "20")
-    a_med, a_lo, a_hi = tw_range(alone)
-    c_med, c_lo, c_hi = tw_range(crowd)
-    worse = max(a_lo - c_lo, c_hi - a_hi, 0.0)
-    rows.append([f"(c) TIME_WAIT, {ALONE} trials alone", f"{a_med:.3f} [{a_lo:.3f}-{a_hi:.3f}] s", "", ""])
-    rows.append(["(c) TIME_WAIT, 20 at once", f"{c_med:.3f} [{c_lo:.3f}-{c_hi:.3f}] s",
-                 f"range wider by <= {TARGETS['c'] * 1000:.0f} ms", worse <= TARGETS["c"]])
+    found = wheel_grid([alone, lost])
+    if found is None:
+        sys.exit("TIME_WAIT ends share none of the known timer-wheel grids: cannot hold the phase for (c)")
+    phase = close_phase(*found)
+    alone_g, _, _, rss_alone_g = run(alone_spec, tmp, "--jobs", "1", "--close-phase", phase)
+    crowd_g, _, _, rss_crowd_g = run(crowd_spec, tmp, "--jobs", "20", "--close-phase", phase)
     worst = lambda doc, key: max(t[key] for t in doc["trials"])  # noqa: E731
-    rows.append(["(c) latest poll start, alone / 20 at once",
-                 f"{worst(alone, 'poll_late_max_ms'):.1f} ms / {worst(crowd, 'poll_late_max_ms'):.1f} ms", "", ""])
-    rows.append(["(c) widest window of a reported time, alone / 20 at once",
-                 f"{worst(alone, 'window_max_ms'):.1f} ms / {worst(crowd, 'window_max_ms'):.1f} ms", "", ""])
-    rss = max(rss_alone, rss_lost, rss_crowd)
+    for label, lone, many, judged in (("any instant", alone, crowd, False), ("one grid phase", alone_g, crowd_g, True)):
+        a_med, a_lo, a_hi = tw_range(lone)
+        c_med, c_lo, c_hi = tw_range(many)
+        worse = max(a_lo - c_lo, c_hi - a_hi, 0.0)
+        rows.append([f"(c) {label}: TIME_WAIT, {ALONE} trials alone", f"{a_med:.3f} [{a_lo:.3f}-{a_hi:.3f}] s", "", ""])
+        rows.append([f"(c) {label}: TIME_WAIT, 20 at once", f"{c_med:.3f} [{c_lo:.3f}-{c_hi:.3f}] s",
+                     f"range wider by <= {TARGETS['c'] * 1000:.0f} ms" if judged else "",
+                     worse <= TARGETS["c"] if judged else ""])
+        rows.append([f"(c) {label}: latest poll start, alone / 20 at once",
+                     f"{worst(lone, 'poll_late_max_ms'):.1f} ms / {worst(many, 'poll_late_max_ms'):.1f} ms", "", ""])
+        rows.append([f"(c) {label}: widest window of a reported time, alone / 20 at once",
+                     f"{worst(lone, 'window_max_ms'):.1f} ms / {worst(many, 'window_max_ms'):.1f} ms", "", ""])
+    rss = max(rss_alone, rss_lost, rss_crowd, rss_alone_g, rss_crowd_g)
     rows.append(["(e) peak memory of the harness process", f"{rss / 1024:.0f} MiB", "", ""])
 
     print(f"harness benchmark, {time.strftime('%Y-%m-%d')}, {platform.release()}, {os.cpu_count()} cores\n")
     print(tabulate([[r[0], r[1], r[2], {True: "met", False: "MISSED"}.get(r[3], "")] for r in rows],
                    ["figure", "measured", "target", ""], tablefmt="github"))
-    print(f"\nrun directories: {tmp}")
+    print(f'\n(c) "any instant": each trial closes when it is ready; "one grid phase": every close at '
+          f"--close-phase {phase}, on the {found[0]:.3f} s timer-wheel grid read from this run's TIME_WAIT ends")
+    print(f"run directories: {tmp}")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ from harness.plan import Trial, schedule
 from harness.probes import capture as capture_reader
 from harness.probes import commands
 from harness.progress import Progress
-from harness.spec import Experiment
+from harness.spec import Experiment, Params
 from harness.store import RunDir
 
 if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed on
     import docker
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
+OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
 
 
 @dataclass
@@ -43,6 +44,7 @@ class RunContext:
     # Trials setting up at once. Container starts load the engine and the
     # CPUs; bounding them keeps other trials' 10 ms polls on time.
     setting_up: threading.Semaphore
+    close_phase: tuple[float, float] | None = None  # see the agent's -a
 
 
 class SetupSlot:
@@ -94,18 +96,20 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
 
     fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
     # The owners first, then what joins them, all at once: the agent waits for
-    # the server to listen, the client for a signal, the fault idles until used.
+    # the server to listen, the client and the fault agent for a signal.
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        owners = [pool.submit(lab.own, "server", "agent", "probe", commands.agent(exp, p),
-                              caps=commands.AGENT_CAPS),
-                  pool.submit(lab.own, "client", "capture", "probe", commands.capture(exp),
-                              caps=commands.CAPTURE_CAPS)]
+        owners = [pool.submit(lab.own, "server", OWNER_ROLE["server"], "probe",
+                              commands.agent(exp, p, ctx.close_phase), caps=commands.AGENT_CAPS),
+                  pool.submit(lab.own, "client", OWNER_ROLE["client"], "probe", commands.capture(exp),
+                              caps=commands.CAPTURE_CAPS, data_out=True)]
         agent, cap = (f.result() for f in owners)
         joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
                   pool.submit(lab.start, "client", "client", "client",
                               commands.client(exp, p, lab.address("server")), own_pid=True)]
         if fault_backend:
-            joined.append(pool.submit(fault_backend.prepare, lab, passive))
+            argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
+            joined.append(pool.submit(lab.start, "fault", passive, "probe", argv,
+                                      caps=commands.FAULT_CAPS, own_pid=True, env=env))
         _, client, *rest = [f.result() for f in joined]
         fault_container = rest[0] if rest else None
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
@@ -114,19 +118,32 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     lab.signal(client, "SIGUSR1")  # connect
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
 
-    fault = None
     if fault_backend is not None:
         say("installing fault")
-        fault = fault_backend.install(lab, fault_container, passive, exp, p)
-        record.update(backend=fault_backend.name, injection_point=fault.where)
+        _need(lab.streams["fault"], "fault agent start", _ev("ready"))  # its handlers are set
+        lab.signal(fault_container, "SIGUSR1")
+        _need(lab.streams["fault"], "fault install", _ev("installed"))
+        record.update(backend=fault_backend.name, injection_point=fault_backend.where(passive))
 
     mark("exchange")
-    slot.release()  # from here on this trial only waits: let the next one set up
-    say("closing")
+    say("closing" if ctx.close_phase is None else "closing at the next close phase (--close-phase)")
+    aligning = ctx.close_phase[0] if ctx.close_phase else 0.0
     lab.signal(agent, "SIGUSR1")
     if p.close_first == "client":
-        _need(lab.streams["agent"], "agent arming", _ev("armed"))
+        _need(lab.streams["agent"], "agent arming", _ev("armed"), START_TIMEOUT_S + aligning)
         lab.signal(client, "SIGUSR1")  # close
+        _need(lab.streams["client"], "client close", _ev("close"))
+    else:
+        _need(lab.streams["agent"], "server close", _ev("close"), START_TIMEOUT_S + aligning)
+        # Once the server's socket is in TIME_WAIT, the server and a client that
+        # closed (not one holding its descriptor after shutdown()) are done:
+        # their containers go now, while the trial only waits, rather than
+        # adding to the teardown at the end.
+        _need(lab.streams["agent"], "TIME_WAIT", lambda e: e.get("ev") in ("tw_appear", "done", "timeout"))
+        concurrent.futures.wait(lab.release("server", *(["client"] if p.client_close == "close" else [])))
+    # The close is made; from here on this trial only waits. The next setup's
+    # container starts begin only now, so they do not delay this close's FINs.
+    slot.release()
     say("waiting")
     end = _need(lab.streams["agent"], "measurement",
                 lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
@@ -134,14 +151,38 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         record["why"] = f"not over after {end.get('after_s')} s (max_wait_s)"
     mark("observe")
 
-    if fault is not None:
-        record.update(fault.readout())
-    # tcpdump has written every packet already (-U, --immediate-mode) and the
-    # connection is gone: take the file as it is; teardown stops tcpdump.
-    pcap = lab.get_file(cap, commands.CAPTURE_PATH)
+    # What the collection below does not read goes now, while it runs.
+    needed = {"capture"} | ({"fault", OWNER_ROLE[passive]} if fault_backend else set())
+    lab.release(*sorted({"agent", "server", "client"} - needed))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pcap_out = pool.submit(_pcap, lab, cap)
+        if fault_backend is not None:
+            # The counters outlive the capture's exit: they belong to the table, not its chain.
+            record.update(_fault_counts(lab, fault_container, fault_backend, p))
+        pcap = pcap_out.result()
     record["capture"] = ctx.store.capture(trial.id, pcap)
     record.update(capture_reader.figures(pcap, lab.events(), exp.port, p, record.get("dropped_copies")))
     mark("collect")
+
+
+def _pcap(lab: TrialLab, cap: Any) -> bytes:
+    """Stop tcpdump: it writes out what it has and exits, which ends the pcap on its stdout."""
+    lab.signal(cap, "SIGTERM")
+    pcap = lab.outputs["capture"].wait_end(START_TIMEOUT_S)
+    if pcap is None:
+        raise TrialFailed("capture: tcpdump did not stop", lab.streams["capture"].text())
+    return pcap
+
+
+def _fault_counts(lab: TrialLab, container: Any, backend: FaultBackend, p: Params) -> dict[str, Any]:
+    """Stop the fault agent: it prints the kernel's counters as it exits."""
+    lab.signal(container, "SIGTERM")
+    stream = lab.streams["fault"]
+    _need(stream, "fault readout", _ev("counted"))
+    try:
+        return backend.counts("\n".join(e["text"] for e in stream.events if e.get("ev") == "output"), p)
+    except ValueError as exc:
+        raise TrialFailed(f"fault readout: {exc}", stream.text()) from None
 
 
 def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:

@@ -12,10 +12,9 @@ This kernel has no sch_netem: the commands are unit-tested, not run here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
 from typing import Any
 
-from harness.faults import start_fault_container
 from harness.spec import Experiment, Loss, Params
 
 IFB = "hfault0"
@@ -60,18 +59,7 @@ def parse_drops(tc_stats: str) -> int:
         if "dropped" in line:
             # " Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)"
             return int(line.split("dropped", 1)[1].split(",", 1)[0].strip())
-    return 0
-
-
-@dataclass
-class _Installed:
-    lab: Any
-    container: Any
-    where: str
-
-    def readout(self) -> dict[str, Any]:
-        out = self.lab.exec(self.container, ["tc", "-s", "qdisc", "show", "dev", IFB])
-        return {"final_acks_dropped": parse_drops(out)}
+    raise ValueError(f"no netem statistics in {tc_stats!r}")
 
 
 class Netem:
@@ -80,9 +68,12 @@ class Netem:
     def __init__(self, seed: bool):
         self.seed = seed  # iproute2 and the kernel take netem's `seed`
 
-    prepare = staticmethod(start_fault_container)
+    def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
+        install = " && ".join(shlex.join(argv) for argv in commands(exp, p, seed=self.seed))
+        return install, shlex.join(["tc", "-s", "qdisc", "show", "dev", IFB])
 
-    def install(self, lab: Any, c: Any, side: str, exp: Experiment, p: Params) -> _Installed:
-        for argv in commands(exp, p, seed=self.seed):
-            lab.exec(c, argv)
-        return _Installed(lab, c, f"tc netem on an IFB fed by the {side}'s eth0 ingress")
+    def where(self, side: str) -> str:
+        return f"tc netem on an IFB fed by the {side}'s eth0 ingress"
+
+    def counts(self, readout: str, p: Params) -> dict[str, Any]:
+        return {"final_acks_dropped": parse_drops(readout)}

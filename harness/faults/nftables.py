@@ -11,15 +11,12 @@ so the same seed drops the same copies every run.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
-from harness.faults import start_fault_container
 from harness.faults.pattern import MAX_COPIES, dropped_copies
 from harness.spec import Experiment, Params
 
 TABLE = "harness_fault"
-RULES_PATH = "/tmp/fault.nft"
 FLAGS = "fin | syn | rst | psh | ack | urg"
 
 
@@ -62,28 +59,18 @@ def parse_counters(nft_json: str) -> dict[str, int]:
     return out
 
 
-@dataclass
-class _Installed:
-    lab: Any
-    container: Any
-    where: str
-    pattern: tuple[int, ...]
-
-    def readout(self) -> dict[str, Any]:
-        counts = parse_counters(self.lab.exec(self.container, ["nft", "-j", "list", "counters"]))
-        matched, dropped = counts.get("final_acks", 0), counts.get("dropped", 0)
-        # numgen numbered exactly the matched copies, so these are the ones dropped.
-        return {"final_acks_matched": matched, "final_acks_dropped": dropped,
-                "dropped_copies": [i for i in self.pattern if i < matched]}
-
-
 class Nftables:
     name = "nftables"
 
-    prepare = staticmethod(start_fault_container)
+    def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
+        return f"nft -f - <<'RULES'\n{ruleset(exp, p)}RULES\n", "nft -j list counters"
 
-    def install(self, lab: Any, c: Any, side: str, exp: Experiment, p: Params) -> _Installed:
-        lab.put_file(c, RULES_PATH, ruleset(exp, p).encode())
-        lab.exec(c, ["nft", "-f", RULES_PATH])
-        return _Installed(lab, c, f"nftables netdev ingress hook of the {side}'s eth0",
-                          dropped_copies(p.final_ack_loss))
+    def where(self, side: str) -> str:
+        return f"nftables netdev ingress hook of the {side}'s eth0"
+
+    def counts(self, readout: str, p: Params) -> dict[str, Any]:
+        counts = parse_counters(readout)
+        matched, dropped = counts.get("final_acks", 0), counts.get("dropped", 0)
+        # numgen numbered exactly the matched copies, so these are the ones dropped.
+        return {"final_acks_matched": matched, "final_acks_dropped": dropped,
+                "dropped_copies": [i for i in dropped_copies(p.final_ack_loss) if i < matched]}

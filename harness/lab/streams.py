@@ -1,10 +1,10 @@
-"""A container's output as events: JSON lines from our programs, other lines as text."""
+"""A container's output: as events (JSON lines from our programs, other lines as text), or as bytes."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 Event = dict[str, Any]
@@ -13,9 +13,10 @@ Event = dict[str, Any]
 class EventStream:
     """Follows one container's logs in a thread; others wait for named events."""
 
-    def __init__(self, container: Any, source: str, sink: Callable[[Event], None]):
+    def __init__(self, container: Any, source: str, sink: Callable[[Event], None], stdout: bool = True):
         self.source = source
         self._container = container
+        self._stdout = stdout  # False: stdout is data (see ByteStream), events come from stderr
         self._sink = sink
         self._events: list[Event] = []
         self._cond = threading.Condition()
@@ -26,7 +27,7 @@ class EventStream:
     def _follow(self) -> None:
         pending = b""
         try:
-            for chunk in self._container.logs(stream=True, follow=True):
+            for chunk in self._container.logs(stream=True, follow=True, stdout=self._stdout):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -74,3 +75,26 @@ class EventStream:
 
     def text(self, last: int = 30) -> str:
         return "\n".join(f"{self.source}: {e.get('text', json.dumps(e))}" for e in self.events[-last:])
+
+
+class ByteStream:
+    """A container's stdout as bytes, read in a thread from an attach made before the start."""
+
+    def __init__(self, chunks: Iterable[bytes], source: str):
+        self.source = source
+        self._data = bytearray()
+        self._done = threading.Event()
+        threading.Thread(target=self._follow, args=(chunks,), name=f"bytes-{source}", daemon=True).start()
+
+    def _follow(self, chunks: Iterable[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self._data += chunk
+        except Exception:  # noqa: BLE001 - a removed container ends its stream
+            pass
+        finally:
+            self._done.set()
+
+    def wait_end(self, timeout: float) -> bytes | None:
+        """Everything the program wrote, once its stdout has closed; None if it has not in time."""
+        return bytes(self._data) if self._done.wait(timeout) else None

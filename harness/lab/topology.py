@@ -7,7 +7,7 @@ the network first; the others join it:
     namespace that outlives the process, as on the book's single host;
   client side: the capture (tcpdump) owns the network namespace; the client
     joins it, so the client's kernel keeps its socket (and its FIN
-    retransmissions) after the client program exits.
+    retransmissions) after the client program is gone.
 A fault container joins the side that receives the final ACK.
 """
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import io
-import tarfile
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +24,7 @@ import docker.types
 from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
-from harness.lab.streams import Event, EventStream
+from harness.lab.streams import ByteStream, Event, EventStream
 
 
 class TrialLab:
@@ -41,10 +39,13 @@ class TrialLab:
         self._family = family
         self._sink = sink
         self._prefix = f"harness-{run_id}-{trial_id}"
-        self._containers: list[Any] = []
+        self._containers: dict[str, Any] = {}  # role -> container, until its removal starts
+        self._remover = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix=f"rm-{trial_id}")
+        self._removals: list[concurrent.futures.Future[None]] = []
         self._network: Any = None
         self.owners: dict[str, Any] = {}  # side -> the container owning its namespaces
         self.streams: dict[str, EventStream] = {}
+        self.outputs: dict[str, ByteStream] = {}
 
     # --- lifecycle -------------------------------------------------------
 
@@ -56,17 +57,27 @@ class TrialLab:
         self.close()
 
     def close(self) -> None:
-        """Remove every container, then the network."""
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            removals = [pool.submit(remove_quietly, c.remove, force=True) for c in reversed(self._containers)]
-        errors = [f.exception() for f in removals if f.exception()]
-        self._containers.clear()
-        if self._network is not None:
+        """Remove every container (what release() started included), then the network."""
+        self.release(*self._containers)
+        errors = [f.exception() for f in self._removals if f.exception()]
+        self._removals.clear()
+        self._remover.shutdown()
+        if self._network is not None and not errors:  # Docker keeps a network that has containers
             with translated(f"removing the trial network {self._prefix}"):
                 remove_quietly(self._network.remove)
             self._network = None
         if errors:
             raise LabError(f"removing the containers of {self._trial}", str(errors[0]))
+
+    def release(self, *roles: str) -> list[concurrent.futures.Future[None]]:
+        """Start removing these roles' containers; close() waits for them (and reports errors)."""
+        started = []
+        for role in roles:
+            c = self._containers.pop(role, None)
+            if c is not None:
+                started.append(self._remover.submit(remove_quietly, c.remove, force=True))
+        self._removals += started
+        return started
 
     def _create_network(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -81,13 +92,17 @@ class TrialLab:
                 self._prefix, driver="bridge", internal=True,
                 labels=labels(self._run_id, self._trial, "network"), **kwargs)
 
-    def _run(self, role: str, image: str, command: list[str], **kwargs: Any) -> Any:
+    def _run(self, role: str, image: str, command: list[str], data_out: bool = False, **kwargs: Any) -> Any:
+        """Create and start; data_out attaches to stdout first, so not a byte of it is missed."""
         kwargs.setdefault("cap_drop", ["ALL"])
         with translated(f"starting the {role} container of {self._trial}"):
-            c = self._docker.containers.run(
-                image, command, name=f"{self._prefix}-{role}", detach=True,
+            c = self._docker.containers.create(
+                image, command, name=f"{self._prefix}-{role}",
                 labels=labels(self._run_id, self._trial, role), **kwargs)
-        self._containers.append(c)
+            self._containers[role] = c
+            if data_out:
+                self.outputs[role] = ByteStream(c.attach(stdout=True, stderr=False, stream=True), role)
+            c.start()
         return c
 
     def _join(self, side: str, pid: bool) -> dict[str, str]:
@@ -107,57 +122,30 @@ class TrialLab:
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
     def own(self, side: str, role: str, target: str, command: list[str],
-            caps: tuple[str, ...] = ()) -> Any:
-        """Start `side`'s namespace owner on the trial network; its output becomes events."""
-        c = self._run(role, self._images[target], command, network=self._network.name,
+            caps: tuple[str, ...] = (), data_out: bool = False) -> Any:
+        """Start `side`'s namespace owner on the trial network; its output becomes events.
+
+        data_out: its stdout is data, kept as bytes in outputs[role]; events come from stderr."""
+        c = self._run(role, self._images[target], command, data_out, network=self._network.name,
                       hostname=side, cap_add=list(caps))
         self.owners[side] = c
-        self.streams[role] = EventStream(c, role, self._sink)
+        self.streams[role] = EventStream(c, role, self._sink, stdout=not data_out)
         return c
 
     def start(self, role: str, side: str, target: str, command: list[str],
-              caps: tuple[str, ...] = (), stream: bool = True, own_pid: bool = False) -> Any:
+              caps: tuple[str, ...] = (), own_pid: bool = False, env: dict[str, str] | None = None) -> Any:
         """A container of `target`'s image inside `side`'s namespaces; its output becomes events.
 
         own_pid keeps a PID namespace of its own; otherwise it joins the owner's
         too (the server must: it is then not PID 1, so SIGINT acts as Ctrl+C)."""
-        c = self._run(role, self._images[target], command, cap_add=list(caps),
+        c = self._run(role, self._images[target], command, cap_add=list(caps), environment=env,
                       **self._join(side, pid=not own_pid))
-        if stream:
-            self.streams[role] = EventStream(c, role, self._sink)
+        self.streams[role] = EventStream(c, role, self._sink)
         return c
 
     def signal(self, container: Any, sig: str) -> None:
         with translated(f"sending {sig} to {container.name}"):
             container.kill(signal=sig)
-
-    def exec(self, container: Any, argv: list[str]) -> str:
-        """Run argv in a running container; its output, or LabError on a non-zero exit."""
-        with translated(f"running {' '.join(argv)!r} in {container.name}"):
-            rc, out = container.exec_run(argv)
-        text = out.decode(errors="replace")
-        if rc != 0:
-            raise LabError(f"running {' '.join(argv)!r} in {container.name}", f"exit {rc}: {text.strip()}")
-        return text
-
-    def put_file(self, container: Any, path: str, data: bytes) -> None:
-        directory, _, name = path.rpartition("/")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        with translated(f"copying {path} into {container.name}"):
-            container.put_archive(directory or "/", buf.getvalue())
-
-    def get_file(self, container: Any, path: str) -> bytes:
-        with translated(f"copying {path} out of {container.name}"):
-            chunks, _ = container.get_archive(path)
-            raw = b"".join(chunks)
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            member = tar.next()
-            f = tar.extractfile(member) if member else None
-            return f.read() if f else b""
 
     def events(self) -> list[Event]:
         """Every event so far, container by container."""

@@ -6,18 +6,23 @@ from harness.spec import Experiment, Params
 
 
 def server(exp: Experiment, p: Params) -> list[str]:
-    return ["echo-server", *(["-r"] if p.server_reuseaddr else []),
-            *(["-6"] if p.family == "ipv6" else []), str(exp.port)]
+    # The server exits on SIGINT, as the book's does; the shell around it then
+    # stays, so the container's end (work for the engine, which would delay
+    # the close's FINs and the agents' polls) comes when the harness removes
+    # it, once TIME_WAIT has begun.
+    return ["sh", "-c", '"$@"; exec sleep infinity', "sh", "echo-server",
+            *(["-r"] if p.server_reuseaddr else []), *(["-6"] if p.family == "ipv6" else []), str(exp.port)]
 
 
 # The agent raises its own CPU priority so its polls start on time under load.
 AGENT_CAPS = ("SYS_NICE",)
 
 
-def agent(exp: Experiment, p: Params) -> list[str]:
+def agent(exp: Experiment, p: Params, close_phase: tuple[float, float] | None = None) -> list[str]:
     return ["tw-agent", "-p", str(exp.port), "-c", p.close_first,
             "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms), "-w", f"{exp.max_wait_s:g}",
-            *(["-R"] if p.restart_with_reuseaddr else []), *(["-6"] if p.family == "ipv6" else [])]
+            *(["-R"] if p.restart_with_reuseaddr else []), *(["-6"] if p.family == "ipv6" else []),
+            *(["-a", "{:.6f},{:.6f}".format(*close_phase)] if close_phase else [])]
 
 
 def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
@@ -26,16 +31,23 @@ def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
             server_address, str(exp.port), exp.message]
 
 
-CAPTURE_PATH = "/tmp/trial.pcap"
-
-
 # tcpdump opens the interface as root, then runs as its own user: it needs
 # NET_RAW, SETUID and SETGID, nothing else.
 CAPTURE_CAPS = ("NET_RAW", "SETUID", "SETGID")
 
 
 def capture(exp: Experiment) -> list[str]:
-    # Written to stdout by a shell that tcpdump replaces, so the file needs no
-    # chown; --immediate-mode and -U write each packet as it comes, so the file
-    # is complete whenever it is read, with none left in the ring buffer.
-    return ["sh", "-c", f'exec tcpdump -i eth0 -p -n -U --immediate-mode -w - "tcp port {exp.port}" > {CAPTURE_PATH}']
+    # The pcap goes to stdout, which the harness reads as it comes: no file to
+    # copy out at the end. -U and --immediate-mode write each packet at once;
+    # SIGTERM makes tcpdump write what it has and exit, which ends the stream.
+    return ["tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-w", "-", f"tcp port {exp.port}"]
+
+
+# The only container with NET_ADMIN: it installs a fault backend's drop and
+# reads its counters (images/src/fault_agent.sh, harness/faults).
+FAULT_CAPS = ("NET_ADMIN",)
+
+
+def fault_agent(install: str, readout: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment."""
+    return ["fault-agent"], {"FAULT_INSTALL": install, "FAULT_READOUT": readout}

@@ -2,10 +2,12 @@
  * reads the echo, then closes in the order the trial asks for:
  *   -c client  wait for SIGUSR1 (the harness's "close now"), then close first;
  *   -c server  wait for the server's FIN (read() == 0), then close second.
- * -m close     close(): the process exits and the kernel keeps an orphan;
+ * -m close     close(): the descriptor goes and the kernel keeps an orphan;
  * -m shutdown  shutdown(SHUT_WR) with the descriptor kept open until the
  *              kernel reports the socket CLOSED (the retry limits differ).
- * Events are JSON lines on stdout (see events.h). */
+ * Then it stays until the harness removes it: its container's end is work
+ * for the engine, which would otherwise fall in the middle of the
+ * measurement. Events are JSON lines on stdout (see events.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -27,6 +29,12 @@ static void fail(const char *what)
 	emit_at(SRC, "error", mono_now(), "\"what\":\"%s\",\"errno\":%d", what,
 		errno);
 	exit(1);
+}
+
+static void hold(void)
+{
+	for (;;)
+		pause();
 }
 
 static void finish_close(int sock, int use_shutdown)
@@ -120,12 +128,12 @@ int main(int argc, char **argv)
 	if (strcmp(close_first, "client") == 0) {
 		sigwait(&usr1, &sig);
 		finish_close(sock, use_shutdown);
-		return 0;
+		hold();
 	}
 	ssize_t n;
 	while ((n = read(sock, buf, sizeof(buf))) > 0)
 		;
 	emit_at(SRC, "eof", mono_now(), "\"read\":%zd", n);
 	finish_close(sock, use_shutdown);
-	return 0;
+	hold();
 }

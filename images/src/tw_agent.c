@@ -4,9 +4,10 @@
  * book's reader sees on one host, and it does every time-critical step itself,
  * on CLOCK_MONOTONIC:
  *   1. wait until the server LISTENs on the port;
- *   2. on SIGUSR1 ("close now" from the harness): with -c server, SIGINT the
- *      server as Ctrl+C does; with -c client, only mark the start (the client
- *      closes and reports its own time);
+ *   2. on SIGUSR1 ("close now" from the harness), or with -a PERIOD,PHASE at
+ *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE:
+ *      with -c server, SIGINT the server as Ctrl+C does; with -c client, only
+ *      mark the start (the client closes and reports its own time);
  *   3. every -i ms: look up the connection's TCP socket through netlink
  *      inet_diag (libmnl), try bind() on fresh sockets without and with SO_REUSEADDR,
  *      and, once the old server is gone, every -e ms restart the server
@@ -23,6 +24,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
 #include <linux/sock_diag.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -260,6 +262,23 @@ static void sleep_until(struct timespec *next, int ms)
 		;
 }
 
+/* Sleep to the next instant t >= now with t mod period = phase (seconds, on
+ * CLOCK_MONOTONIC). The kernel rounds a TIME_WAIT timer up to its timer
+ * wheel's grid, which is fixed on this clock: closes at one phase of a
+ * multiple of that grid get the same rounding, trial after trial. */
+static void sleep_to_phase(double period, double phase)
+{
+	double now = mono_now();
+	double t = now - fmod(now, period) + phase;
+	if (t < now)
+		t += period;
+	struct timespec at = {.tv_sec = (time_t)t,
+			      .tv_nsec = (long)((t - (time_t)t) * 1e9)};
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) ==
+	       EINTR)
+		;
+}
+
 /* Keep the namespaces (ours as PID 1) until the harness removes us. */
 static void hold_namespaces(struct mnl_socket *nl)
 {
@@ -272,7 +291,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: tw-agent -p PORT [-6] [-c server|client] [-R] "
-		"[-i POLL_MS] [-e RESTART_MS] [-w MAX_WAIT_S] [-s SERVER]\n");
+		"[-i POLL_MS] [-e RESTART_MS] [-w MAX_WAIT_S] [-s SERVER] "
+		"[-a PERIOD_S,PHASE_S]\n");
 	exit(2);
 }
 
@@ -280,11 +300,11 @@ int main(int argc, char **argv)
 {
 	int port = 0, family = AF_INET, restart_reuse = 0, interval_ms = 10,
 	    restart_ms = 100, opt;
-	double max_wait = 600;
+	double max_wait = 600, period = 0, phase = 0;
 	const char *close_first = "server",
 		   *server_path = "/usr/local/bin/" SERVER_COMM;
 
-	while ((opt = getopt(argc, argv, "p:6c:Ri:e:w:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:6c:Ri:e:w:s:a:")) != -1) {
 		switch (opt) {
 		case 'p': port = atoi(optarg); break;
 		case '6': family = AF_INET6; break;
@@ -294,6 +314,11 @@ int main(int argc, char **argv)
 		case 'e': restart_ms = atoi(optarg); break;
 		case 'w': max_wait = atof(optarg); break;
 		case 's': server_path = optarg; break;
+		case 'a':
+			if (sscanf(optarg, "%lf,%lf", &period, &phase) != 2 ||
+			    period <= 0 || phase < 0 || phase >= period)
+				usage();
+			break;
 		default: usage();
 		}
 	}
@@ -347,6 +372,13 @@ int main(int argc, char **argv)
 		emit_at(SRC, "error", mono_now(),
 			"\"what\":\"no connection on the port to watch\"");
 		return 1;
+	}
+	if (period > 0) {
+		double asked = mono_now();
+		sleep_to_phase(period, phase);
+		emit_at(SRC, "aligned", mono_now(),
+			"\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
+			period, phase, mono_now() - asked);
 	}
 	double t0 = mono_now();
 	if (strcmp(close_first, "server") == 0) {

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from .conftest import EXPERIMENTS, finish, harness, leftovers
+from .conftest import CLOSE_PHASE, EXPERIMENTS, finish, harness, leftovers
 
 TIME_WAIT_RANGE = (55.0, 65.0)  # TCP_TIMEWAIT_LEN is 60 s; the timer wheel rounds it up
 
@@ -176,3 +176,16 @@ def test_shutdown_with_every_ack_lost_retries_past_the_orphan_limit(runs):
     assert long["final_acks_dropped"] == long["fin_retransmits"] + 1
     fins = [e["t"] for e in long["timeline"] if e["what"].startswith("client FIN")]
     assert long["tw_gone_s"] - fins[-1] > 55  # the port freed while the client was still retrying
+
+
+def test_close_phase_starts_the_close_on_that_phase_of_the_clock(runs):
+    _, doc, _ = runs["seeded_again"]
+    period, phase = map(float, CLOSE_PHASE.split(","))
+    run_dir = Path(doc["run_dir"])
+    assert json.loads((run_dir / "manifest.json").read_text())["close_phase"] == [period, phase]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()[1:]]
+    (aligned,) = [e for e in events if e.get("ev") == "aligned"]
+    (close,) = [e for e in events if e.get("ev") == "close" and e["src"] == "agent"]
+    assert 0 <= aligned["waited_s"] < period
+    # The agent sleeps to that instant on CLOCK_MONOTONIC (nice -20), then sends SIGINT.
+    assert abs(close["mono"] % period - phase) < 0.05

@@ -29,3 +29,15 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_default_jobs_is_bounded():
     assert cli.default_jobs(3) == 3
     assert 1 <= cli.default_jobs(1000) <= 24
+
+
+def test_close_phase_takes_period_and_phase(capsys):
+    assert cli.close_phase("20.48,3.5") == (20.48, 3.5)
+    for bad in ("3.5", "1,2,3", "x,1", "0,0", "2,2", "2,-1"):
+        try:
+            cli.parser().parse_args(["run", "experiments/restart.yaml", "--close-phase", bad])
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"{bad!r} accepted")
+        assert "--close-phase" in capsys.readouterr().err

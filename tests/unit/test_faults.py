@@ -40,6 +40,9 @@ def test_nft_counters():
                         {"counter": {"table": "harness_fault", "name": "dropped", "packets": 3}},
                         {"counter": {"table": "other", "name": "dropped", "packets": 99}}]}
     assert nftables.parse_counters(json.dumps(doc)) == {"final_acks": 4, "dropped": 3}
+    # 4 pure ACKs came; copies 0 and 1 of them were the ones to drop
+    counts = nftables.Nftables().counts(json.dumps(doc), Params(final_ack_loss=Loss("first", k=2)))
+    assert counts == {"final_acks_matched": 4, "final_acks_dropped": 3, "dropped_copies": [0, 1]}
 
 
 def test_netem_commands_ipv4_all():
@@ -73,7 +76,23 @@ def test_netem_cannot_drop_the_first_k():
 
 def test_netem_drops_from_tc_stats():
     out = "qdisc netem 8001: root refcnt 2 limit 1000 loss 100%\n Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)\n"
-    assert netem.parse_drops(out) == 3
+    assert netem.Netem(seed=True).counts(out, Params(final_ack_loss=Loss("all"))) == {"final_acks_dropped": 3}
+    with pytest.raises(ValueError):
+        netem.parse_drops("Cannot find device")
+
+
+def test_netem_scripts_are_its_commands_in_order():
+    install, readout = netem.Netem(seed=False).scripts(EXP, Params(final_ack_loss=Loss("all")))
+    assert install.startswith("ip link add hfault0 type ifb && ip link set hfault0 up && tc qdisc add")
+    assert install.count(" && ") == 4
+    assert readout == "tc -s qdisc show dev hfault0"
+
+
+def test_nft_scripts_feed_the_ruleset_and_read_counters():
+    p = Params(final_ack_loss=Loss("first", k=2))
+    install, readout = nftables.Nftables().scripts(EXP, p)
+    assert install == f"nft -f - <<'RULES'\n{nftables.ruleset(EXP, p)}RULES\n"
+    assert readout == "nft -j list counters"
 
 
 def test_auto_picks_nftables_without_netem_and_says_why():
