@@ -7,7 +7,8 @@
 # Signals, because a signal is one cheap call to the engine where `docker exec`
 # starts a process through it; the reports come out with the container's output.
 report() { printf '{"src":"fault","ev":"%s"%s}\n' "$1" "${2:-}"; }
-failed() { report error ",\"what\":\"$1: $(printf %s "$2" | tr -d '"\\' | tr '\n' ' ' | cut -c1-300)\""; }
+# The reason, kept to what a JSON string can hold as is.
+failed() { report error ",\"what\":\"$1: $(printf %s "$2" | tr '\n\t' '  ' | tr -d '\000-\037"\\' | cut -c1-300)\""; }
 install() {
 	if out=$(sh -c "$FAULT_INSTALL" 2>&1); then report installed; else failed install "$out"; fi
 }

@@ -189,3 +189,26 @@ def test_close_phase_starts_the_close_on_that_phase_of_the_clock(runs):
     assert 0 <= aligned["waited_s"] < period
     # The agent sleeps to that instant on CLOCK_MONOTONIC (nice -20), then sends SIGINT.
     assert abs(close["mono"] % period - phase) < 0.05
+
+
+def test_fault_agent_reports_a_failed_install_and_still_reads_out(engine, images):
+    (probe,) = [line.split()[1] for line in images.splitlines() if line.startswith("probe:")]
+    c = engine.containers.run(probe, ["fault-agent"], detach=True, labels={"io.harness": "1"}, environment={
+        "FAULT_INSTALL": "printf 'no\\tsuch \"device\"\\n' >&2; exit 1",
+        "FAULT_READOUT": "echo '{\"nftables\": []}'"})
+    try:
+        def lines(n):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                out = c.logs().decode().splitlines()
+                if len(out) >= n:
+                    return [json.loads(line) for line in out]
+                time.sleep(0.1)
+            raise AssertionError(c.logs().decode())
+        assert lines(1)[0]["ev"] == "ready"
+        c.kill(signal="SIGUSR1")
+        assert lines(2)[1] == {"src": "fault", "ev": "error", "what": "install: no such device"}
+        c.kill(signal="SIGTERM")
+        assert lines(4)[2:] == [{"nftables": []}, {"src": "fault", "ev": "counted"}]
+    finally:
+        c.remove(force=True)
