@@ -31,6 +31,8 @@ from pathlib import Path
 import docker
 from tabulate import tabulate
 
+from harness import store
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"a": 1.15, "b": 1.5, "c": 0.020, "d": 90.0}
 ALONE = 3  # lone no-loss trials, one after another (about a minute each)
@@ -62,8 +64,8 @@ def run(spec: Path, results: Path, *extra: str) -> tuple[dict, float, float, int
 
 
 def events(doc: dict, name: str) -> list[dict]:
-    lines = (Path(doc["run_dir"]) / "events.jsonl").read_text().splitlines()[1:]
-    return [e for e in map(json.loads, lines) if e.get("ev") == name]
+    _, _, evs = store.load(Path(doc["run_dir"]))
+    return [e for e in evs if e.get("ev") == name]
 
 
 def first_close(doc: dict) -> float:

@@ -59,7 +59,7 @@ class TrialLab:
     def close(self) -> None:
         """Remove every container (what release() started included), then the network."""
         self.release(*self._containers)
-        errors = [f.exception() for f in self._removals if f.exception()]
+        errors = [exc for f in self._removals if (exc := f.exception())]
         self._removals.clear()
         self._remover.shutdown()
         if self._network is not None and not errors:  # Docker keeps a network that has containers

@@ -376,9 +376,10 @@ int main(int argc, char **argv)
 	if (period > 0) {
 		double asked = mono_now();
 		sleep_to_phase(period, phase);
-		emit_at(SRC, "aligned", mono_now(),
+		double woke = mono_now();
+		emit_at(SRC, "aligned", woke,
 			"\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
-			period, phase, mono_now() - asked);
+			period, phase, woke - asked);
 	}
 	double t0 = mono_now();
 	if (strcmp(close_first, "server") == 0) {

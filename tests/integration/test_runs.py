@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+from harness import store
+
 from .conftest import CLOSE_PHASE, EXPERIMENTS, finish, harness, leftovers
 
 TIME_WAIT_RANGE = (55.0, 65.0)  # TCP_TIMEWAIT_LEN is 60 s; the timer wheel rounds it up
@@ -181,9 +183,8 @@ def test_shutdown_with_every_ack_lost_retries_past_the_orphan_limit(runs):
 def test_close_phase_starts_the_close_on_that_phase_of_the_clock(runs):
     _, doc, _ = runs["seeded_again"]
     period, phase = map(float, CLOSE_PHASE.split(","))
-    run_dir = Path(doc["run_dir"])
-    assert json.loads((run_dir / "manifest.json").read_text())["close_phase"] == [period, phase]
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()[1:]]
+    manifest, _, events = store.load(Path(doc["run_dir"]))
+    assert manifest["close_phase"] == [period, phase]
     (aligned,) = [e for e in events if e.get("ev") == "aligned"]
     (close,) = [e for e in events if e.get("ev") == "close" and e["src"] == "agent"]
     assert 0 <= aligned["waited_s"] < period
