@@ -12,7 +12,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from tabulate import tabulate
 
@@ -170,8 +170,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments in one line, like every other bad input (argparse prints its usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(Exit.BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="harness", description="TCP teardown experiments on real containers.")
+    ap = _Parser(prog="harness", description="TCP teardown experiments on real containers.")
     ap.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
