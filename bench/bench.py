@@ -31,16 +31,11 @@ from pathlib import Path
 import docker
 from tabulate import tabulate
 
-from harness import store
+from harness import store, timerwheel
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"a": 1.15, "b": 1.5, "c": 0.020, "d": 90.0}
 ALONE = 3  # lone no-loss trials, one after another (about a minute each)
-# The grid a 60 s timer is rounded up to on the kernel's timer wheel, for HZ = 100, 1000, 250
-# and 300 (512, 4096, 512 and 512 jiffies: wheel levels 3, 4, 3 and 3). Which one this kernel
-# uses is read from where TIME_WAITs ended in this benchmark's own runs, not assumed.
-WHEEL_GRIDS_S = (5.12, 4.096, 2.048, 512 / 300)
-GRID_FIT_S = 0.1  # every end this close to one phase (poll windows are about 10 ms)
 TIMEWAIT_LEN_S = 60.0  # Linux's TCP_TIMEWAIT_LEN: only where the close is aimed, never a result
 NO_LOSS = """name: {name}
 description: server closes first, no loss, {n} at once
@@ -64,8 +59,7 @@ def run(spec: Path, results: Path, *extra: str) -> tuple[dict, float, float, int
 
 
 def events(doc: dict, name: str) -> list[dict]:
-    _, _, evs = store.load(Path(doc["run_dir"]))
-    return [e for e in evs if e.get("ev") == name]
+    return [e for e in store.load(Path(doc["run_dir"])).events if e.get("ev") == name]
 
 
 def first_close(doc: dict) -> float:
@@ -73,19 +67,8 @@ def first_close(doc: dict) -> float:
 
 
 def wheel_grid(docs: list[dict]) -> tuple[float, float] | None:
-    """(grid, phase of its instants) on CLOCK_MONOTONIC that every TIME_WAIT end of these runs
-    lies on, trying the coarsest grid first; None when none fits.
-
-    The kernel rounds a TIME_WAIT timer up to the next instant of a fixed grid, so every end
-    falls on it, late by at most a poll window; the earliest end of the cluster is the closest."""
-    ends = [e["mono"] for doc in docs for e in events(doc, "tw_gone")]
-    for grid in WHEEL_GRIDS_S:
-        phases = sorted(t % grid for t in ends)
-        gaps = [(b - a, b) for a, b in zip(phases, phases[1:])] + [(phases[0] + grid - phases[-1], phases[0])]
-        gap, start = max(gaps)
-        if grid - gap <= GRID_FIT_S:
-            return grid, start
-    return None
+    """(grid, phase) of the kernel's timer wheel, read from where these runs' TIME_WAITs ended."""
+    return timerwheel.grid([e["mono"] for doc in docs for e in events(doc, "tw_gone")])
 
 
 def close_phase(grid: float, phase: float) -> str:

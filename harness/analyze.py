@@ -1,4 +1,9 @@
-"""Events of one trial -> its figures; figures of many trials -> statistics. Pure."""
+"""A trial's raw data -> its TrialResult; many results -> statistics. Pure.
+
+`harness run` calls trial() as each trial ends, `harness report` calls it again
+on what the run directory kept (events.jsonl and the pcaps): a fix here fixes
+old runs too.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,17 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-Event = dict[str, Any]
+from harness import expect, plan, spec
+from harness.faults.choose import named
+from harness.plan import Trial
+from harness.probes import capture
+from harness.record import FAILED, INTERRUPTED, OK, TrialResult
+from harness.spec import Case, Experiment
+from harness.store import SPEC, RunData
 
-# The figures a trial yields, in table order: (key, heading).
-FIGURES = (
-    ("time_wait_s", "TIME_WAIT (s)"),
-    ("rebind_plain_s", "bind() plain (s)"),
-    ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
-    ("restart_s", "restart up (s)"),
-    ("bind_errors", "bind() errors"),
-    ("final_acks_dropped", "ACKs dropped"),
-    ("fin_retransmits", "FIN retransmits"),
-)
+Event = dict[str, Any]
+HARNESS = "harness"  # the src of the events the harness itself writes about a trial
+LOG_LINES = 30  # per program, in a failed trial's logs
 
 
 def _first(events: list[Event], ev: str, **match: Any) -> Event | None:
@@ -31,7 +35,7 @@ def close_time(events: list[Event], close_first: str) -> float | None:
     return e["mono"] if e else None
 
 
-def trial_figures(events: list[Event], close_first: str) -> dict[str, Any]:
+def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
     """Seconds after the close at which each thing happened, from the agent's and client's events."""
     t0 = close_time(events, close_first)
 
@@ -51,27 +55,88 @@ def trial_figures(events: list[Event], close_first: str) -> dict[str, Any]:
         "restart_s": since(_first(events, "restart_up")),
         "bind_errors": sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
         "restart_failures_other": sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
-        # From the close until the port was free again: the kernel's part of the trial.
         "observed_s": since(done),
-        # How late the agent's latest poll started, and the widest window between
-        # two polls in which a change reported above happened: its error bound.
         "poll_late_max_ms": polls.get("late_max_ms"),
         "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),
     }
 
 
 def agent_outcome(events: list[Event]) -> tuple[str, str]:
-    """("ok", "") when the agent saw everything through, else ("failed", why)."""
+    """(OK, "") when the agent saw everything through, else (FAILED, why)."""
     for e in events:
         if e.get("src") != "agent":
             continue
         if e.get("ev") == "done":
-            return "ok", ""
+            return OK, ""
         if e.get("ev") == "timeout":
-            return "failed", f"not over after {e.get('after_s')} s (max_wait_s)"
+            return FAILED, f"not over after {e.get('after_s')} s (max_wait_s)"
         if e.get("ev") == "error":
-            return "failed", f"agent: {e.get('what')}"
-    return "failed", "the agent ended without a result"
+            return FAILED, f"agent: {e.get('what')}"
+    return FAILED, "the agent ended without a result"
+
+
+def fault_counts(events: list[Event], backend: str, t: Trial) -> dict[str, Any]:
+    """The fault agent's readout (its output lines) -> final_acks_dropped, ...; ValueError if unreadable."""
+    if _first(events, "counted", src="fault") is None:
+        raise ValueError("the fault agent never printed its counters")
+    text = "\n".join(e["text"] for e in events if e.get("src") == "fault" and e.get("ev") == "output")
+    return named(backend).counts(text, t.params)
+
+
+def logs(events: list[Event]) -> str:
+    """The last lines of each program, as a failed trial shows them."""
+    by_src: dict[str, list[Event]] = {}
+    for e in events:
+        if e.get("src") != HARNESS:
+            by_src.setdefault(e.get("src", "?"), []).append(e)
+    return "\n".join(f"{src}: {e.get('text', e)}" for src, es in by_src.items() for e in es[-LOG_LINES:])
+
+
+def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None) -> TrialResult:
+    """Every figure of one trial, from its events (the programs' and the harness's) and its pcap."""
+    r = TrialResult(trial=t.id, index=t.index, case=t.case, repeat=t.repeat, params=t.params.to_json())
+    if not events:
+        r.status, r.why = INTERRUPTED, "not started: the run was stopped first"
+        r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params), None)]
+        return r
+    r.close_mono = close_time(events, t.params.close_first)
+    for key, value in agent_figures(events, t.params.close_first).items():
+        setattr(r, key, value)
+    problems: list[str] = []
+
+    if t.params.final_ack_loss.kind == "none":
+        r.final_acks_dropped = 0
+    fault = _first(events, "fault", src=HARNESS)
+    if fault is not None:
+        r.backend, r.injection_point = fault["backend"], fault["injection_point"]
+        try:
+            for key, value in fault_counts(events, r.backend, t).items():
+                setattr(r, key, value)
+        except ValueError as exc:
+            problems.append(f"fault readout: {exc}")
+
+    end = _first(events, "trial_end", src=HARNESS)
+    if end is not None:
+        r.wall_s, r.phases, r.capture = end.get("wall_s"), end.get("phases", {}), end.get("capture")
+    if pcap is not None:
+        for key, value in capture.figures(pcap, events, exp.port, t.params, r.dropped_copies).items():
+            setattr(r, key, value)
+
+    status, why = agent_outcome(events)
+    if end is None:
+        status, why = FAILED, "no end record: the harness stopped before this trial ended"
+    elif end.get("error") == "interrupted":
+        status, why = INTERRUPTED, "interrupted"
+    elif end.get("error"):
+        status, why = FAILED, end["error"]
+    elif status == OK and problems:
+        status, why = FAILED, problems[0]
+    r.status, r.why = status, why
+    if status != OK:
+        r.logs = end.get("logs") if end and end.get("logs") else logs(events)
+    r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params),
+                                                           r.to_json() if r.ok else None)]
+    return r
 
 
 @dataclass(frozen=True)
@@ -90,3 +155,10 @@ def summarize(values: list[float | int | None]) -> Summary | None:
         return None
     return Summary(len(xs), statistics.median(xs), min(xs), max(xs),
                    statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def run(data: RunData) -> tuple[Experiment, list[TrialResult]]:
+    """Every trial of a run directory analysed again from its raw data, in plan order."""
+    exp = spec.parse(data.spec_text, str(data.path / SPEC))
+    events = data.trial_events()
+    return exp, [trial(exp, t, events.get(t.id, []), data.pcap(t.id)) for t in plan.trials(exp)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import enum
+import datetime
 import json
 import os
 import shlex
@@ -16,16 +16,9 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness import __version__, plan, report, spec, store
-from harness.errors import HarnessError
-
-
-class Exit(enum.IntEnum):
-    OK = 0
-    TRIALS_FAILED = 1  # the run finished, some trial did not measure
-    BAD_INPUT = 2  # experiment file, arguments or run directory
-    ENVIRONMENT = 3  # no engine, image build, missing kernel feature
-    INTERRUPTED = 130
+from harness import __version__, plan, spec, store
+from harness.errors import Exit, HarnessError, UsageError
+from harness.record import TrialResult
 
 
 def default_jobs(n_trials: int) -> int:
@@ -87,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = spec.load(args.spec)
     trials = plan.trials(exp)
     jobs = args.jobs or default_jobs(len(trials))
+    check_outputs(args)
     if args.dry_run:
         print_plan(trials, jobs)
         return Exit.OK
@@ -103,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     manifest = {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(sys.argv), "git": _git(), **facts.engine(client), **kernel,
         "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids},
         "fault_backend": backend.name if backend else None, "fault_backend_why": why,
@@ -115,41 +110,101 @@ def cmd_run(args: argparse.Namespace) -> int:
                              threading.Semaphore(setup_slots()), args.close_phase)
     progress.begin(len(trials))
     try:
-        records = execute.run_all(ctx, trials, jobs)
+        execute.run_all(ctx, trials, jobs)
     except KeyboardInterrupt:
         progress.end()
         print(f"interrupted; what was measured so far is in {run.path}", file=sys.stderr)
         return Exit.INTERRUPTED
     progress.end()
-    write_tables(run, exp.name, exp.description, records)
-    emit(args, exp.name, run.path, records)
-    return Exit.OK if all(r["status"] == "ok" for r in records) else Exit.TRIALS_FAILED
+    progress.note("writing the report")
+    return _report(args, run.path)
 
 
-def write_tables(run: store.RunDir, name: str, description: str, records: list[dict[str, Any]]) -> None:
-    run.write_text("results.md", report.markdown(name, description, records))
-    run.write_text("results.csv", report.stats_csv(records))
-    run.write_text("trials.csv", report.trials_csv(records))
+def _report(args: argparse.Namespace, path: Path) -> int:
+    """The report stage, for `run` and `report` alike: the run directory's raw data analysed again."""
+    from harness import report  # matplotlib is slow to import: only where a report is made
+
+    from harness.report import junit, summary
+
+    made = report.regenerate(path)
+    for warning in made.warnings:
+        print(f"harness: warning: {warning}", file=sys.stderr)
+    emit(args, made.exp.name, path, made.results)
+    print(f"report: {made.html}", file=sys.stderr if args.json else sys.stdout)
+    write_outputs(args, junit=lambda: junit.run(made.exp.name, made.results),
+                  markdown=lambda: summary.run_markdown(made.exp.name, made.results, str(made.html)))
+    return run_exit(made.results)
 
 
-def emit(args: argparse.Namespace, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+def check_outputs(args: argparse.Namespace) -> None:
+    """The files CI asked for can be written: say so now, not after the run."""
+    for flag, path in (("--junit-xml", args.junit_xml), ("--markdown", args.markdown)):
+        if path is not None and not os.access(Path(path).parent.resolve(), os.W_OK):
+            raise UsageError(f"{flag} {path}: cannot write there (no such folder, or no permission)")
+
+
+def write_outputs(args: argparse.Namespace, junit: Any, markdown: Any) -> None:
+    for path, make in ((args.junit_xml, junit), (args.markdown, markdown)):
+        if path is not None:
+            try:
+                Path(path).write_text(make())
+            except OSError as exc:
+                raise UsageError(f"{path}: cannot be written: {exc.strerror}") from None
+
+
+def run_exit(results: list[TrialResult]) -> Exit:
+    """A trial that did not measure outweighs a failed expectation: its data are missing."""
+    if not all(r.ok for r in results):
+        return Exit.TRIAL_FAILED
+    return Exit.FAILED_CHECK if any(r.failed_expectations for r in results) else Exit.OK
+
+
+def emit(args: argparse.Namespace, name: str, run_dir: Path, results: list[TrialResult]) -> None:
     if args.json:
-        trials = [{k: v for k, v in r.items() if k != "logs"} for r in records]
+        trials = [{k: v for k, v in r.to_json().items() if k != "logs"} for r in results]
         json.dump({"experiment": name, "run_dir": str(run_dir), "trials": trials}, sys.stdout, indent=2)
         print()
     else:
-        print(report.terminal(records))
+        from harness.report import tables
+
+        print(tables.terminal(results))
         print(f"\nrun directory: {run_dir}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    path = Path(args.run_dir)
-    manifest, records, _ = store.load(path)
-    description = spec.parse((path / store.SPEC).read_text(), str(path / store.SPEC)).description
-    run = store.RunDir(path)
-    write_tables(run, manifest["experiment"], description, records)
-    emit(args, manifest["experiment"], path, sorted(records, key=lambda r: r["index"]))
-    return Exit.OK if all(r["status"] == "ok" for r in records) else Exit.TRIALS_FAILED
+    check_outputs(args)
+    return _report(args, Path(args.run_dir))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import analyze, compare
+    from harness.report import junit, summary
+
+    check_outputs(args)
+    thresholds = {t.figure: t for t in map(compare.Threshold.parse, args.threshold)}
+    sides = []
+    for name in (args.baseline, args.new):
+        data = store.load(Path(name))
+        for warning in data.warnings:
+            print(f"harness: warning: {warning}", file=sys.stderr)
+        exp, results = analyze.run(data)
+        sides.append((exp, compare.Side(name, data.manifest, results)))
+    (base_exp, base), (_, new) = sides
+    c = compare.compare(base, new, thresholds, base_exp.restart_every_ms / 1000)
+    if args.json:
+        doc = {"baseline": base.name, "new": new.name, "environment_differences": [
+            {"what": w, "baseline": a, "new": b} for w, a, b in c.env],
+            "rows": [{**row.__dict__, "base": row.base and row.base.__dict__, "new": row.new and row.new.__dict__}
+                     for row in c.rows], "only_in_baseline": c.only_base, "only_in_new": c.only_new}
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+    else:
+        print(summary.compare_text(c))
+    write_outputs(args, junit=lambda: junit.compare(c, base.name, new.name, args.require_same_env),
+                  markdown=lambda: summary.compare_markdown(c, base.name, new.name))
+    if c.regressed or (args.require_same_env and c.env):
+        return Exit.FAILED_CHECK
+    return Exit.OK
 
 
 def cmd_images(args: argparse.Namespace) -> int:
@@ -177,6 +232,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(Exit.BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def ci_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--junit-xml", metavar="FILE", help="also write JUnit XML (CI systems show it as test results)")
+    p.add_argument("--markdown", metavar="FILE", help="also write a short Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="harness", description="TCP teardown experiments on real containers.")
     ap.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -195,6 +255,7 @@ def parser() -> argparse.ArgumentParser:
                      help="start each close at the next instant where the host's CLOCK_MONOTONIC "
                           "mod PERIOD is PHASE (seconds): the kernel's timer wheel then rounds every "
                           "TIME_WAIT alike (README, 'The timer wheel')")
+    ci_outputs(run)
     run.set_defaults(func=cmd_run)
 
     p = sub.add_parser("plan", help="same as run --dry-run")
@@ -202,10 +263,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=0)
     p.set_defaults(func=cmd_plan)
 
-    rep = sub.add_parser("report", help="tables again from a run directory (no Docker)")
+    rep = sub.add_parser("report", help="analyse a run directory again and write its tables and report (no Docker)")
     rep.add_argument("run_dir")
     rep.add_argument("--json", action="store_true")
+    ci_outputs(rep)
     rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser("compare", help="compare a run with a baseline run, case by case (no Docker)")
+    cmp.add_argument("baseline", help="the baseline's run directory")
+    cmp.add_argument("new", help="the new run's directory")
+    cmp.add_argument("--threshold", action="append", default=[], metavar="FIGURE=VALUE[%]",
+                     help="call a difference up to VALUE (seconds or a count, or a percentage of the "
+                          "baseline's median) the same; never finer than the instrument (repeatable)")
+    cmp.add_argument("--require-same-env", action="store_true",
+                     help="fail (exit 1) when kernel, sysctls, engine, images, harness or fault backend differ")
+    cmp.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    ci_outputs(cmp)
+    cmp.set_defaults(func=cmd_compare)
 
     img = sub.add_parser("images", help="build the lab images (the harness also does it when needed)")
     img.add_argument("--force", action="store_true", help="rebuild even if present")

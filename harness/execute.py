@@ -18,10 +18,10 @@ from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream
 from harness.lab.topology import TrialLab
 from harness.plan import Trial, schedule
-from harness.probes import capture as capture_reader
 from harness.probes import commands
 from harness.progress import Progress
-from harness.spec import Experiment, Params
+from harness.record import TrialResult
+from harness.spec import Experiment
 from harness.store import RunDir
 
 if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed on
@@ -80,16 +80,18 @@ def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIME
         why = f"{stream.source} exited" + (f": {last[0].get('text', last[0])}" if last else "")
     else:
         why = f"no sign of it within {timeout:g} s"
-    raise TrialFailed(f"{what}: {why}", stream.text())
+    raise TrialFailed(f"{what}: {why}")
 
 
 def _ev(name: str) -> Any:
     return lambda e: e.get("ev") == name
 
 
-def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, Any],
-              mark: Callable[[str], None], slot: SetupSlot) -> None:
-    """Connect, echo, install the fault, close in the chosen order, observe until the port is free."""
+def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[[FaultBackend, str], None],
+              mark: Callable[[str], None], slot: SetupSlot) -> bytes:
+    """Connect, echo, install the fault, close in the chosen order, observe until the port is free.
+
+    Returns the pcap; everything else the trial yields is in its events."""
     exp, p = ctx.exp, trial.params
     passive = "client" if p.close_first == "server" else "server"
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
@@ -123,7 +125,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         _need(lab.streams["fault"], "fault agent start", _ev("ready"))  # its handlers are set
         lab.signal(fault_container, "SIGUSR1")
         _need(lab.streams["fault"], "fault install", _ev("installed"))
-        record.update(backend=fault_backend.name, injection_point=fault_backend.where(passive))
+        say_fault(fault_backend, passive)
 
     mark("exchange")
     say("closing" if ctx.close_phase is None else "closing at the next close phase (--close-phase)")
@@ -145,10 +147,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
     say("waiting")
-    end = _need(lab.streams["agent"], "measurement",
-                lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
-    if end["ev"] == "timeout":
-        record["why"] = f"not over after {end.get('after_s')} s (max_wait_s)"
+    _need(lab.streams["agent"], "measurement", lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
     mark("observe")
 
     # What the collection below does not read goes now, while it runs.
@@ -158,11 +157,10 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, record: dict[str, An
         pcap_out = pool.submit(_pcap, lab, cap)
         if fault_backend is not None:
             # The counters outlive the capture's exit: they belong to the table, not its chain.
-            record.update(_fault_counts(lab, fault_container, fault_backend, p))
+            _stop_fault_agent(lab, fault_container)
         pcap = pcap_out.result()
-    record["capture"] = ctx.store.capture(trial.id, pcap)
-    record.update(capture_reader.figures(pcap, lab.events(), exp.port, p, record.get("dropped_copies")))
     mark("collect")
+    return pcap
 
 
 def _pcap(lab: TrialLab, cap: Any) -> bytes:
@@ -170,33 +168,30 @@ def _pcap(lab: TrialLab, cap: Any) -> bytes:
     lab.signal(cap, "SIGTERM")
     pcap = lab.outputs["capture"].wait_end(START_TIMEOUT_S)
     if pcap is None:
-        raise TrialFailed("capture: tcpdump did not stop", lab.streams["capture"].text())
+        raise TrialFailed("capture: tcpdump did not stop")
     return pcap
 
 
-def _fault_counts(lab: TrialLab, container: Any, backend: FaultBackend, p: Params) -> dict[str, Any]:
-    """Stop the fault agent: it prints the kernel's counters as it exits."""
+def _stop_fault_agent(lab: TrialLab, container: Any) -> None:
+    """The fault agent prints the kernel's counters as it exits (analysis reads them)."""
     lab.signal(container, "SIGTERM")
-    stream = lab.streams["fault"]
-    _need(stream, "fault readout", _ev("counted"))
-    try:
-        return backend.counts("\n".join(e["text"] for e in stream.events if e.get("ev") == "output"), p)
-    except ValueError as exc:
-        raise TrialFailed(f"fault readout: {exc}", stream.text()) from None
+    _need(lab.streams["fault"], "fault readout", _ev("counted"))
 
 
-def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
-    """One trial, start to teardown; never raises for a trial-level failure."""
-    no_loss = trial.params.final_ack_loss.kind == "none"
-    record: dict[str, Any] = {
-        "trial": trial.id, "index": trial.index, "case": trial.case, "repeat": trial.repeat,
-        "params": trial.params.to_json(), "status": "failed", "why": "",
-        "backend": "none", "injection_point": None, "final_acks_dropped": 0 if no_loss else None,
-    }
+def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
+    """One trial, start to teardown, then its analysis; never raises for a trial-level failure."""
+    events: list[Event] = []  # this trial's, in the order events.jsonl gets them
+    lock = threading.Lock()
 
     def sink(event: Event) -> None:
-        ctx.store.event({"trial": trial.id, **event})
+        with lock:
+            events.append(event)
+            ctx.store.event({"trial": trial.id, **event})
         ctx.progress.event(trial, event)
+
+    def say_fault(backend: FaultBackend, side: str) -> None:
+        sink({"src": analyze.HARNESS, "ev": "fault", "backend": backend.name,
+              "injection_point": backend.where(side)})
 
     # Host-clock seconds of each phase: where the harness's own time goes (bench/).
     phases: dict[str, float] = {}
@@ -209,38 +204,34 @@ def run_trial(ctx: RunContext, trial: Trial) -> dict[str, Any]:
 
     ctx.progress.state(trial, "queued")
     started = last[0]
-    lab_logs = ""
+    end: Event = {"src": analyze.HARNESS, "ev": "trial_end", "error": None}
+    pcap = None
     try:
         with SetupSlot(ctx.setting_up) as slot:
             mark("queued")
             ctx.progress.state(trial, "setting up")
             with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
                 mark("lab")
-                try:
-                    _exchange(ctx, trial, lab, record, mark, slot)
-                finally:
-                    lab_logs = lab.logs()
-                    events = lab.events()
-        record.update(analyze.trial_figures(events, trial.params.close_first))
-        status, why = analyze.agent_outcome(events)
-        record["status"], record["why"] = status, record["why"] or why
+                pcap = _exchange(ctx, trial, lab, say_fault, mark, slot)
+        end["capture"] = ctx.store.capture(trial.id, pcap)
     except HarnessError as exc:
-        record["why"] = "interrupted" if ctx.stopping.is_set() else str(exc)
-        record["logs"] = getattr(exc, "logs", "") or lab_logs
+        end["error"] = "interrupted" if ctx.stopping.is_set() else str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
-        record["why"] = f"internal error: {exc!r}"
-        record["logs"] = traceback.format_exc()
+        end["error"] = f"internal error: {exc!r}"
+        end["logs"] = traceback.format_exc()
     mark("teardown")
-    record["phases"] = phases
-    record["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
-    ctx.store.trial(record)
+    end["phases"] = phases
+    end["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
+    sink(end)
+    record = analyze.trial(ctx.exp, trial, events, pcap)
+    ctx.store.trial(record.to_json())
     ctx.progress.finished(trial, record)
     return record
 
 
-def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[dict[str, Any]]:
+def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult]:
     """Longest trials first, `jobs` at a time. Ctrl+C removes every container of the run."""
-    records: list[dict[str, Any]] = []
+    records: list[TrialResult] = []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
     futures = [pool.submit(run_trial, ctx, t) for t in schedule(trials)]
     try:
@@ -256,4 +247,4 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[dict[str, A
         remove_labelled(ctx.docker, ctx.run_id)  # and whatever they made meanwhile
         raise
     pool.shutdown(wait=True)
-    return sorted(records, key=lambda r: r["index"])
+    return sorted(records, key=lambda r: r.index)

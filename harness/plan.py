@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
+from harness.errors import SpecError
 from harness.faults.pattern import leading_drops
 from harness.spec import Case, Experiment, Params
 
@@ -70,9 +71,14 @@ def expected_seconds(p: Params) -> float:
 
 def trials(exp: Experiment) -> list[Trial]:
     """Every case, `repeat` times, numbered in file order."""
+    all_cases = cases(exp)
+    for e in exp.expect:
+        if e.where and not any(e.applies(c) for c in all_cases):
+            raise SpecError(exp.source, f"expect[{e.index}].where", f"matches none of the {len(all_cases)} cases "
+                            f"({e.where_text()}); name a case or parameters some case has")
     out = []
     for repeat in range(exp.repeat):
-        for case in cases(exp):
+        for case in all_cases:
             out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params)))
     return out
 

@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from harness.plan import Trial
+from harness.record import TrialResult
 
 # Events worth a line of their own, and how to say them.
 NOTABLE = {
@@ -78,13 +79,13 @@ class Progress:
         if not self._live:
             self._line(f"{trial.id} {text}")
 
-    def finished(self, trial: Trial, record: dict[str, Any]) -> None:
+    def finished(self, trial: Trial, record: TrialResult) -> None:
         with self._lock:
             self._rows.pop(trial.id, None)
             self._timers.pop(trial.id, None)
             self._done += 1
             done = self._done
-        status = "ok" if record["status"] == "ok" else f"FAILED: {record['why']}"
+        status = "ok" if record.ok else f"{record.status.upper()}: {record.why}"
         self._line(f"[{done}/{self._total}] {trial.id} {trial.case}: {status}")
 
     # --- output ----------------------------------------------------------

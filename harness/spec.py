@@ -14,6 +14,7 @@ from typing import Any, Callable
 import yaml
 
 from harness.errors import SpecError
+from harness.record import COUNTS, MEASURES
 
 CLOSE_FIRST = ("server", "client")
 CLIENT_CLOSE = ("close", "shutdown")
@@ -102,6 +103,53 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Bound:
+    """What one figure of a trial must be. With `of`, the bounds apply to figure - of."""
+
+    figure: str
+    never: bool = False  # null: it never happened (None in the record)
+    equals: int | None = None  # an exact count
+    min: float | None = None
+    max: float | None = None
+    of: str | None = None
+    within: float | None = None  # |figure - of| <= within
+
+    def text(self) -> str:
+        """The bound in words, e.g. "time_wait_s >= 110" or "|rebind_plain_s - tw_gone_s| <= 0.02"."""
+        if self.never:
+            return f"{self.figure} never happens"
+        if self.equals is not None:
+            return f"{self.figure} == {self.equals:g}"
+        x = f"{self.figure} - {self.of}" if self.of else self.figure
+        parts = [f"|{x}| <= {self.within:g}"] if self.within is not None else []
+        if self.min is not None and self.max is not None:
+            parts.append(f"{self.min:g} <= {x} <= {self.max:g}")
+        elif self.min is not None:
+            parts.append(f"{x} >= {self.min:g}")
+        elif self.max is not None:
+            parts.append(f"{x} <= {self.max:g}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """An `expect:` item: bounds on figures of every trial of the cases it is `where` for."""
+
+    index: int
+    name: str
+    where: tuple[tuple[str, Any], ...]  # (parameter or "case", value) pairs every case must match
+    bounds: tuple[Bound, ...]
+
+    def applies(self, case: Case) -> bool:
+        return all((case.name if k == "case" else getattr(case.params, k)) == v for k, v in self.where)
+
+    def where_text(self) -> str:
+        def show(v: Any) -> str:
+            return v.label() if isinstance(v, Loss) else str(v).lower() if isinstance(v, bool) else str(v)
+        return ", ".join(f"{k}={show(v)}" for k, v in self.where) or "every case"
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     description: str
@@ -116,6 +164,7 @@ class Experiment:
     fault_backend: str = "auto"
     matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     cases: tuple[Case, ...] = field(default_factory=tuple)
+    expect: tuple[Expectation, ...] = ()
 
 
 # --- field parsers: each takes (value, where) and raises SpecError via `bad` ---
@@ -196,8 +245,49 @@ class _Reader:
 PARAM_NAMES = tuple(Params.__dataclass_fields__)
 TOP_LEVEL = (
     "name", "description", "repeat", "port", "message", "poll_ms",
-    "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases",
+    "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases", "expect",
 )
+BOUND_KEYS = ("min", "max", "of", "within")
+
+
+def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
+    """null, an exact count, or {min, max, of, within}."""
+    allowed = ("null (never happens), a whole number (a count), "
+               "or a mapping of min, max, and of: FIGURE with within or min/max")
+    if value is None:
+        return Bound(figure, never=True)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if figure not in COUNTS:
+            raise r.bad(where, f"got {value!r}; an exact value is for counts ({', '.join(sorted(COUNTS))}); "
+                               "bound a time with min and max")
+        return Bound(figure, equals=value)
+    if not isinstance(value, dict):
+        raise r.bad(where, f"got {_show(value)}; allowed: {allowed}")
+    m = r.mapping(value, where, BOUND_KEYS)
+    of = r.choice(m["of"], f"{where}.of", MEASURES) if "of" in m else None
+    nums = {k: r.number(m[k], f"{where}.{k}", -1e9, 1e9) for k in ("min", "max", "within") if k in m}
+    if "within" in nums and of is None:
+        raise r.bad(where, "within needs of: the figure it is within of")
+    if not nums:
+        raise r.bad(where, f"bounds nothing; allowed: {allowed}")
+    if "min" in nums and "max" in nums and nums["min"] > nums["max"]:
+        raise r.bad(where, f"min {nums['min']:g} is above max {nums['max']:g}")
+    return Bound(figure, of=of, **nums)
+
+
+def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:
+    where = f"expect[{index}]"
+    m = r.mapping(raw, where, ("name", "where") + MEASURES)
+    matches: list[tuple[str, Any]] = []
+    if "where" in m:
+        for key, value in r.mapping(m["where"], f"{where}.where", ("case",) + PARAM_NAMES).items():
+            w = f"{where}.where.{key}"
+            matches.append((key, r.text(value, w) if key == "case" else r.param(key, value, w)))
+    bounds = tuple(_bound(r, k, v, f"{where}.{k}") for k, v in m.items() if k in MEASURES)
+    if not bounds:
+        raise r.bad(where, f"bounds no figure; allowed: {', '.join(MEASURES)}")
+    name = r.text(m["name"], f"{where}.name") if "name" in m else " and ".join(b.text() for b in bounds)
+    return Expectation(index, name, tuple(matches), bounds)
 
 
 def _case(r: _Reader, raw: Any, where: str) -> Case:
@@ -247,6 +337,11 @@ def parse(text: str, source: str) -> Experiment:
         cases = [_case(r, c, f"cases[{i}]") for i, c in enumerate(doc["cases"])]
     if not matrix and not cases:
         raise r.bad("cases", "missing; give a matrix, a list of cases, or both")
+    expect: list[Expectation] = []
+    if "expect" in doc:
+        if not isinstance(doc["expect"], list) or not doc["expect"]:
+            raise r.bad("expect", "allowed: a non-empty list of expectations")
+        expect = [_expectation(r, e, i) for i, e in enumerate(doc["expect"])]
 
     return Experiment(
         name=name,
@@ -262,6 +357,7 @@ def parse(text: str, source: str) -> Experiment:
         fault_backend=r.choice(doc.get("fault_backend", "auto"), "fault_backend", BACKENDS),
         matrix=tuple(matrix),
         cases=tuple(cases),
+        expect=tuple(expect),
     )
 
 
@@ -274,3 +370,9 @@ def load(path: str | Path) -> Experiment:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), "", f"cannot be read: {exc}") from None
     return parse(text, str(path))
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as the user wrote it, cut short: messages stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,16 +1,20 @@
 """The run directory: results/<experiment>/<UTC timestamp>/, written in phases.
 
 At start: experiment.yaml (the spec as run) and manifest.json. While trials
-run: events.jsonl (every event as it happens) and trials.jsonl (each trial's
-figures when it ends), so an interrupted run can still be read. At the end:
-the tables. Each JSON file says its format version; readers refuse others.
+run: events.jsonl (every event as it happens, the harness's own included) and,
+as each trial ends, its pcap and its record in trials.jsonl. At the end: the
+tables and the report. events.jsonl and the pcaps are the raw data: every
+figure is derived from them again by `harness report`. Each JSON file says its
+format version; readers refuse others.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,22 @@ EVENTS = "events.jsonl"
 TRIALS = "trials.jsonl"
 SPEC = "experiment.yaml"
 CAPTURES = "captures"
+Event = dict[str, Any]
 
 
 def _header(kind: str) -> str:
     return json.dumps({"format": kind, "version": FORMAT}) + "\n"
+
+
+def capture_path(trial_id: str) -> str:
+    return f"{CAPTURES}/{trial_id}.pcap"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Whole or not at all: a reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
 
 
 class RunDir:
@@ -57,52 +73,130 @@ class RunDir:
         return run
 
     def write_json(self, name: str, doc: dict[str, Any]) -> None:
-        (self.path / name).write_text(json.dumps(doc, indent=2) + "\n")
+        write_atomic(self.path / name, json.dumps(doc, indent=2) + "\n")
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         line = json.dumps(record) + "\n"
         with self._lock, open(self.path / name, "a") as f:
             f.write(line)
 
-    def event(self, record: dict[str, Any]) -> None:
+    def event(self, record: Event) -> None:
         self._append(EVENTS, record)
 
     def trial(self, record: dict[str, Any]) -> None:
         self._append(TRIALS, record)
 
+    def rewrite_trials(self, records: list[dict[str, Any]]) -> None:
+        write_atomic(self.path / TRIALS, _header("harness-trials") + "".join(json.dumps(r) + "\n" for r in records))
+
     def capture(self, trial_id: str, data: bytes) -> str:
-        d = self.path / CAPTURES
-        d.mkdir(exist_ok=True)
-        (d / f"{trial_id}.pcap").write_bytes(data)
-        return f"{CAPTURES}/{trial_id}.pcap"
+        (self.path / CAPTURES).mkdir(exist_ok=True)
+        (self.path / capture_path(trial_id)).write_bytes(data)
+        return capture_path(trial_id)
 
     def write_text(self, name: str, text: str) -> None:
-        (self.path / name).write_text(text)
+        write_atomic(self.path / name, text)
 
 
-def _read_jsonl(path: Path, kind: str) -> list[dict[str, Any]]:
-    lines = path.read_text().splitlines()
-    if not lines:
-        raise RunDirError(f"{path}: empty; it should start with a format header")
-    head = json.loads(lines[0])
-    _check(path, head, kind)
-    return [json.loads(line) for line in lines[1:] if line.strip()]
+@dataclass
+class RunData:
+    """What a run directory holds, read back: the raw data every figure is derived from."""
+
+    path: Path
+    manifest: dict[str, Any]
+    spec_text: str
+    events: list[Event]
+    warnings: list[str] = field(default_factory=list)
+
+    def trial_events(self) -> dict[str, list[Event]]:
+        out: dict[str, list[Event]] = {}
+        for e in self.events:
+            out.setdefault(e.get("trial", ""), []).append(e)
+        return out
+
+    def pcap(self, trial_id: str) -> bytes | None:
+        try:
+            return (self.path / capture_path(trial_id)).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunDirError(f"{self.path / capture_path(trial_id)}: cannot be read: {exc.strerror}") from None
 
 
-def _check(path: Path, doc: dict[str, Any], kind: str) -> None:
-    if doc.get("format") != kind or doc.get("version") != FORMAT:
+def _check(path: Path, doc: Any, kind: str) -> None:
+    if not isinstance(doc, dict) or doc.get("format") != kind or doc.get("version") != FORMAT:
+        got = (doc.get("format"), doc.get("version")) if isinstance(doc, dict) else (None, None)
         raise RunDirError(
-            f"{path}: format {doc.get('format')!r} version {doc.get('version')!r}; this harness reads "
-            f"{kind!r} version {FORMAT}. Use the harness version named in the manifest to read it.")
+            f"{path}: format {got[0]!r} version {got[1]!r}; this harness reads {kind!r} version {FORMAT}. "
+            "Use the harness version named in the manifest to read it.")
 
 
-def load(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(manifest, trials, events) of a run directory, checking every format version."""
-    if not (path / MANIFEST).is_file():
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing; this run directory is incomplete") from None
+    except UnicodeDecodeError as exc:
+        raise RunDirError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot be read: {exc.strerror}") from None
+
+
+def read_jsonl(path: Path, kind: str, warnings: list[str]) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file after its format header.
+
+    A last line without its newline was cut off mid-write (a crash): it is
+    skipped with a warning. Any other bad line is an error naming it."""
+    text = _read_text(path)
+    lines = text.split("\n")
+    if not lines[0].strip():
+        raise RunDirError(f"{path}: empty; it should start with a format header")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if number == len(lines) and number > 1:
+                warnings.append(f"{path}:{number}: last line cut off (the run was stopped mid-write); skipped")
+                continue
+            raise RunDirError(f"{path}:{number}: not a JSON object ({exc})") from None
+        if number == 1:
+            _check(path, doc, kind)
+        else:
+            records.append(doc)
+    return records
+
+
+def load(path: Path) -> RunData:
+    """A run directory's manifest, experiment file and events, checking every format version."""
+    if not path.is_dir() or not (path / MANIFEST).is_file():
         raise RunDirError(f"{path}: not a run directory (no {MANIFEST})")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        _check(path / MANIFEST, manifest, "harness-manifest")
-        return manifest, _read_jsonl(path / TRIALS, "harness-trials"), _read_jsonl(path / EVENTS, "harness-events")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: unreadable run directory: {exc}") from None
+        manifest = json.loads(_read_text(path / MANIFEST))
+    except ValueError as exc:
+        raise RunDirError(f"{path / MANIFEST}: not valid JSON ({exc})") from None
+    _check(path / MANIFEST, manifest, "harness-manifest")
+    warnings: list[str] = []
+    events = read_jsonl(path / EVENTS, "harness-events", warnings)
+    if not any(e.get("src") == "harness" for e in events) and (path / TRIALS).is_file():
+        events += _events_of_early_runs(read_jsonl(path / TRIALS, "harness-trials", warnings))
+    return RunData(path, manifest, _read_text(path / SPEC), events, warnings)
+
+
+def _events_of_early_runs(records: list[dict[str, Any]]) -> list[Event]:
+    """What the harness now writes as events about each trial, from the trial records of runs
+    made before it did (same format version): the fault it applied and how the trial ended."""
+    out: list[Event] = []
+    for r in records:
+        if r.get("backend", "none") != "none":
+            out.append({"trial": r.get("trial"), "src": "harness", "ev": "fault", "backend": r["backend"],
+                        "injection_point": r.get("injection_point")})
+        harness_error = r.get("status") != "ok" and not str(r.get("why", "")).startswith(("agent:", "not over"))
+        out.append({"trial": r.get("trial"), "src": "harness", "ev": "trial_end",
+                    "error": r.get("why") if harness_error else None, "phases": r.get("phases", {}),
+                    "wall_s": r.get("wall_s"), "capture": r.get("capture")})
+    return out

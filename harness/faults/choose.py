@@ -37,3 +37,11 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
     if missing:
         return Nftables(), f"auto: this kernel has no netem (missing: {', '.join(missing)})"
     return Nftables(), "auto: netem cannot drop every loss pattern asked for"
+
+
+def named(name: str) -> FaultBackend:
+    """The backend a run directory names, to read its counters again."""
+    backends: dict[str, FaultBackend] = {"nftables": Nftables(), "netem": Netem(seed=False)}
+    if name not in backends:
+        raise ValueError(f"unknown fault backend {name!r}")
+    return backends[name]

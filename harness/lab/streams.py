@@ -73,9 +73,6 @@ class EventStream:
         with self._cond:
             return list(self._events)
 
-    def text(self, last: int = 30) -> str:
-        return "\n".join(f"{self.source}: {e.get('text', json.dumps(e))}" for e in self.events[-last:])
-
 
 class ByteStream:
     """A container's stdout as bytes, read in a thread from an attach made before the start."""

@@ -147,9 +147,3 @@ class TrialLab:
         with translated(f"sending {sig} to {container.name}"):
             container.kill(signal=sig)
 
-    def events(self) -> list[Event]:
-        """Every event so far, container by container."""
-        return [e for s in self.streams.values() for e in s.events]
-
-    def logs(self) -> str:
-        return "\n".join(s.text() for s in self.streams.values())

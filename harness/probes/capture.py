@@ -16,7 +16,9 @@ import dpkt
 from harness.spec import Params
 
 FIN, SYN, RST, ACK = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_ACK
-FLAG_MASK = FIN | SYN | RST | dpkt.tcp.TH_PUSH | ACK | dpkt.tcp.TH_URG
+FLAG_NAMES = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (dpkt.tcp.TH_PUSH, "PSH"), (ACK, "ACK"),
+              (dpkt.tcp.TH_URG, "URG"))
+FLAG_MASK = sum(bit for bit, _ in FLAG_NAMES)
 
 
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:
@@ -43,10 +45,13 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
     dropped = set(dropped_copies or ())
     out: list[dict[str, Any]] = []
     fins: dict[str, int] = {"server": 0, "client": 0}
+    isn: dict[str, int] = {}  # each side's initial sequence number, from its SYN
     final_acks = 0
     for ts, tcp in _segments(pcap):
         sender = "server" if tcp.sport == port else "client"
         flags = tcp.flags & FLAG_MASK
+        if flags & SYN:
+            isn.setdefault(sender, tcp.seq)
         what = None
         extra: dict[str, Any] = {}
         if flags & RST:
@@ -67,8 +72,17 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             continue
         t = ts - offset - t0 if offset is not None and t0 is not None else None
         out.append({"t": None if t is None else round(t, 6), "from": sender, "what": what,
-                    "seq": tcp.seq, **extra})
+                    "flags": ", ".join(name for bit, name in FLAG_NAMES if flags & bit),
+                    "seq": tcp.seq, "ack": tcp.ack if flags & ACK else None,
+                    # As Wireshark shows them: from each side's SYN (None without the handshake).
+                    "rel_seq": _relative(tcp.seq, isn.get(sender)),
+                    "rel_ack": _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
+                    **extra})
     return out
+
+
+def _relative(n: int, base: int | None) -> int | None:
+    return None if base is None else (n - base) % 2**32
 
 
 def _other(side: str) -> str:

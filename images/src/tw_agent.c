@@ -394,6 +394,9 @@ int main(int argc, char **argv)
 	int bind_ok[2] = {0, 0}, bind_fails[2] = {0, 0}, attempts = 0;
 	unsigned last_expires = 0;
 	char last_states[512] = "-";
+	/* The kernel's TIME_WAIT timer, sampled once a second: the report draws
+	 * it (a FIN that arrives restarts it, see tw_timer_restart). */
+	double next_sample = 0;
 	double next_restart = 0, end = t0 + max_wait;
 	/* How late each poll starts: what limits the precision of every time
 	 * below, and what a loaded machine would show first. */
@@ -429,10 +432,16 @@ int main(int argc, char **argv)
 			emit_at(SRC, "tw_appear", now,
 				"\"expires_ms\":%u,\"window_ms\":%.3f",
 				snap.tw_expires_ms, window_ms);
+			next_sample = now + 1.0;
 		} else if (snap.time_wait && snap.tw_expires_ms > last_expires) {
 			/* The timer went up: a FIN arrived in TIME_WAIT. */
 			emit_at(SRC, "tw_timer_restart", now, "\"expires_ms\":%u",
 				snap.tw_expires_ms);
+			next_sample = now + 1.0;
+		} else if (snap.time_wait && now >= next_sample) {
+			emit_at(SRC, "tw_timer", now, "\"expires_ms\":%u",
+				snap.tw_expires_ms);
+			next_sample = now + 1.0;
 		}
 		last_expires = snap.tw_expires_ms;
 		if (tw_seen && !snap.time_wait && !tw_gone) {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 
 HERE = Path(__file__).parent
 EXPERIMENTS = HERE / "experiments"
-LABEL = "io.harness"
+ARTIFACTS = HERE.parents[1] / "test-artifacts"  # kept after the run: what a reader would have seen
+LABEL = "io.harness.run"  # what every object of a harness run carries
 CLOSE_PHASE = "3.0,1.25"
 
 
@@ -71,3 +73,19 @@ def runs(engine, images, tmp_path_factory):
     for name, (rc, doc, err) in done.items():
         assert doc is not None, f"{name}: no JSON (exit {rc}):\n{err[-3000:]}"
     return done
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's package), driven by Playwright; no background traffic of its own."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("the report's browser tests need Chromium (apt-get install chromium); `bash .ci/run` installs it")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()

@@ -1,0 +1,183 @@
+"""Two runs of an experiment compared, case by case and figure by figure. Pure.
+
+The threshold of "same" is never finer than the instrument: the widest poll
+window either run's agents reported around a change, and, for figures that
+end with a TIME_WAIT, the kernel's timer-wheel grid (timerwheel.py) unless
+both runs closed on the same phase of it (--close-phase). With 5 or more
+trials on each side a Mann-Whitney rank test decides whether a difference
+beyond the threshold is real; with fewer, the two ranges must not overlap.
+A figure that never happened counts as below any value (no TIME_WAIT is
+shorter than one).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy.stats import mannwhitneyu
+
+from harness import timerwheel
+from harness.analyze import Summary, summarize
+from harness.errors import UsageError
+from harness.record import COUNTS, FIGURES, TrialResult
+
+SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
+RANK_TEST_MIN = 5  # trials on each side before the rank test decides
+ALPHA = 0.01
+TW_BOUND_S = 0.1  # a figure within this of the case's TIME_WAIT end ends with it (the wheel's rounding)
+# What tells two runs' environments apart: (label, path in the manifest).
+ENV_KEYS = (("kernel", "kernel"), ("OS", "os"), ("CPUs", "cpus"), ("engine", "engine_version"),
+            ("engine API", "api_version"), ("harness", "harness_version"), ("fault backend", "fault_backend"),
+            ("close phase", "close_phase"))
+
+
+@dataclass(frozen=True)
+class Threshold:
+    figure: str
+    value: float
+    relative: bool  # a fraction of the baseline's median
+
+    @classmethod
+    def parse(cls, text: str) -> Threshold:
+        """FIGURE=SECONDS (or a count) or FIGURE=PERCENT%, e.g. time_wait_s=0.5 or restart_s=10%."""
+        figure, sep, value = text.partition("=")
+        names = [k for k, _ in FIGURES]
+        if not sep or figure not in names:
+            raise UsageError(f"--threshold {text[:60]!r}: want FIGURE=VALUE or FIGURE=PERCENT%, "
+                             f"FIGURE one of {', '.join(names)}")
+        relative = value.endswith("%")
+        try:
+            number = float(value[:-1] if relative else value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0 or number > 1e6:
+            raise UsageError(f"--threshold {text[:60]!r}: the value must be a number from 0 to 1e6")
+        return cls(figure, number / 100 if relative else number, relative)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run, as compare reads it."""
+
+    name: str
+    manifest: dict[str, Any]
+    results: list[TrialResult]
+
+    def case(self, case: str) -> list[TrialResult]:
+        return [r for r in self.results if r.case == case and r.ok]
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    figure: str
+    base: Summary | None
+    new: Summary | None
+    diff: float | None  # new median - base median
+    threshold: float
+    why_threshold: str  # what set it
+    test: str  # how the verdict was reached
+    verdict: str
+
+
+@dataclass
+class Comparison:
+    env: list[tuple[str, str, str]]  # (what, baseline, new) for each difference
+    rows: list[Row] = field(default_factory=list)
+    only_base: list[str] = field(default_factory=list)  # cases one run has and the other lacks
+    only_new: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> list[Row]:
+        return [r for r in self.rows if r.verdict == REGRESSED]
+
+
+def _get(manifest: dict[str, Any], path: str) -> str:
+    v = manifest.get(path)
+    return "-" if v is None else str(v)
+
+
+def env_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What differs between two runs' environments, as their manifests recorded it."""
+    out = [(label, _get(a, k), _get(b, k)) for label, k in ENV_KEYS if _get(a, k) != _get(b, k)]
+    for group, label in (("sysctls", "sysctl "), ("images", "image ")):
+        da = a.get(group) or {}
+        db = b.get(group) or {}
+        if group == "images":
+            da, db = da.get("ids") or {}, db.get("ids") or {}
+        for k in sorted(set(da) | set(db)):
+            if da.get(k) != db.get(k):
+                out.append((label + k, str(da.get(k, "-")), str(db.get(k, "-"))))
+    return out
+
+
+def _ends(results: list[TrialResult]) -> list[float]:
+    return [r.close_mono + r.tw_gone_s for r in results if r.close_mono is not None and r.tw_gone_s is not None]
+
+
+def _floor(figure: str, base: list[TrialResult], new: list[TrialResult], same_phase: bool,
+           wheel: float, restart_every_s: float) -> tuple[float, str]:
+    """What the instrument and the kernel cannot tell apart for this figure of this case."""
+    if figure in COUNTS and figure != "bind_errors":
+        return 0.5, "counts differ by whole numbers"
+    trials = base + new
+    window = max((r.window_max_ms or 0.0 for r in trials), default=0.0) / 1000
+    floor, why = window, f"poll window {window * 1000:.1f} ms"
+    key = "restart_s" if figure == "bind_errors" else figure
+    tw_bound = any(getattr(r, key) is not None and r.tw_gone_s is not None
+                   and abs(getattr(r, key) - r.tw_gone_s) <= TW_BOUND_S for r in trials)
+    if tw_bound and not same_phase and wheel > floor:
+        floor, why = wheel, f"timer wheel {wheel:.3f} s"
+    if figure == "bind_errors":  # one failed restart per restart interval
+        return floor / restart_every_s + 1, why + f" / restarts every {restart_every_s * 1000:.0f} ms"
+    return floor, why
+
+
+def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> tuple[float | None, str, str]:
+    """(difference of medians, how decided, verdict); never-happened (None) is below every value."""
+    xa = [-math.inf if v is None else v for v in a]
+    xb = [-math.inf if v is None else v for v in b]
+    sa, sb = sorted(xa), sorted(xb)
+    ma, mb = statistics.median(sa), statistics.median(sb)
+    if ma == mb:
+        return (0.0 if math.isfinite(ma) else None), "medians equal", SAME
+    diff = mb - ma
+    shown = diff if math.isfinite(diff) else None
+    if math.isfinite(diff) and abs(diff) <= threshold:
+        return shown, "within the threshold", SAME
+    worse = REGRESSED if diff > 0 else IMPROVED
+    if len(xa) >= RANK_TEST_MIN and len(xb) >= RANK_TEST_MIN:
+        p = mannwhitneyu([max(v, -1e18) for v in xa], [max(v, -1e18) for v in xb]).pvalue
+        return shown, f"Mann-Whitney U p={p:.2g}", worse if p < ALPHA else INCONCLUSIVE
+    separated = sb[0] - sa[-1] > threshold if diff > 0 else sa[0] - sb[-1] > threshold
+    return shown, "ranges " + ("apart" if separated else "overlap"), worse if separated else INCONCLUSIVE
+
+
+def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_every_s: float) -> Comparison:
+    cases_a = list(dict.fromkeys(r.case for r in base.results))
+    cases_b = list(dict.fromkeys(r.case for r in new.results))
+    same_phase = base.manifest.get("close_phase") is not None and \
+        base.manifest.get("close_phase") == new.manifest.get("close_phase")
+    wheel = max(timerwheel.resolution(_ends(base.results)), timerwheel.resolution(_ends(new.results)))
+    out = Comparison(env_diff(base.manifest, new.manifest),
+                     only_base=[c for c in cases_a if c not in cases_b],
+                     only_new=[c for c in cases_b if c not in cases_a])
+    for case in (c for c in cases_a if c in cases_b):
+        ta, tb = base.case(case), new.case(case)
+        for figure, _ in FIGURES:
+            va, vb = [getattr(r, figure) for r in ta], [getattr(r, figure) for r in tb]
+            if not va or not vb or all(v is None for v in va + vb):
+                continue
+            floor, why = _floor(figure, ta, tb, same_phase, wheel, restart_every_s)
+            user = thresholds.get(figure)
+            if user is not None:
+                base_median = summarize(va)
+                asked = user.value * abs(base_median.median) if user.relative and base_median else user.value
+                if asked > floor:
+                    floor, why = asked, f"--threshold {figure}" + (f"={user.value:.0%}" if user.relative else "")
+            diff, test, verdict = _verdict(va, vb, floor)
+            out.rows.append(Row(case, figure, summarize(va), summarize(vb), diff, floor, why, test, verdict))
+    return out

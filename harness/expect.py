@@ -1,0 +1,94 @@
+"""Expectations (`expect:` in the experiment file) held against trial results. Pure.
+
+Each bound of each expectation is checked on every trial of the cases it
+applies to: pass, fail, or no data (the trial did not measure). A case passes
+when every trial of it that measured passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.record import TrialResult
+from harness.spec import Bound, Case, Experiment
+
+PASS, FAIL, NO_DATA = "pass", "fail", "no data"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One bound of one expectation, on one trial."""
+
+    expect: int  # its index in the file
+    name: str
+    check: str  # the bound in words
+    verdict: str
+    value: float | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str]:
+    """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
+    x = figures.get(bound.figure)
+    if bound.never:
+        return (PASS, None, "") if x is None else (FAIL, x, f"{bound.figure} happened: {x:g}")
+    if x is None:
+        return FAIL, None, f"{bound.figure} never happened"
+    if bound.equals is not None:
+        return (PASS, x, "") if x == bound.equals else (FAIL, x, f"{bound.figure} is {x:g}")
+    if bound.of is not None:
+        ref = figures.get(bound.of)
+        if ref is None:
+            return FAIL, None, f"{bound.of} never happened"
+        x = x - ref
+    name = f"{bound.figure} - {bound.of}" if bound.of else bound.figure
+    if bound.within is not None and abs(x) > bound.within:
+        return FAIL, x, f"{name} is {x:g}"
+    if bound.min is not None and x < bound.min or bound.max is not None and x > bound.max:
+        return FAIL, x, f"{name} is {x:g}"
+    return PASS, x, ""
+
+
+def outcomes(exp: Experiment, case: Case, figures: dict[str, Any] | None) -> list[Outcome]:
+    """Every bound that applies to this case, judged on a trial's figures (None: it did not measure)."""
+    out = []
+    for e in exp.expect:
+        if not e.applies(case):
+            continue
+        for b in e.bounds:
+            if figures is None:
+                out.append(Outcome(e.index, e.name, b.text(), NO_DATA, detail="the trial did not measure"))
+            else:
+                out.append(Outcome(e.index, e.name, b.text(), *judge(b, figures)))
+    return out
+
+
+@dataclass(frozen=True)
+class CaseOutcome:
+    """One bound of one expectation over every trial of one case."""
+
+    expect: int
+    name: str
+    check: str
+    case: str
+    verdict: str
+    trials: list[tuple[str, str, float | None, str]]  # (trial, verdict, value, detail)
+
+
+def by_case(results: list[TrialResult]) -> list[CaseOutcome]:
+    """Trial outcomes gathered per expectation, bound and case, in file order."""
+    groups: dict[tuple[int, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        for o in r.expectations:
+            groups.setdefault((o["expect"], o["check"], r.case), []).append((r.trial, o))
+    out = []
+    for (index, check, case), rows in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        verdicts = {o["verdict"] for _, o in rows}
+        verdict = FAIL if FAIL in verdicts else PASS if PASS in verdicts else NO_DATA
+        out.append(CaseOutcome(index, rows[0][1]["name"], check, case, verdict,
+                               [(t, o["verdict"], o["value"], o["detail"]) for t, o in rows]))
+    return out

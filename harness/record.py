@@ -1,0 +1,100 @@
+"""The result of one trial: one typed record, and its JSON form.
+
+`harness run`, `harness report`, the tables, the figures and the JSON output all
+read this; only analyze.trial() makes one (from a trial's raw data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
+
+# The figures of a trial shown in the tables, in order: (field, heading).
+FIGURES = (
+    ("time_wait_s", "TIME_WAIT (s)"),
+    ("rebind_plain_s", "bind() plain (s)"),
+    ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
+    ("restart_s", "restart up (s)"),
+    ("bind_errors", "bind() errors"),
+    ("final_acks_dropped", "ACKs dropped"),
+    ("fin_retransmits", "FIN retransmits"),
+)
+# Figures that count things rather than time them.
+COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
+                    "final_acks_seen", "tw_timer_restarts", "restart_failures_other"})
+# Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
+MEASURES = ("time_wait_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
+            "observed_s", "poll_late_max_ms", "window_max_ms", *sorted(COUNTS))
+
+
+@dataclass
+class TrialResult:
+    # Which trial.
+    trial: str
+    index: int
+    case: str
+    repeat: int
+    params: dict[str, Any]
+    status: str = FAILED  # OK, FAILED or INTERRUPTED
+    why: str = ""
+
+    # The fault, as applied: backend "none" when the case asks for no loss.
+    backend: str = "none"
+    injection_point: str | None = None
+
+    # From the agent in the server's namespace; seconds after the close (t = 0), which was at
+    # close_mono on the host's CLOCK_MONOTONIC.
+    close_mono: float | None = None
+    tw_appear_s: float | None = None
+    tw_gone_s: float | None = None
+    time_wait_s: float | None = None
+    tw_timer_restarts: int = 0
+    rebind_plain_s: float | None = None
+    rebind_reuseaddr_s: float | None = None
+    restart_s: float | None = None
+    bind_errors: int = 0
+    restart_failures_other: int = 0
+    observed_s: float | None = None  # the close until the port was free: the kernel's part
+    poll_late_max_ms: float | None = None  # how late the agent's latest poll started
+    window_max_ms: float | None = None  # widest window between two polls around a reported change
+
+    # From the fault's kernel counters.
+    final_acks_dropped: int | None = None
+    final_acks_matched: int | None = None
+    dropped_copies: list[int] | None = None
+
+    # From the packet capture.
+    capture: str | None = None  # the pcap, relative to the run directory
+    fin_retransmits: int | None = None
+    final_acks_seen: int | None = None
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    # Each bound of each expectation that applies to the trial's case, judged (expect.Outcome's JSON).
+    expectations: list[dict[str, Any]] = field(default_factory=list)
+
+    # From the harness: where its own time went.
+    wall_s: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+    logs: str = ""  # for a failed trial: the last lines of each program
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    @property
+    def failed_expectations(self) -> list[dict[str, Any]]:
+        return [o for o in self.expectations if o["verdict"] == "fail"]
+
+    def to_json(self) -> dict[str, Any]:
+        doc = dataclasses.asdict(self)
+        if not doc["logs"]:
+            del doc["logs"]
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> TrialResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})

@@ -1,0 +1,103 @@
+"""The report's headline: what the run showed, in words, from its medians. Pure.
+
+Each sentence compares cases the run actually has (a lost-ACK case and the
+same case without loss; SO_REUSEADDR on both sockets, on one, on neither;
+the client closing first) and quotes their measured medians; a run that has
+none of these pairs gets a plain summary.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+from harness.record import TrialResult
+
+
+def _median(results: list[TrialResult], key: str) -> float | None:
+    xs = [getattr(r, key) for r in results if r.ok and getattr(r, key) is not None]
+    return statistics.median(xs) if xs else None
+
+
+def seconds(x: float) -> str:
+    return f"{x:.1f} s" if x >= 10 else f"{x:.2f} s"
+
+
+def _loss_words(loss: Any) -> str:
+    if loss == "all":
+        return "every final ACK lost"
+    if isinstance(loss, int):
+        return "the first final ACK lost" if loss == 1 else f"the first {loss} final ACKs lost"
+    return f"each final ACK lost with probability {loss['p']:g}"
+
+
+def _key(params: dict[str, Any], **changes: Any) -> str:
+    """Case parameters as a dictionary key, with some changed: to find a case's twin."""
+    return json.dumps({**params, **changes}, sort_keys=True)
+
+
+def sentences(results: list[TrialResult]) -> list[str]:
+    cases: dict[str, list[TrialResult]] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        cases.setdefault(r.case, []).append(r)
+    by_params = {_key(rs[0].params): rs for rs in cases.values()}
+    out: list[str] = []
+
+    # The longest wait that loss caused, against the same case without loss.
+    worst = None
+    for rs in cases.values():
+        p = rs[0].params
+        twin = by_params.get(_key(p, final_ack_loss=0))
+        lossy, plain = _median(rs, "rebind_plain_s"), twin and _median(twin, "rebind_plain_s")
+        if p["final_ack_loss"] != 0 and lossy is not None and plain is not None:
+            if worst is None or lossy - plain > worst[0] - worst[1]:
+                worst = (lossy, plain, p["final_ack_loss"])
+    if worst:
+        out.append(f"With {_loss_words(worst[2])}, the port stayed unusable for {seconds(worst[0])} "
+                   f"instead of {seconds(worst[1])}.")
+
+    server_first = [rs for rs in cases.values() if rs[0].params["close_first"] == "server"]
+    # SO_REUSEADDR's effect, compared like with like: without loss where the run has such cases.
+    server_first = [rs for rs in server_first if rs[0].params["final_ack_loss"] == 0] or server_first
+    both = [r for rs in server_first if rs[0].params["server_reuseaddr"] and rs[0].params["restart_reuseaddr"]
+            for r in rs]
+    neither = [r for rs in server_first
+               if not rs[0].params["server_reuseaddr"] and not rs[0].params["restart_reuseaddr"] for r in rs]
+    restart_both, tw_both = _median(both, "restart_s"), _median(both, "time_wait_s")
+    restart_neither = _median(neither, "restart_s")
+    if restart_both is not None and tw_both is not None:
+        verb = "let the server restart in" if restart_both < tw_both else "did not help: the restart took"
+        out.append(f"SO_REUSEADDR on both sockets {verb} {seconds(restart_both)}, while the old socket "
+                   f"stayed in TIME_WAIT for {seconds(tw_both)}"
+                   + (f"; without it, the restart took {seconds(restart_neither)}." if restart_neither else "."))
+    for rs in server_first:
+        p = rs[0].params
+        restart, tw = _median(rs, "restart_s"), _median(rs, "time_wait_s")
+        if p["server_reuseaddr"] != p["restart_reuseaddr"] and restart is not None and tw is not None:
+            which = "the old socket" if p["server_reuseaddr"] else "the restarted server"
+            verb = "was enough: the restart took" if restart < tw else "did not help: the restart took"
+            out.append(f"SO_REUSEADDR on {which} only {verb} {seconds(restart)}.")
+
+    client_first = [r for rs in cases.values() if rs[0].params["close_first"] == "client"
+                    and rs[0].params["final_ack_loss"] == 0 for r in rs]
+    restart_cf = _median(client_first, "restart_s")
+    if restart_cf is not None and _median(client_first, "time_wait_s") is None:
+        out.append(f"When the client closed first, the server's socket never entered TIME_WAIT and the "
+                   f"server restarted in {seconds(restart_cf)}.")
+
+    if not out:
+        longest = max((r for r in results if r.ok and r.time_wait_s is not None),
+                      key=lambda r: r.time_wait_s, default=None)
+        if longest is not None:
+            out.append(f"The longest TIME_WAIT lasted {seconds(longest.time_wait_s)} ({longest.case}).")
+    failing = {(o["expect"], o["check"]) for r in results for o in r.failed_expectations}
+    if failing:
+        out.insert(0, f"{len(failing)} expectation check{'s' if len(failing) > 1 else ''} of the experiment "
+                      "file failed (see Expectations).")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        out.append(f"{len(failed)} of {len(results)} trials did not measure (listed below).")
+    elif not out:
+        out.append(f"All {len(results)} trials measured.")
+    return out

@@ -1,0 +1,130 @@
+"""Trial results -> tables (terminal, Markdown, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tabulate import tabulate
+
+from harness.analyze import Summary, summarize
+from harness.expect import FAIL, by_case as expectations_by_case
+from harness.record import COUNTS, FIGURES, TrialResult
+
+NOTE = "Seconds after the close (t = 0: the first FIN's sender closed); several trials show median [min-max]."
+
+
+def _fmt(key: str, x: float) -> str:
+    return f"{x:.0f}" if key in COUNTS else f"{x:.3f}"
+
+
+def cell(key: str, s: Summary | None) -> str:
+    """One value as is; several as median [min-max]; '-' when never observed."""
+    if s is None:
+        return "-"
+    if s.n == 1 or s.min == s.max:
+        return _fmt(key, s.median)
+    return f"{_fmt(key, s.median)} [{_fmt(key, s.min)}-{_fmt(key, s.max)}]"
+
+
+def by_case(trials: list[TrialResult]) -> dict[str, list[TrialResult]]:
+    """Trials grouped by case, cases in the order they first appear."""
+    groups: dict[str, list[TrialResult]] = {}
+    for t in sorted(trials, key=lambda t: t.index):
+        groups.setdefault(t.case, []).append(t)
+    return groups
+
+
+def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
+    """Figures some trial has a value for (loss columns appear only with loss)."""
+    return [(k, h) for k, h in FIGURES if any(getattr(t, k) is not None for t in trials)]
+
+
+def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
+    figures = _shown_figures(trials)
+    headers = ["case", *(h for _, h in figures), "trials ok"]
+    rows = []
+    for case, ts in by_case(trials).items():
+        ok = [t for t in ts if t.ok]
+        rows.append([case, *(cell(k, summarize([getattr(t, k) for t in ok])) for k, _ in figures),
+                     f"{len(ok)}/{len(ts)}"])
+    return headers, rows
+
+
+def failures(trials: list[TrialResult]) -> list[list[str]]:
+    return [[t.trial, t.case, t.why] for t in trials if not t.ok]
+
+
+EXPECT_HEADERS = ["", "expectation", "check", "case", "values"]
+
+
+def values_text(rows: list[tuple[str, str, float | None, str]]) -> str:
+    """Each trial's value, failures first with why; short enough for a table cell."""
+    shown = sorted(rows, key=lambda r: r[1] != FAIL)[:4]
+    text = ", ".join(f"{t} {d or ('-' if v is None else f'{v:g}')}" for t, _, v, d in shown)
+    return text + (f", ... ({len(rows)} trials)" if len(rows) > len(shown) else "")
+
+
+def expectation_rows(trials: list[TrialResult]) -> list[list[str]]:
+    """One row per expectation, check and case: PASS, FAIL or NO DATA, and the values judged."""
+    return [[o.verdict.upper(), f"expect[{o.expect}] {o.name}", o.check, o.case, values_text(o.trials)]
+            for o in expectations_by_case(trials)]
+
+
+def terminal(trials: list[TrialResult]) -> str:
+    headers, rows = case_rows(trials)
+    out = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+    checks = expectation_rows(trials)
+    if checks:
+        out += "\n\nExpectations:\n" + tabulate(checks, EXPECT_HEADERS, tablefmt="simple", disable_numparse=True)
+    failed = failures(trials)
+    if failed:
+        out += "\n\nFailed trials:\n" + tabulate(failed, ["trial", "case", "why"], tablefmt="simple")
+    return out
+
+
+def markdown(experiment: str, description: str, trials: list[TrialResult]) -> str:
+    headers, rows = case_rows(trials)
+    parts = [
+        f"# {experiment}\n",
+        description.strip() + "\n",
+        NOTE + "\n",
+        tabulate(rows, headers, tablefmt="github", disable_numparse=True) + "\n",
+    ]
+    checks = expectation_rows(trials)
+    if checks:
+        parts += ["## Expectations\n", tabulate(checks, EXPECT_HEADERS, tablefmt="github",
+                                                 disable_numparse=True) + "\n"]
+    failed = failures(trials)
+    if failed:
+        parts += ["## Failed trials\n",
+                  tabulate(failed, ["trial", "case", "why"], tablefmt="github") + "\n"]
+    return "\n".join(parts)
+
+
+def stats_csv(trials: list[TrialResult]) -> str:
+    """One row per case and figure: n, median, min, max, stdev."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case", "figure", "n", "median", "min", "max", "stdev", "trials", "failed"])
+    for case, ts in by_case(trials).items():
+        ok = [t for t in ts if t.ok]
+        for key, _ in FIGURES:
+            s = summarize([getattr(t, key) for t in ok])
+            w.writerow([case, key, *(["0", "", "", "", ""] if s is None else
+                                     [s.n, s.median, s.min, s.max, round(s.stdev, 6)]),
+                        len(ts), len(ts) - len(ok)])
+    return buf.getvalue()
+
+
+def trials_csv(trials: list[TrialResult]) -> str:
+    """Every trial's raw values, one row each."""
+    keys = ["trial", "case", "repeat", "status", "why",
+            *([f"params.{k}" for k in trials[0].params] if trials else []),
+            *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(keys)
+    for t in sorted(trials, key=lambda t: t.index):
+        w.writerow([t.params.get(k[7:]) if k.startswith("params.") else getattr(t, k) for k in keys])
+    return buf.getvalue()

@@ -1,0 +1,71 @@
+import pytest
+
+from harness import analyze
+from harness.record import FAILED, INTERRUPTED, OK, TrialResult
+
+from .lost_ack_trial import EVENTS, EXPERIMENT, PCAP, TRIAL
+
+
+def analysed(events=EVENTS, pcap=PCAP):
+    return analyze.trial(EXPERIMENT, TRIAL, events, pcap)
+
+
+def test_every_figure_of_a_trial_from_its_events_and_pcap():
+    r = analysed()
+    assert (r.status, r.why) == (OK, "")
+    assert r.time_wait_s == pytest.approx(60.63)
+    assert r.rebind_plain_s == 60.641 and r.rebind_reuseaddr_s == 60.642 and r.restart_s == 60.7
+    assert r.bind_errors == 2 and r.tw_timer_restarts == 2
+    assert (r.backend, r.final_acks_matched, r.final_acks_dropped, r.dropped_copies) == ("nftables", 3, 3, [0, 1, 2])
+    assert r.fin_retransmits == 2 and r.final_acks_seen == 3
+    assert r.wall_s == 62.0 and r.capture == "captures/t000.pcap" and r.window_max_ms == 10.0
+
+
+def test_json_form_round_trips():
+    r = analysed()
+    assert TrialResult.from_json(r.to_json()) == r
+    assert "logs" not in r.to_json()
+
+
+def test_the_harness_error_is_why_a_trial_failed():
+    end = {**EVENTS[-1], "error": "echo exchange: client exited"}
+    r = analysed(EVENTS[:-1] + [end])
+    assert (r.status, r.why) == (FAILED, "echo exchange: client exited")
+    assert "agent: " in r.logs and "harness" not in r.logs.split(":")[0]
+
+
+def test_an_interrupted_trial_and_one_never_started():
+    r = analysed(EVENTS[:-1] + [{**EVENTS[-1], "error": "interrupted"}])
+    assert r.status == INTERRUPTED
+    never = analysed([], None)
+    assert never.status == INTERRUPTED and never.why.startswith("not started")
+
+
+def test_a_trial_without_its_end_record_failed():
+    r = analysed(EVENTS[:-1])
+    assert r.status == FAILED and "no end record" in r.why
+
+
+def test_unreadable_fault_counters_fail_the_trial():
+    events = [e for e in EVENTS if e.get("ev") != "output"] + [{"src": "fault", "ev": "output", "text": "?"}]
+    r = analysed(events)
+    assert r.status == FAILED and r.why.startswith("fault readout:")
+
+
+def test_agent_timeout():
+    events = [e for e in EVENTS if e.get("ev") != "done"] + [{"src": "agent", "ev": "timeout", "after_s": 600}]
+    r = analysed(events)
+    assert (r.status, r.why) == (FAILED, "not over after 600 s (max_wait_s)")
+
+
+def test_no_time_wait_when_the_client_closes_first():
+    events = [{"src": "client", "ev": "close", "mono": 5.0, "side": "client"},
+              {"src": "agent", "ev": "bind_ok", "mono": 5.001, "reuseaddr": False}]
+    f = analyze.agent_figures(events, "client")
+    assert f["time_wait_s"] is None and f["rebind_plain_s"] == 0.001
+
+
+def test_summary():
+    s = analyze.summarize([3, None, 1, 2])
+    assert (s.n, s.median, s.min, s.max, s.stdev) == (3, 2.0, 1.0, 3.0, 1.0)
+    assert analyze.summarize([None]) is None

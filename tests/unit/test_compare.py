@@ -1,0 +1,122 @@
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import compare
+from harness.errors import UsageError
+from harness.record import TrialResult
+from harness.report import junit
+
+PARAMS = {"close_first": "server"}
+
+
+def trial(i, case="c", tw=60.5, window=10.0, close=1000.0, **figures):
+    values = {"time_wait_s": tw, "tw_gone_s": tw, "rebind_plain_s": tw, "restart_s": tw, "bind_errors": 600,
+              "fin_retransmits": 0, **figures}
+    return TrialResult(f"t{i:03d}", i, case, 0, PARAMS, status="ok", close_mono=close, window_max_ms=window,
+                       **values)
+
+
+def side(results, close_phase=None, **manifest):
+    return compare.Side("run", {"kernel": "6.18", "close_phase": close_phase, **manifest}, results)
+
+
+def rows(base, new, **thresholds):
+    c = compare.compare(base, new, thresholds, restart_every_s=0.1)
+    return {r.figure: r for r in c.rows}
+
+
+def test_threshold_forms():
+    assert compare.Threshold.parse("time_wait_s=0.5") == compare.Threshold("time_wait_s", 0.5, False)
+    assert compare.Threshold.parse("restart_s=10%") == compare.Threshold("restart_s", 0.1, True)
+    for bad in ("time_wait_s", "tw=1", "time_wait_s=x", "time_wait_s=-1", "time_wait_s=nan", "time_wait_s=1e99"):
+        with pytest.raises(UsageError, match="--threshold"):
+            compare.Threshold.parse(bad)
+
+
+def test_a_difference_the_timer_wheel_can_make_is_the_same():
+    # one TIME_WAIT each, 1.5 s apart: within the wheel's grid (5.12 s until the ends show which)
+    r = rows(side([trial(0, tw=60.5)]), side([trial(0, tw=62.0)]))["time_wait_s"]
+    assert (r.verdict, r.threshold, r.why_threshold) == ("same", 5.12, "timer wheel 5.120 s")
+
+
+def test_on_one_close_phase_only_the_poll_window_is_the_floor():
+    r = rows(side([trial(0, tw=60.5)], close_phase=[2.048, 1.5]),
+             side([trial(0, tw=60.6, window=12.0)], close_phase=[2.048, 1.5]))["time_wait_s"]
+    assert (r.verdict, r.threshold, r.test) == ("regressed", 0.012, "ranges apart")
+    assert r.diff == pytest.approx(0.1)
+
+
+def test_the_grid_read_from_the_ends_narrows_the_floor():
+    ends = [(1000.0 + 2.048 * k, 60.3) for k in (0, 1, 3, 4)]  # all end on a 2.048 s grid
+    base = side([trial(i, tw=tw, close=c) for i, (c, tw) in enumerate(ends)])
+    new = side([trial(i, tw=tw + 3.0, close=c) for i, (c, tw) in enumerate(ends)])
+    r = rows(base, new)["time_wait_s"]
+    assert (r.threshold, r.verdict) == (2.048, "regressed")
+
+
+def test_counts_and_overlap_and_improvement():
+    got = rows(side([trial(0, fin_retransmits=9), trial(1, fin_retransmits=9, tw=80.0)]),
+               side([trial(0, fin_retransmits=8), trial(1, fin_retransmits=8, tw=62.0)]))
+    assert got["fin_retransmits"].verdict == "improved"
+    assert got["rebind_plain_s"].verdict == "inconclusive"  # ranges overlap beyond the threshold
+
+
+def test_with_enough_trials_a_rank_test_decides():
+    base = side([trial(i, case="c", rebind_plain_s=0.001 + i * 1e-4, tw=None, tw_gone_s=None) for i in range(6)])
+    new = side([trial(i, case="c", rebind_plain_s=1.4 + i * 1e-3, tw=None, tw_gone_s=None) for i in range(6)])
+    r = rows(base, new)["rebind_plain_s"]
+    assert r.verdict == "regressed" and r.test.startswith("Mann-Whitney U p=")
+
+
+def test_a_figure_that_never_happened_before_is_a_change():
+    r = rows(side([trial(0, tw=None, tw_gone_s=None)]), side([trial(0, tw=60.5)]))["time_wait_s"]
+    assert r.verdict == "regressed" and r.base is None
+
+
+def test_user_thresholds_never_go_below_the_instrument():
+    r = rows(side([trial(0, rebind_plain_s=1.0)]), side([trial(0, rebind_plain_s=1.3)]),
+             rebind_plain_s=compare.Threshold("rebind_plain_s", 0.5, True))["rebind_plain_s"]
+    assert r.verdict == "same" and r.threshold == 0.5 and r.why_threshold == "--threshold rebind_plain_s=50%"
+
+
+def test_environment_differences():
+    a = {"kernel": "6.18", "sysctls": {"net.ipv4.tcp_fin_timeout": "60"}, "images": {"ids": {"probe": "a"}}}
+    b = {"kernel": "6.1", "sysctls": {"net.ipv4.tcp_fin_timeout": "30"}, "images": {"ids": {"probe": "b"}}}
+    assert compare.env_diff(a, b) == [("kernel", "6.18", "6.1"), ("sysctl net.ipv4.tcp_fin_timeout", "60", "30"),
+                                      ("image probe", "a", "b")]
+
+
+def counts(xml):
+    root = ET.fromstring(xml)
+    assert root.tag == "testsuites"
+    for suite in root.findall("testsuite"):
+        cases = suite.findall("testcase")
+        assert int(suite.get("tests")) == len(cases)
+        for kind, attr in (("failure", "failures"), ("error", "errors"), ("skipped", "skipped")):
+            assert int(suite.get(attr)) == sum(1 for c in cases if c.find(kind) is not None)
+        assert all(c.get("classname") and c.get("name") for c in cases)
+    return {k: int(root.get(k)) for k in ("tests", "failures", "errors", "skipped")}
+
+
+def test_junit_of_a_comparison():
+    c = compare.compare(side([trial(0, tw=60.5), trial(1, case="d")]), side([trial(0, tw=90.0), trial(1, case="d")]),
+                        {}, 0.1)
+    c.env.append(("kernel", "6.18", "6.1"))
+    xml = junit.compare(c, "a", "b", require_same_env=True)
+    assert counts(xml) == {"tests": 1 + len(c.rows), "failures": 1 + len(c.regressed), "errors": 0, "skipped": 0}
+    failure = ET.fromstring(xml).find(".//testcase[@name='time_wait_s'][@classname='c']/failure")
+    assert failure.get("message").startswith("time_wait_s regressed: baseline 60.5, new 90.0")
+
+
+def test_junit_of_a_run():
+    ok = trial(0, expectations=[{"expect": 0, "name": "n", "check": "time_wait_s >= 110", "verdict": "fail",
+                                 "value": 60.5, "detail": "time_wait_s is 60.5"}])
+    bad = TrialResult("t001", 1, "c", 0, PARAMS, status="failed", why="echo exchange: client exited",
+                      expectations=[{**ok.expectations[0], "verdict": "no data", "value": None,
+                                     "detail": "the trial did not measure"}])
+    xml = junit.run("exp", [ok, bad])
+    assert counts(xml) == {"tests": 3, "failures": 1, "errors": 1, "skipped": 0}
+    root = ET.fromstring(xml)
+    assert root.find(".//testcase[@name='t001 measured']/error").get("message") == "echo exchange: client exited"
+    assert "t000 time_wait_s is 60.5" in root.find(".//testcase[@name='expect[0] time_wait_s >= 110']/failure").get("message")
