@@ -44,12 +44,11 @@ def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str
         ref = figures.get(bound.of)
         if ref is None:
             return FAIL, None, f"{bound.of} never happened"
-        x = x - ref
+        x = round(x - ref, 6)
     name = f"{bound.figure} - {bound.of}" if bound.of else bound.figure
-    if bound.within is not None and abs(x) > bound.within:
-        return FAIL, x, f"{name} is {x:g}"
-    if bound.min is not None and x < bound.min or bound.max is not None and x > bound.max:
-        return FAIL, x, f"{name} is {x:g}"
+    if (bound.within is not None and abs(x) > bound.within
+            or bound.min is not None and x < bound.min or bound.max is not None and x > bound.max):
+        return FAIL, x, f"{name} is {x:.3f}"
     return PASS, x, ""
 
 

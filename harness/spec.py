@@ -6,6 +6,7 @@ allowed, before anything starts.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,16 +138,17 @@ class Expectation:
 
     index: int
     name: str
-    where: tuple[tuple[str, Any], ...]  # (parameter or "case", value) pairs every case must match
+    # (parameter or "case", value) pairs a case must match, values in their JSON form: a
+    # case's restart_reuseaddr is the one in force (the old server's, unless it names one).
+    where: tuple[tuple[str, Any], ...]
     bounds: tuple[Bound, ...]
 
     def applies(self, case: Case) -> bool:
-        return all((case.name if k == "case" else getattr(case.params, k)) == v for k, v in self.where)
+        params = case.params.to_json()
+        return all((case.name if k == "case" else params[k]) == v for k, v in self.where)
 
     def where_text(self) -> str:
-        def show(v: Any) -> str:
-            return v.label() if isinstance(v, Loss) else str(v).lower() if isinstance(v, bool) else str(v)
-        return ", ".join(f"{k}={show(v)}" for k, v in self.where) or "every case"
+        return ", ".join(f"{k}={json.dumps(v)}" for k, v in self.where) or "every case"
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,8 @@ def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:
     if "where" in m:
         for key, value in r.mapping(m["where"], f"{where}.where", ("case",) + PARAM_NAMES).items():
             w = f"{where}.where.{key}"
-            matches.append((key, r.text(value, w) if key == "case" else r.param(key, value, w)))
+            value = r.text(value, w) if key == "case" else r.param(key, value, w)
+            matches.append((key, value.to_json() if isinstance(value, Loss) else value))
     bounds = tuple(_bound(r, k, v, f"{where}.{k}") for k, v in m.items() if k in MEASURES)
     if not bounds:
         raise r.bad(where, f"bounds no figure; allowed: {', '.join(MEASURES)}")

@@ -8,7 +8,7 @@ import io
 from tabulate import tabulate
 
 from harness.analyze import Summary, summarize
-from harness.expect import FAIL, by_case as expectations_by_case
+from harness.expect import FAIL, NO_DATA, PASS, by_case as expectations_by_case
 from harness.record import COUNTS, FIGURES, TrialResult
 
 NOTE = "Seconds after the close (t = 0: the first FIN's sender closed); several trials show median [min-max]."
@@ -58,10 +58,14 @@ def failures(trials: list[TrialResult]) -> list[list[str]]:
 EXPECT_HEADERS = ["", "expectation", "check", "case", "values"]
 
 
-def values_text(rows: list[tuple[str, str, float | None, str]]) -> str:
-    """Each trial's value, failures first with why; short enough for a table cell."""
-    shown = sorted(rows, key=lambda r: r[1] != FAIL)[:4]
-    text = ", ".join(f"{t} {d or ('-' if v is None else f'{v:g}')}" for t, _, v, d in shown)
+def _number(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}"
+
+
+def values_text(rows: list[tuple[str, str, float | None, str]], limit: int = 4) -> str:
+    """Each trial's value (why, where it failed), failures first; short enough for a table cell."""
+    shown = sorted(rows, key=lambda r: r[1] != FAIL)[:limit]
+    text = ", ".join(f"{t} {d or _number(v)}" for t, _, v, d in shown)
     return text + (f", ... ({len(rows)} trials)" if len(rows) > len(shown) else "")
 
 
@@ -71,12 +75,26 @@ def expectation_rows(trials: list[TrialResult]) -> list[list[str]]:
             for o in expectations_by_case(trials)]
 
 
+def expectation_summary(trials: list[TrialResult]) -> list[str]:
+    """One line per check over all its cases, with the cases that broke it: for the terminal."""
+    checks: dict[tuple[int, str], list] = {}
+    for o in expectations_by_case(trials):
+        checks.setdefault((o.expect, o.check), []).append(o)
+    lines = []
+    for (index, check), cases in checks.items():
+        failed = [o for o in cases if o.verdict == FAIL]
+        verdict = FAIL if failed else PASS if any(o.verdict == PASS for o in cases) else NO_DATA
+        line = f"{verdict.upper():7} expect[{index}] {check}  ({len(cases) - len(failed)}/{len(cases)} cases)"
+        lines += [line] + [f"          {o.case}: {values_text(o.trials, 3)}" for o in failed]
+    return lines
+
+
 def terminal(trials: list[TrialResult]) -> str:
     headers, rows = case_rows(trials)
     out = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
-    checks = expectation_rows(trials)
+    checks = expectation_summary(trials)
     if checks:
-        out += "\n\nExpectations:\n" + tabulate(checks, EXPECT_HEADERS, tablefmt="simple", disable_numparse=True)
+        out += "\n\nExpectations (the experiment file's expect:):\n" + "\n".join(checks)
     failed = failures(trials)
     if failed:
         out += "\n\nFailed trials:\n" + tabulate(failed, ["trial", "case", "why"], tablefmt="simple")

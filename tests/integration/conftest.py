@@ -12,8 +12,9 @@ import docker
 import pytest
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
 EXPERIMENTS = HERE / "experiments"
-ARTIFACTS = HERE.parents[1] / "test-artifacts"  # kept after the run: what a reader would have seen
+ARTIFACTS = ROOT / "test-artifacts"  # kept after the run: what a reader would have seen
 LABEL = "io.harness.run"  # what every object of a harness run carries
 CLOSE_PHASE = "3.0,1.25"
 

@@ -32,7 +32,8 @@ def test_expectation_forms():
   - rebind_plain_s: {within: 0.02, of: tw_gone_s}
 """)
     a, b, c = exp.expect
-    assert a.where == (("final_ack_loss", spec.Loss("all")), ("close_first", "server"))
+    assert a.where == (("final_ack_loss", "all"), ("close_first", "server"))
+    assert a.where_text() == 'final_ack_loss="all", close_first="server"'
     assert [x.text() for x in a.bounds] == ["time_wait_s >= 110", "fin_retransmits == 9",
                                             "1 <= final_acks_dropped - fin_retransmits <= 1"]
     assert b.name == "no TIME_WAIT on the server" and b.bounds[0].never
@@ -72,7 +73,7 @@ def judge(bound_yaml, **figures):
 
 def test_judging_a_bound():
     assert judge("{time_wait_s: {min: 110}}", time_wait_s=115.6) == ("pass", 115.6, "")
-    assert judge("{time_wait_s: {min: 110}}", time_wait_s=60.5) == ("fail", 60.5, "time_wait_s is 60.5")
+    assert judge("{time_wait_s: {min: 110}}", time_wait_s=60.5) == ("fail", 60.5, "time_wait_s is 60.500")
     assert judge("{time_wait_s: {min: 110}}", time_wait_s=None) == ("fail", None, "time_wait_s never happened")
     assert judge("{time_wait_s: null}", time_wait_s=None)[0] == "pass"
     assert judge("{time_wait_s: null}", time_wait_s=61.0) == ("fail", 61.0, "time_wait_s happened: 61")
@@ -105,4 +106,17 @@ def test_each_trial_carries_its_outcomes_and_the_case_gathers_them():
     rows = tables.expectation_rows([r])
     assert rows[0][:4] == ["FAIL", "expect[0] time_wait_s >= 110 and fin_retransmits == 2", "time_wait_s >= 110",
                            "all lost"]
-    assert rows[0][4] == "t000 time_wait_s is 60.63"
+    assert rows[0][4] == "t000 time_wait_s is 60.630"
+
+
+def test_where_matches_the_setting_in_force():
+    exp = spec.parse("""name: t
+description: d
+cases:
+  - {name: both, server_reuseaddr: true}
+  - {name: old only, server_reuseaddr: true, restart_reuseaddr: false}
+expect:
+  - {where: {restart_reuseaddr: true}, restart_s: {max: 1}}
+""", "t.yaml")
+    (e,) = exp.expect
+    assert [c.name for c in plan.cases(exp) if e.applies(c)] == ["both"]
