@@ -32,6 +32,14 @@ def _loss_words(loss: Any) -> str:
     return f"each final ACK lost with probability {loss['p']:g}"
 
 
+def _setting(p: dict[str, Any]) -> str:
+    """What else sets a case apart from the book's (server first, close(), IPv4), in words."""
+    words = [w for cond, w in ((p.get("close_first") == "client", "the client closing first"),
+                               (p.get("client_close") == "shutdown", "a client that used shutdown()"),
+                               (p.get("family") == "ipv6", "over IPv6")) if cond]
+    return f" ({', '.join(words)})" if words else ""
+
+
 def _key(params: dict[str, Any], **changes: Any) -> str:
     """Case parameters as a dictionary key, with some changed: to find a case's twin."""
     return json.dumps({**params, **changes}, sort_keys=True)
@@ -52,10 +60,10 @@ def sentences(results: list[TrialResult]) -> list[str]:
         lossy, plain = _median(rs, "rebind_plain_s"), twin and _median(twin, "rebind_plain_s")
         if p["final_ack_loss"] != 0 and lossy is not None and plain is not None:
             if worst is None or lossy - plain > worst[0] - worst[1]:
-                worst = (lossy, plain, p["final_ack_loss"])
+                worst = (lossy, plain, p)
     if worst:
-        out.append(f"With {_loss_words(worst[2])}, the port stayed unusable for {seconds(worst[0])} "
-                   f"instead of {seconds(worst[1])}.")
+        out.append(f"With {_loss_words(worst[2]['final_ack_loss'])}{_setting(worst[2])}, the port stayed "
+                   f"unusable for {seconds(worst[0])} instead of {seconds(worst[1])}.")
 
     server_first = [rs for rs in cases.values() if rs[0].params["close_first"] == "server"]
     # SO_REUSEADDR's effect, compared like with like: without loss where the run has such cases.

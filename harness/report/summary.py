@@ -22,10 +22,10 @@ def _row(r: Row) -> list[str]:
             f"{r.verdict.upper()} ({r.test})" if r.verdict != SAME else "same"]
 
 
-def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True) -> str:
+def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True, bullet: str = "  ") -> str:
     parts = []
     if c.env:
-        parts.append("Environments differ:\n" + "\n".join(f"  {what}: {a} -> {b}" for what, a, b in c.env))
+        parts.append("Environments differ:\n" + "\n".join(f"{bullet}{what}: {a} -> {b}" for what, a, b in c.env))
     else:
         parts.append("Same environment (kernel, sysctls, engine, images, harness, fault backend).")
     rows = [_row(r) for r in c.rows if all_rows or r.verdict != SAME]
@@ -42,8 +42,7 @@ def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True) -> s
 def compare_markdown(c: Comparison, base: str, new: str) -> str:
     verdict = "regressed" if c.regressed else "no regression"
     return (f"## harness compare: {verdict}\n\nBaseline `{base}`, new `{new}`.\n\n"
-            + compare_text(c, fmt="github", all_rows=False).replace("Environments differ:\n", "Environments differ:\n\n")
-            + "\n")
+            + compare_text(c, fmt="github", all_rows=False, bullet="- ") + "\n")
 
 
 def run_markdown(experiment: str, results: list[TrialResult], report: str) -> str:
