@@ -119,8 +119,11 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None) ->
     if end is not None:
         r.wall_s, r.phases, r.capture = end.get("wall_s"), end.get("phases", {}), end.get("capture")
     if pcap is not None:
-        for key, value in capture.figures(pcap, events, exp.port, t.params, r.dropped_copies).items():
-            setattr(r, key, value)
+        try:
+            for key, value in capture.figures(pcap, events, exp.port, t.params, r.dropped_copies).items():
+                setattr(r, key, value)
+        except capture.Unreadable as exc:
+            problems.append(f"capture {r.capture or 'pcap'}: {exc}")
 
     status, why = agent_outcome(events)
     if end is None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
+import traceback
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness import __version__, plan, spec, store
+from harness import __version__, plan, spec, stopping, store
 from harness.errors import Exit, HarnessError, UsageError
 from harness.record import TrialResult
 
@@ -34,14 +38,27 @@ def setup_slots() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+MAX_JOBS = 256
+PERIOD_S = (0.01, 3600.0)  # --close-phase: the agent sleeps up to one period before the close
+
+
+def jobs(text: str) -> int:
+    """--jobs N: 1 to MAX_JOBS trials at once."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"{printable(text[:30])!r}: want a whole number from 1 to {MAX_JOBS}")
+    return int(text)
+
+
 def close_phase(text: str) -> tuple[float, float]:
     """--close-phase PERIOD,PHASE (seconds on the host's CLOCK_MONOTONIC)."""
+    shown = printable(text[:40])
     try:
         period, phase = (float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: want PERIOD,PHASE in seconds, e.g. 20.48,3.5") from None
-    if not (period > 0 and 0 <= phase < period):
-        raise argparse.ArgumentTypeError(f"{text!r}: want PERIOD > 0 and 0 <= PHASE < PERIOD")
+        raise argparse.ArgumentTypeError(f"{shown!r}: want PERIOD,PHASE in seconds, e.g. 20.48,3.5") from None
+    if not (PERIOD_S[0] <= period <= PERIOD_S[1] and 0 <= phase < period):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"{shown!r}: want {PERIOD_S[0]:g} <= PERIOD <= {PERIOD_S[1]:g} "
+                                         "and 0 <= PHASE < PERIOD")
     return period, phase
 
 
@@ -72,11 +89,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import execute
-    from harness.faults.choose import choose
-    from harness.lab import engine, facts, images
-    from harness.progress import Progress
-
     exp = spec.load(args.spec)
     trials = plan.trials(exp)
     jobs = args.jobs or default_jobs(len(trials))
@@ -84,17 +96,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_plan(trials, jobs)
         return Exit.OK
+    store.check_writable(Path(args.results) / exp.name)  # before a single container starts
+
+    from harness.lab import engine
+    from harness.progress import Progress
 
     progress = Progress(quiet=args.quiet)
-    client = engine.connect()
-    imgs = images.ensure(client, progress.note, args.base_image)
     run_id = uuid.uuid4().hex[:8]
+    quick = None
+    try:
+        client, quick = engine.connect(), engine.connect(engine.QUICK_TIMEOUT_S)
+        run = _measure(args, exp, trials, jobs, run_id, client, quick, args.stop, progress)
+    except (stopping.Stop, HarnessError) as exc:
+        progress.end()
+        if quick is not None:  # what a stop in the image build or the probe left
+            with contextlib.suppress(HarnessError):
+                engine.remove_labelled(quick, run_id)
+        if isinstance(exc, stopping.Stop):
+            print(f"harness: stopped by {exc}; every container and network of run {run_id} is removed",
+                  file=sys.stderr)
+            return exc.exit_code
+        raise
+    progress.note("writing the report")
+    return _report(args, run.path)
+
+
+def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.Trial], jobs: int, run_id: str,
+             client: Any, quick: Any, stop: threading.Event, progress: Any) -> store.RunDir:
+    """Images, the kernel's facts, the run directory, then every trial: the part a stop can cut short."""
+    from harness import execute
+    from harness.faults.choose import choose
+    from harness.lab import facts, images
+
+    imgs = images.ensure(client, progress.note, args.base_image)
     kernel = facts.probe(client, imgs, run_id)
     losses = [t.params.final_ack_loss for t in trials if t.params.final_ack_loss.kind != "none"]
     backend, why = (choose(exp.fault_backend, losses, kernel["capabilities"], exp.source)
                     if losses else (None, "no loss asked for"))
     progress.note(f"fault backend: {backend.name if backend else 'none'} ({why})")
-
     manifest = {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -106,18 +145,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
     progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-    ctx = execute.RunContext(client, imgs, exp, run_id, run, progress, backend, threading.Event(),
+    ctx = execute.RunContext(client, quick, imgs, exp, run_id, run, progress, backend, stop,
                              threading.Semaphore(setup_slots()), args.close_phase)
     progress.begin(len(trials))
     try:
         execute.run_all(ctx, trials, jobs)
-    except KeyboardInterrupt:
+    except (stopping.Stop, HarnessError):
+        print(f"harness: what was measured is in {run.path} (`harness report {run.path}` for its tables)",
+              file=sys.stderr)
+        raise
+    finally:
         progress.end()
-        print(f"interrupted; what was measured so far is in {run.path}", file=sys.stderr)
-        return Exit.INTERRUPTED
-    progress.end()
-    progress.note("writing the report")
-    return _report(args, run.path)
+    return run
 
 
 def _report(args: argparse.Namespace, path: Path) -> int:
@@ -220,8 +259,12 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from harness.lab import engine
 
-    containers, networks = engine.remove_labelled(engine.connect())
-    print(f"removed {containers} container(s) and {networks} network(s) labelled {engine.LABEL}")
+    def dead(labels: dict[str, str]) -> bool:
+        return args.all or not engine.owner_alive(labels.get(engine.OWNER_LABEL))
+
+    containers, networks = engine.remove_labelled(engine.connect(engine.QUICK_TIMEOUT_S), only=dead)
+    whose = "of every harness run" if args.all else "of harness runs that are no longer running"
+    print(f"removed {containers} container(s) and {networks} network(s) {whose}")
     return Exit.OK
 
 
@@ -229,7 +272,7 @@ class _Parser(argparse.ArgumentParser):
     """Bad arguments in one line, like every other bad input (argparse prints its usage first)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(Exit.BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(Exit.BAD_INPUT, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
 
 
 def ci_outputs(p: argparse.ArgumentParser) -> None:
@@ -245,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment file and write a run directory")
     run.add_argument("spec", help="experiment file (YAML), e.g. experiments/restart.yaml")
     run.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
-    run.add_argument("--jobs", type=int, default=0, help="trials at once (default: by trial count and cores)")
+    run.add_argument("--jobs", type=jobs, default=0, help=f"trials at once, 1-{MAX_JOBS} (default: by trial count and cores)")
     run.add_argument("--dry-run", action="store_true", help="print the trials and an estimate; run nothing")
     run.add_argument("--results", default="results", help="where run directories go (default: results)")
     run.add_argument("--base-image", help="base image for the lab images (default: debian:bookworm-slim, "
@@ -260,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="same as run --dry-run")
     p.add_argument("spec")
-    p.add_argument("--jobs", type=int, default=0)
+    p.add_argument("--jobs", type=jobs, default=0)
     p.set_defaults(func=cmd_plan)
 
     rep = sub.add_parser("report", help="analyse a run directory again and write its tables and report (no Docker)")
@@ -286,23 +329,54 @@ def parser() -> argparse.ArgumentParser:
     img.add_argument("--base-image")
     img.set_defaults(func=cmd_images)
 
-    cl = sub.add_parser("clean", help="remove every container and network the harness left")
+    cl = sub.add_parser("clean", help="remove the containers and networks of runs that are no longer running "
+                                      "(after a crash or SIGKILL)")
+    cl.add_argument("--all", action="store_true", help="remove those of every harness run, running ones too")
     cl.set_defaults(func=cmd_clean)
     return ap
 
 
+def printable(text: str) -> str:
+    """Text for the terminal: control characters (an ANSI escape, say) shown, not obeyed."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf")
+                   else repr(c)[1:-1] for c in text)
+
+
+def _internal(exc: BaseException) -> int:
+    """A bug: one line on the terminal, the traceback in a file to attach to a report."""
+    fd, path = tempfile.mkstemp(prefix="harness-crash-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"harness {__version__}: {shlex.join(sys.argv)}\n")
+        traceback.print_exception(exc, file=f)
+    print(f"harness: internal error ({exc.__class__.__name__}: {printable(str(exc))[:200]}); this is a bug "
+          f"in the harness, please report it with {path}", file=sys.stderr)
+    return Exit.INTERNAL
+
+
+def _leave(code: int) -> int:
+    """Return the exit code; or exit now when a thread is still stuck in a call to an engine
+    that stopped answering (the interpreter would wait for it at exit)."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "jobs", 0) < 0:
-        print("harness: --jobs: must be 1 or more", file=sys.stderr)
-        return Exit.BAD_INPUT
-    try:
-        return int(args.func(args))
-    except HarnessError as exc:
-        print(f"harness: {exc}", file=sys.stderr)
-        if getattr(exc, "logs", ""):
-            print(exc.logs, file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return Exit.INTERRUPTED
+    with stopping.handled() as stop:
+        args.stop = stop
+        try:
+            code = int(args.func(args))
+        except stopping.Stop as exc:
+            print(f"harness: stopped by {exc}", file=sys.stderr)
+            code = exc.exit_code
+        except HarnessError as exc:
+            print(f"harness: {printable(str(exc))}", file=sys.stderr)
+            if getattr(exc, "logs", ""):
+                print(printable(exc.logs), file=sys.stderr)
+            code = exc.exit_code
+        except Exception as exc:  # noqa: BLE001 - the one place a bug becomes an exit code
+            code = _internal(exc)
+    return _leave(code)

@@ -1,8 +1,14 @@
-"""Runs trials: each in its own lab, concurrently, one record per trial whatever happens."""
+"""Runs trials: each in its own lab, concurrently, one record per trial whatever happens.
+
+A run stops early for a signal (stopping.py), when the engine stops answering, or when the run
+directory cannot be written: queued trials never start, no container starts after that moment,
+every container and network of the run is removed, and each trial ends with why.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 import time
 import traceback
@@ -10,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness import analyze
-from harness.errors import HarnessError, TrialFailed
+from harness import analyze, stopping
+from harness.errors import EnvironmentProblem, HarnessError, LabError, TrialFailed
 from harness.faults import FaultBackend
-from harness.lab.engine import remove_labelled
+from harness.lab.engine import alive, connect, remove_labelled
 from harness.lab.images import ImageSet
-from harness.lab.streams import Event, EventStream
+from harness.lab.streams import Event, EventStream, Stopped
 from harness.lab.topology import TrialLab
 from harness.plan import Trial, schedule
 from harness.probes import commands
@@ -31,20 +37,45 @@ START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
 
 
+ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
+ENGINE_MISSES = 3  # unanswered in a row before the run ends (the engine is gone)
+PING_TIMEOUT_S = 3.0
+
+
 @dataclass
 class RunContext:
     docker: docker.DockerClient
+    quick: docker.DockerClient  # short timeouts: removal and pings must not hang with the engine
     images: ImageSet
     exp: Experiment
     run_id: str
     store: RunDir
     progress: Progress
     fault: FaultBackend | None
-    stopping: threading.Event
+    stopping: threading.Event  # set by a signal, or by fail()
     # Trials setting up at once. Container starts load the engine and the
     # CPUs; bounding them keeps other trials' 10 ms polls on time.
     setting_up: threading.Semaphore
     close_phase: tuple[float, float] | None = None  # see the agent's -a
+    fatal: HarnessError | None = None  # why the run must end now, when not a signal
+
+    def fail(self, error: HarnessError) -> None:
+        """End the run: the engine went away, or the run directory cannot be written."""
+        if self.fatal is None:
+            self.fatal = error
+        self.stopping.set()
+
+    @property
+    def stop_reason(self) -> str:
+        return str(self.fatal) if self.fatal else "interrupted"
+
+    def write(self, what: Callable[[], Any]) -> Any:
+        """A write to the run directory; failing, it ends the run (measuring on, unrecorded, would not do)."""
+        try:
+            return what()
+        except OSError as exc:
+            self.fail(EnvironmentProblem(f"cannot write the run directory {self.store.path}: {exc.strerror}"))
+            raise Stopped() from None
 
 
 class SetupSlot:
@@ -186,7 +217,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     def sink(event: Event) -> None:
         with lock:
             events.append(event)
-            ctx.store.event({"trial": trial.id, **event})
+            ctx.write(lambda: ctx.store.event({"trial": trial.id, **event}))
         ctx.progress.event(trial, event)
 
     def say_fault(backend: FaultBackend, side: str) -> None:
@@ -209,42 +240,97 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     try:
         with SetupSlot(ctx.setting_up) as slot:
             mark("queued")
+            if ctx.stopping.is_set():  # stopped while it waited for its slot: it never starts
+                raise Stopped()
             ctx.progress.state(trial, "setting up")
-            with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink) as lab:
+            with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink,
+                          ctx.stopping) as lab:
                 mark("lab")
                 pcap = _exchange(ctx, trial, lab, say_fault, mark, slot)
-        end["capture"] = ctx.store.capture(trial.id, pcap)
+        end["capture"] = ctx.write(lambda: ctx.store.capture(trial.id, pcap))
     except HarnessError as exc:
-        end["error"] = "interrupted" if ctx.stopping.is_set() else str(exc)
+        end["error"] = ctx.stop_reason if ctx.stopping.is_set() else str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
         end["error"] = f"internal error: {exc!r}"
         end["logs"] = traceback.format_exc()
     mark("teardown")
     end["phases"] = phases
     end["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
-    sink(end)
-    record = analyze.trial(ctx.exp, trial, events, pcap)
-    ctx.store.trial(record.to_json())
+    record = analyze.trial(ctx.exp, trial, events + [end], pcap)
+    with contextlib.suppress(Stopped):  # the run is ending anyway; say what was measured
+        sink(end)
+        ctx.write(lambda: ctx.store.trial(record.to_json()))
     ctx.progress.finished(trial, record)
     return record
 
 
+class EngineWatch:
+    """Asks the engine, every ENGINE_CHECK_S, whether it still answers; when it has not
+    ENGINE_MISSES times in a row, the run fails (exit 3) instead of waiting on it."""
+
+    def __init__(self, ctx: RunContext):
+        self._ctx = ctx
+        self._client = connect(PING_TIMEOUT_S)
+        self._done = threading.Event()
+        self.gone = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="engine-watch", daemon=True)
+
+    def __enter__(self) -> EngineWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        misses = 0
+        while not self._done.wait(ENGINE_CHECK_S):
+            misses = 0 if alive(self._client) else misses + 1
+            if misses >= ENGINE_MISSES:
+                self.gone.set()
+                self._ctx.fail(EnvironmentProblem(
+                    f"the Docker engine stopped answering ({ENGINE_MISSES} pings in a row went unanswered); "
+                    "when it is back, `harness clean` removes what this run left"))
+                return
+
+
 def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult]:
-    """Longest trials first, `jobs` at a time. Ctrl+C removes every container of the run."""
+    """Longest trials first, `jobs` at a time.
+
+    Raises the fatal error when the run had to end (engine gone, run directory unwritable), and
+    whatever the main thread got (stopping.Stop), after every container of the run is removed."""
     records: list[TrialResult] = []
+    futures: list[concurrent.futures.Future[TrialResult]] = []
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
-    futures = [pool.submit(run_trial, ctx, t) for t in schedule(trials)]
-    try:
-        for fut in concurrent.futures.as_completed(futures):
-            records.append(fut.result())
-    except KeyboardInterrupt:
-        ctx.stopping.set()
-        for f in futures:
-            f.cancel()
-        ctx.progress.note("interrupted: removing this run's containers and networks")
-        remove_labelled(ctx.docker, ctx.run_id, networks=False)  # trials then end at once
-        pool.shutdown(wait=True)
-        remove_labelled(ctx.docker, ctx.run_id)  # and whatever they made meanwhile
-        raise
+    with EngineWatch(ctx) as watch:
+        try:
+            with stopping.deferred():
+                futures += [pool.submit(run_trial, ctx, t) for t in schedule(trials)]
+            pending = set(futures)
+            while pending:
+                done, pending = concurrent.futures.wait(pending, timeout=0.5,
+                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+                records += [f.result() for f in done]
+                if ctx.fatal is not None:
+                    raise ctx.fatal
+        except BaseException:
+            ctx.stopping.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            ctx.progress.note(f"{ctx.stop_reason}: removing this run's containers and networks")
+            _sweep(ctx, networks=False)  # the trials' waits end with their containers
+            # A trial thread inside a call to the engine removes what that call made once it
+            # returns: wait for every one, unless the engine is gone and will not answer.
+            while not watch.gone.is_set() and not all(f.done() for f in futures):
+                concurrent.futures.wait(futures, timeout=0.5)
+            _sweep(ctx, networks=True)  # and whatever they made meanwhile
+            raise
     pool.shutdown(wait=True)
     return sorted(records, key=lambda r: r.index)
+
+
+def _sweep(ctx: RunContext, networks: bool) -> None:
+    """Remove the run's objects, as far as the engine lets us: a stop must not hang on it."""
+    try:
+        remove_labelled(ctx.quick, ctx.run_id, networks=networks)
+    except LabError as exc:
+        ctx.progress.note(f"could not remove everything ({exc}); `harness clean` can, once the engine answers")

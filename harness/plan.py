@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 from harness.errors import SpecError
 from harness.faults.pattern import leading_drops
-from harness.spec import Case, Experiment, Params
+from harness.spec import MAX_TRIALS, Case, Experiment, Params
 
 # Linux constants behind the wall-time estimate. They order trials and size
 # the dry-run's estimate; no reported figure comes from them.
@@ -33,7 +34,13 @@ class Trial:
 
 
 def cases(exp: Experiment) -> list[Case]:
-    """The matrix's product, then the explicit cases; a case named and set alike is kept once."""
+    """The matrix's product, then the explicit cases; a case named and set alike is kept once,
+    two set differently under one name are an error (the tables would merge them)."""
+    count = (math.prod(len(values) for _, values in exp.matrix) if exp.matrix else 0) + len(exp.cases)
+    if count * exp.repeat > MAX_TRIALS:
+        raise SpecError(exp.source, "matrix" if exp.matrix else "cases",
+                        f"{count} cases x repeat {exp.repeat} = {count * exp.repeat} trials; "
+                        f"allowed: up to {MAX_TRIALS} in one run")
     out: list[Case] = []
     if exp.matrix:
         keys = [k for k, _ in exp.matrix]
@@ -41,7 +48,14 @@ def cases(exp: Experiment) -> list[Case]:
             params = replace(Params(), **dict(zip(keys, combo)))
             out.append(Case(params.label(), params))
     out.extend(exp.cases)
-    return list(dict.fromkeys(out))
+    unique = list(dict.fromkeys(out))
+    names: dict[str, Case] = {}
+    for c in unique:
+        if c.name in names:
+            raise SpecError(exp.source, "cases", f"two cases are named {c.name!r} with different settings; "
+                                                 "give each its own name")
+        names[c.name] = c
+    return unique
 
 
 def _fin_copies(copies_lost: int, retries: int) -> list[float]:

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from harness import specfile
 from harness.errors import SpecError
 from harness.record import COUNTS, MEASURES
+
+# Limits on what a file may ask for (README, "Experiment files").
+MAX_EXPERIMENT_NAME = 64  # it names the results folder
+MAX_NAME = 200  # case and expectation names
+MAX_DESCRIPTION = 10_000
+MAX_MESSAGE_BYTES = 200
+MAX_TRIALS = 5000  # cases x repeat
 
 CLOSE_FIRST = ("server", "client")
 CLIENT_CLOSE = ("close", "shutdown")
@@ -181,27 +191,35 @@ class _Reader:
 
     def choice(self, value: Any, where: str, allowed: tuple[str, ...]) -> str:
         if value not in allowed:
-            raise self.bad(where, f"got {value!r}; allowed: {', '.join(allowed)}")
+            raise self.bad(where, f"got {_show(value)}; allowed: {', '.join(allowed)}")
         return value
 
     def boolean(self, value: Any, where: str) -> bool:
         if not isinstance(value, bool):
-            raise self.bad(where, f"got {value!r}; allowed: true, false")
+            raise self.bad(where, f"got {_show(value)}; allowed: true, false")
         return value
 
     def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.bad(where, f"got {value!r}; allowed: a whole number from {lo} to {hi}")
+            raise self.bad(where, f"got {_show(value)}; allowed: a whole number from {lo} to {hi}")
         return value
 
     def number(self, value: Any, where: str, lo: float, hi: float) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise self.bad(where, f"got {value!r}; allowed: a number from {lo:g} to {hi:g}")
+            raise self.bad(where, f"got {_show(value)}; allowed: a number from {lo:g} to {hi:g}")
         return float(value)
 
-    def text(self, value: Any, where: str) -> str:
+    def text(self, value: Any, where: str, limit: int = MAX_NAME, lines: bool = False) -> str:
+        """A non-empty string of at most `limit` characters, without control characters (a
+        newline and a tab are allowed where `lines`): names reach terminals and file names."""
         if not isinstance(value, str) or not value.strip():
-            raise self.bad(where, f"got {value!r}; allowed: a non-empty string")
+            raise self.bad(where, f"got {_show(value)}; allowed: a non-empty string")
+        if len(value) > limit:
+            raise self.bad(where, f"{len(value)} characters; allowed: up to {limit}")
+        allowed_controls = "\n\t" if lines else ""
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf") and c not in allowed_controls), None)
+        if bad is not None:
+            raise self.bad(where, f"contains the control character {bad!r}; allowed: printable text")
         return value
 
     def mapping(self, value: Any, where: str, allowed: tuple[str, ...]) -> dict:
@@ -209,8 +227,8 @@ class _Reader:
             raise self.bad(where, f"got {type(value).__name__}; allowed: a mapping of {', '.join(allowed)}")
         for key in value:
             if key not in allowed:
-                raise self.bad(f"{where}.{key}" if where else str(key),
-                               f"unknown field; allowed: {', '.join(allowed)}")
+                shown = key if isinstance(key, str) and re.fullmatch(r"\w{1,40}", key) else _show(key)
+                raise self.bad(f"{where}.{shown}" if where else shown, f"unknown field; allowed: {', '.join(allowed)}")
         return value
 
     def loss(self, value: Any, where: str) -> Loss:
@@ -230,7 +248,7 @@ class _Reader:
                 p=self.number(m["p"], f"{where}.p", 0.0, 1.0),
                 seed=self.integer(m["seed"], f"{where}.seed", 0, 2**32 - 1),
             )
-        raise self.bad(where, f"got {value!r}; allowed: {allowed}")
+        raise self.bad(where, f"got {_show(value)}; allowed: {allowed}")
 
     def param(self, name: str, value: Any, where: str) -> Any:
         parsers: dict[str, Callable[[Any, str], Any]] = {
@@ -260,7 +278,7 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
         return Bound(figure, never=True)
     if isinstance(value, int) and not isinstance(value, bool):
         if figure not in COUNTS:
-            raise r.bad(where, f"got {value!r}; an exact value is for counts ({', '.join(sorted(COUNTS))}); "
+            raise r.bad(where, f"got {_show(value)}; an exact value is for counts ({', '.join(sorted(COUNTS))}); "
                                "bound a time with min and max")
         return Bound(figure, equals=value)
     if not isinstance(value, dict):
@@ -302,9 +320,9 @@ def _case(r: _Reader, raw: Any, where: str) -> Case:
 
 
 def _message(r: _Reader, value: Any) -> str:
-    text = r.text(value, "message")
-    if len(text.encode()) > 200:
-        raise r.bad("message", "too long; allowed: up to 200 bytes (one echo, one read)")
+    text = r.text(value, "message", limit=MAX_MESSAGE_BYTES)
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise r.bad("message", f"{len(text.encode())} bytes; allowed: up to {MAX_MESSAGE_BYTES} (one echo, one read)")
     return text
 
 
@@ -312,7 +330,9 @@ def parse(text: str, source: str) -> Experiment:
     """Validate an experiment file's text; `source` names it in messages."""
     r = _Reader(source)
     try:
-        doc = yaml.safe_load(text)
+        doc = specfile.load(text)
+    except specfile.Refused as exc:
+        raise r.bad("", str(exc)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -323,9 +343,9 @@ def parse(text: str, source: str) -> Experiment:
     for required in ("name", "description"):
         if required not in doc:
             raise r.bad(required, "missing; every experiment needs a name and a description")
-    name = r.text(doc["name"], "name")
+    name = r.text(doc["name"], "name", limit=MAX_EXPERIMENT_NAME)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise r.bad("name", f"got {name!r}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
+        raise r.bad("name", f"got {_show(name)}; allowed: letters, digits, '_', '-', '.' (it names the results folder)")
 
     matrix: list[tuple[str, tuple[Any, ...]]] = []
     if "matrix" in doc:
@@ -348,7 +368,7 @@ def parse(text: str, source: str) -> Experiment:
 
     return Experiment(
         name=name,
-        description=r.text(doc["description"], "description"),
+        description=r.text(doc["description"], "description", limit=MAX_DESCRIPTION, lines=True),
         source=source,
         text=text,
         repeat=r.integer(doc.get("repeat", 1), "repeat", 1, 1000),
@@ -365,17 +385,17 @@ def parse(text: str, source: str) -> Experiment:
 
 
 def load(path: str | Path) -> Experiment:
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(str(path), "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", f"cannot be read: {exc}") from None
+        text = specfile.read(Path(path))
+    except specfile.Refused as exc:
+        raise SpecError(str(path), "", str(exc)) from None
     return parse(text, str(path))
 
 
-def _show(value: Any, limit: int = 60) -> str:
-    """A value as the user wrote it, cut short: messages stay one readable line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlist, _SHOW.maxdict = 2, 50, 50, 4, 4
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it, cut short (a huge or deeply shared one too): one readable line."""
+    return _SHOW.repr(value)

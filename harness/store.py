@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RunDirError
+from harness.errors import EnvironmentProblem, RunDirError
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -42,6 +43,16 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, before anything starts, if run directories cannot be made under `folder`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-probe-"):
+            pass
+    except OSError as exc:
+        raise EnvironmentProblem(f"{folder}: cannot write run directories here: {exc.strerror}") from None
 
 
 class RunDir:
@@ -123,6 +134,41 @@ class RunData:
             raise RunDirError(f"{self.path / capture_path(trial_id)}: cannot be read: {exc.strerror}") from None
 
 
+NUMBER = (int, float)
+# The type of every field an event may carry; readers rely on them, so a damaged file is refused
+# here, naming its line, rather than failing somewhere in the analysis.
+EVENT_FIELDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("trial", "src", "ev", "text", "stderr", "side", "how", "what", "backend", "logs"), (str,)),
+    **dict.fromkeys(("mono", "realtime", "expires_ms", "window_ms", "late_ms", "late_max_ms", "after_s",
+                     "period_s", "phase_s", "waited_s", "wall_s"), NUMBER),
+    **dict.fromkeys(("attempt", "failures", "polls", "interval_ms", "late_over_5ms", "pid", "lport", "bytes",
+                     "read", "so_error", "nice"), (int,)),
+    "reuseaddr": (bool,), "states": (list,), "phases": (dict,), "errno": (str, int),
+    **dict.fromkeys(("injection_point", "error", "capture"), (str, type(None))),
+}
+MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "experiment": (str,), "run_id": (str,), "close_phase": (list, type(None)), "sysctls": (dict,),
+    "images": (dict,), "git": (dict,), "jobs": (int,), "fault_backend": (str, type(None)),
+}
+
+
+def _typed(doc: dict[str, Any], fields: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, types in fields.items():
+        if key in doc and type(doc[key]) not in types:  # type(): a bool is not a number here
+            allowed = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise RunDirError(f"{where}: {key} is {json.dumps(doc[key])[:40]}; allowed: {allowed}")
+
+
+def _check_event(path: Path, number: int, e: dict[str, Any]) -> None:
+    where = f"{path}:{number}"
+    for key in ("trial", "ev"):
+        if key not in e:
+            raise RunDirError(f"{where}: an event without {key!r}")
+    _typed(e, EVENT_FIELDS, where)
+    if "states" in e and not all(isinstance(s, str) for s in e["states"]):
+        raise RunDirError(f"{where}: states must be a list of strings")
+
+
 def _check(path: Path, doc: Any, kind: str) -> None:
     if not isinstance(doc, dict) or doc.get("format") != kind or doc.get("version") != FORMAT:
         got = (doc.get("format"), doc.get("version")) if isinstance(doc, dict) else (None, None)
@@ -142,8 +188,8 @@ def _read_text(path: Path) -> str:
         raise RunDirError(f"{path}: cannot be read: {exc.strerror}") from None
 
 
-def read_jsonl(path: Path, kind: str, warnings: list[str]) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file after its format header.
+def read_jsonl(path: Path, kind: str, warnings: list[str], check: Any = None) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file after its format header, each passed to check(path, line, doc).
 
     A last line without its newline was cut off mid-write (a crash): it is
     skipped with a warning. Any other bad line is an error naming it."""
@@ -167,6 +213,8 @@ def read_jsonl(path: Path, kind: str, warnings: list[str]) -> list[dict[str, Any
         if number == 1:
             _check(path, doc, kind)
         else:
+            if check is not None:
+                check(path, number, doc)
             records.append(doc)
     return records
 
@@ -180,10 +228,16 @@ def load(path: Path) -> RunData:
     except ValueError as exc:
         raise RunDirError(f"{path / MANIFEST}: not valid JSON ({exc})") from None
     _check(path / MANIFEST, manifest, "harness-manifest")
+    _typed(manifest, MANIFEST_FIELDS, str(path / MANIFEST))
+    cp = manifest.get("close_phase")
+    if cp is not None and not (len(cp) == 2 and all(type(x) in NUMBER for x in cp)):
+        raise RunDirError(f"{path / MANIFEST}: close_phase must be [period, phase] or null")
     warnings: list[str] = []
-    events = read_jsonl(path / EVENTS, "harness-events", warnings)
+    events = read_jsonl(path / EVENTS, "harness-events", warnings, _check_event)
     if not any(e.get("src") == "harness" for e in events) and (path / TRIALS).is_file():
-        events += _events_of_early_runs(read_jsonl(path / TRIALS, "harness-trials", warnings))
+        for number, e in enumerate(_events_of_early_runs(read_jsonl(path / TRIALS, "harness-trials", warnings))):
+            _check_event(path / TRIALS, number // 2 + 2, e)
+            events.append(e)
     return RunData(path, manifest, _read_text(path / SPEC), events, warnings)
 
 

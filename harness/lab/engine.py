@@ -1,8 +1,16 @@
-"""The Docker engine connection, our labels, and Docker errors turned into ours."""
+"""The Docker engine connection, our labels, and Docker errors turned into ours.
+
+Every object a run creates carries its run id and its owner (host, PID and the
+process's start time), so `harness clean` can tell a crashed run's leftovers
+from the objects of a run that is still going.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import os
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,10 +24,39 @@ LABEL = "io.harness"  # every object we create carries it
 RUN_LABEL = "io.harness.run"
 TRIAL_LABEL = "io.harness.trial"
 ROLE_LABEL = "io.harness.role"
+OWNER_LABEL = "io.harness.owner"  # host:pid:start, the process that made it
+TIMEOUT_S = 120  # per socket read: a trial's capture can be silent for a minute (TIME_WAIT)
+QUICK_TIMEOUT_S = 15  # for removals after a stop, which must not hang when the engine does
+REMOVERS = 16  # removals at once: each takes the engine about 0.25 s
+
+
+def _start_ticks(pid: int | str) -> str | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22): with the
+    PID, it tells a live process from a later one that reused the PID."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}:{_start_ticks('self')}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the process that made an object still running? Unknown owners (another host) count as
+    alive; objects from before owners were recorded, as not."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    return pid.isdigit() and _start_ticks(pid) == start
 
 
 def labels(run_id: str, trial: str = "", role: str = "") -> dict[str, str]:
-    out = {LABEL: "1", RUN_LABEL: run_id}
+    out = {LABEL: "1", RUN_LABEL: run_id, OWNER_LABEL: OWNER}
     if trial:
         out[TRIAL_LABEL] = trial
     if role:
@@ -38,10 +75,10 @@ def translated(doing: str) -> Iterator[None]:
         raise LabError(doing, str(exc)) from None
 
 
-def connect() -> docker.DockerClient:
+def connect(timeout: float = TIMEOUT_S) -> docker.DockerClient:
     """A client for the engine in the environment (DOCKER_HOST or the local socket)."""
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=timeout)
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise EnvironmentProblem(
@@ -51,20 +88,28 @@ def connect() -> docker.DockerClient:
     return client
 
 
-def remove_labelled(client: docker.DockerClient, run_id: str | None = None,
-                    networks: bool = True) -> tuple[int, int]:
-    """Remove our containers, then networks (of one run, or all); returns the counts.
+def alive(client: docker.DockerClient) -> bool:
+    try:
+        return bool(client.ping())
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return False
 
-    networks=False removes containers only: what an interrupt does first, while
-    trial threads may still be tearing down networks of their own."""
-    filt = [f"{RUN_LABEL}={run_id}"] if run_id else [LABEL]
-    with translated("removing the harness's containers and networks"):
-        found = client.containers.list(all=True, filters={"label": filt})
-        for c in found:
-            remove_quietly(c.remove, force=True)
-        nets = client.networks.list(filters={"label": filt}) if networks else []
-        for n in nets:
-            remove_quietly(n.remove)
+
+def remove_labelled(client: docker.DockerClient, run_id: str | None = None, networks: bool = True,
+                    only: Callable[[dict[str, str]], bool] = lambda labels: True) -> tuple[int, int]:
+    """Remove the containers, then the networks, of one run (or of every run) that `only` picks
+    by their labels, many at once; returns the counts.
+
+    networks=False removes containers only: what a stop does first, while trial threads may
+    still be tearing down networks of their own."""
+    filt = [f"{RUN_LABEL}={run_id}"] if run_id else [RUN_LABEL]
+    with translated("removing the harness's containers and networks"), \
+            concurrent.futures.ThreadPoolExecutor(REMOVERS) as pool:
+        found = [c for c in client.containers.list(all=True, filters={"label": filt}) if only(c.labels)]
+        list(pool.map(lambda c: remove_quietly(c.remove, force=True), found))
+        nets = [n for n in client.networks.list(filters={"label": filt}) if only(n.attrs.get("Labels") or {})] \
+            if networks else []
+        list(pool.map(lambda n: remove_quietly(n.remove), nets))
     return len(found), len(nets)
 
 

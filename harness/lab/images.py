@@ -29,13 +29,12 @@ Say = Callable[[str], None]
 
 
 def images_dir() -> Path:
-    """images/ beside the package (the project is installed from its checkout)."""
-    d = Path(os.environ.get("HARNESS_IMAGES", Path(__file__).resolve().parents[2] / "images"))
+    """The images' build context: shipped in the package (harness/images, a link to the
+    checkout's images/), so any install can build them; HARNESS_IMAGES overrides it."""
+    d = Path(os.environ.get("HARNESS_IMAGES", Path(__file__).resolve().parents[1] / "images"))
     if not (d / "Dockerfile").is_file():
-        raise EnvironmentProblem(
-            f"no Dockerfile in {d}; install the harness from its checkout (pip install -e .) "
-            "or set HARNESS_IMAGES to the images/ folder"
-        )
+        raise EnvironmentProblem(f"no Dockerfile in {d}: this install of the harness is incomplete; "
+                                 "reinstall it, or set HARNESS_IMAGES to an images/ folder")
     return d
 
 

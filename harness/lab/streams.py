@@ -1,20 +1,47 @@
-"""A container's output: as events (JSON lines from our programs, other lines as text), or as bytes."""
+"""A container's output: as events (JSON lines from our programs, other lines as text), or as bytes.
+
+Waiting on either ends early when the run is stopping (`stopping`), so no
+trial thread outlasts a stop by more than a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from harness.errors import HarnessError
+
 Event = dict[str, Any]
+SLICE_S = 0.25  # how often a wait looks at `stopping`
+
+
+class Stopped(HarnessError):
+    """The run is stopping: whatever was awaited will not be."""
+
+
+def _waiting(stopping: threading.Event, timeout: float, ready: Callable[[float], bool]) -> bool:
+    """ready(slice) in slices until it is true (True), time runs out (False) or the run stops."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if ready(max(0.0, min(SLICE_S, left))):
+            return True
+        if stopping.is_set():
+            raise Stopped()
+        if left <= 0:
+            return False
 
 
 class EventStream:
     """Follows one container's logs in a thread; others wait for named events."""
 
-    def __init__(self, container: Any, source: str, sink: Callable[[Event], None], stdout: bool = True):
+    def __init__(self, container: Any, source: str, sink: Callable[[Event], None], stopping: threading.Event,
+                 stdout: bool = True):
         self.source = source
+        self._stopping = stopping
         self._container = container
         self._stdout = stdout  # False: stdout is data (see ByteStream), events come from stderr
         self._sink = sink
@@ -57,11 +84,13 @@ class EventStream:
         self._sink(event)
 
     def wait_for(self, pred: Callable[[Event], bool], timeout: float) -> Event | None:
-        """The first event matching pred, or None if the stream ended or time ran out."""
+        """The first event matching pred, or None if the stream ended or time ran out; Stopped
+        if the run stops meanwhile."""
         with self._cond:
-            ok = self._cond.wait_for(
-                lambda: self._ended or any(pred(e) for e in self._events), timeout)
-            return next((e for e in self._events if pred(e)), None) if ok else None
+            seen = lambda: self._ended or any(pred(e) for e in self._events)  # noqa: E731
+            if not _waiting(self._stopping, timeout, lambda t: self._cond.wait_for(seen, t)):
+                return None
+            return next((e for e in self._events if pred(e)), None)
 
     @property
     def ended(self) -> bool:
@@ -77,8 +106,9 @@ class EventStream:
 class ByteStream:
     """A container's stdout as bytes, read in a thread from an attach made before the start."""
 
-    def __init__(self, chunks: Iterable[bytes], source: str):
+    def __init__(self, chunks: Iterable[bytes], source: str, stopping: threading.Event):
         self.source = source
+        self._stopping = stopping
         self._data = bytearray()
         self._done = threading.Event()
         threading.Thread(target=self._follow, args=(chunks,), name=f"bytes-{source}", daemon=True).start()
@@ -93,5 +123,6 @@ class ByteStream:
             self._done.set()
 
     def wait_end(self, timeout: float) -> bytes | None:
-        """Everything the program wrote, once its stdout has closed; None if it has not in time."""
-        return bytes(self._data) if self._done.wait(timeout) else None
+        """Everything the program wrote, once its stdout has closed; None if it has not in time;
+        Stopped if the run stops meanwhile."""
+        return bytes(self._data) if _waiting(self._stopping, timeout, self._done.wait) else None

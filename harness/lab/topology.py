@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,15 +25,16 @@ import docker.types
 from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
-from harness.lab.streams import ByteStream, Event, EventStream
+from harness.lab.streams import ByteStream, Event, EventStream, Stopped
 
 
 class TrialLab:
     """A context manager: the network on entry, containers as the trial asks, all removed on exit."""
 
     def __init__(self, client: docker.DockerClient, images: ImageSet, run_id: str, trial_id: str,
-                 family: str, sink: Callable[[Event], None]):
+                 family: str, sink: Callable[[Event], None], stopping: threading.Event):
         self._docker = client
+        self._stopping = stopping  # once set, no container starts
         self._images = images
         self._run_id = run_id
         self._trial = trial_id
@@ -50,6 +52,7 @@ class TrialLab:
     # --- lifecycle -------------------------------------------------------
 
     def __enter__(self) -> TrialLab:
+        self._unless_stopping()
         self._create_network()
         return self
 
@@ -96,14 +99,21 @@ class TrialLab:
         """Create and start; data_out attaches to stdout first, so not a byte of it is missed."""
         kwargs.setdefault("cap_drop", ["ALL"])
         with translated(f"starting the {role} container of {self._trial}"):
+            self._unless_stopping()
             c = self._docker.containers.create(
                 image, command, name=f"{self._prefix}-{role}",
                 labels=labels(self._run_id, self._trial, role), **kwargs)
             self._containers[role] = c
             if data_out:
-                self.outputs[role] = ByteStream(c.attach(stdout=True, stderr=False, stream=True), role)
+                self.outputs[role] = ByteStream(c.attach(stdout=True, stderr=False, stream=True), role,
+                                                self._stopping)
+            self._unless_stopping()
             c.start()
         return c
+
+    def _unless_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise Stopped()
 
     def _join(self, side: str, pid: bool) -> dict[str, str]:
         owner = self.owners[side]
@@ -129,7 +139,7 @@ class TrialLab:
         c = self._run(role, self._images[target], command, data_out, network=self._network.name,
                       hostname=side, cap_add=list(caps))
         self.owners[side] = c
-        self.streams[role] = EventStream(c, role, self._sink, stdout=not data_out)
+        self.streams[role] = EventStream(c, role, self._sink, self._stopping, stdout=not data_out)
         return c
 
     def start(self, role: str, side: str, target: str, command: list[str],
@@ -140,7 +150,7 @@ class TrialLab:
         too (the server must: it is then not PID 1, so SIGINT acts as Ctrl+C)."""
         c = self._run(role, self._images[target], command, cap_add=list(caps), environment=env,
                       **self._join(side, pid=not own_pid))
-        self.streams[role] = EventStream(c, role, self._sink)
+        self.streams[role] = EventStream(c, role, self._sink, self._stopping)
         return c
 
     def signal(self, container: Any, sig: str) -> None:

@@ -21,13 +21,23 @@ FLAG_NAMES = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (dpkt.tcp.TH_PUSH, "PSH"
 FLAG_MASK = sum(bit for bit, _ in FLAG_NAMES)
 
 
+class Unreadable(ValueError):
+    """The bytes are not a pcap this reader understands."""
+
+
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:
-    """(wall time, TCP segment) of each captured packet."""
+    """(wall time, TCP segment) of each captured packet. A last packet cut off (tcpdump stopped
+    mid-write) is left out, like a cut-off last line of events.jsonl."""
     out = []
-    for ts, frame in dpkt.pcap.Reader(io.BytesIO(pcap)):
-        ip = dpkt.ethernet.Ethernet(frame).data
-        if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
-            out.append((ts, ip.data))
+    try:
+        for ts, frame in dpkt.pcap.Reader(io.BytesIO(pcap)):
+            ip = dpkt.ethernet.Ethernet(frame).data
+            if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
+                out.append((ts, ip.data))
+    except dpkt.NeedData:
+        pass
+    except (ValueError, dpkt.UnpackError) as exc:
+        raise Unreadable(f"not a pcap ({exc})") from None
     return out
 
 

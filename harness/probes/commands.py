@@ -26,8 +26,8 @@ def agent(exp: Experiment, p: Params, close_phase: tuple[float, float] | None = 
 
 
 def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
-    # -w: start early, connect on the harness's first SIGUSR1.
-    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close,
+    # -w: start early, connect on the harness's first SIGUSR1. "--": a message may start with "-".
+    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "--",
             server_address, str(exp.port), exp.message]
 
 

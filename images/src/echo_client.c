@@ -45,7 +45,8 @@ static void finish_close(int sock, int use_shutdown)
 		emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"close\"");
 		return;
 	}
-	shutdown(sock, SHUT_WR);
+	if (shutdown(sock, SHUT_WR))
+		fail("shutdown");
 	emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"shutdown\"");
 	/* Keep the descriptor until the kernel is done with the connection:
 	 * that is what makes shutdown() differ from an orphaned close(). */
@@ -62,9 +63,17 @@ static void finish_close(int sock, int use_shutdown)
 	}
 	int err = 0;
 	len = sizeof(err);
-	getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &len);
+	if (getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &len))
+		fail("getsockopt");
 	emit_at(SRC, "socket_closed", mono_now(), "\"so_error\":%d", err);
 	close(sock);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: echo-client [-c client|server] "
+			"[-m close|shutdown] [-w] [--] HOST PORT MESSAGE\n");
+	exit(2);
 }
 
 int main(int argc, char **argv)
@@ -73,20 +82,17 @@ int main(int argc, char **argv)
 	int opt, wait_to_connect = 0, sig;
 
 	while ((opt = getopt(argc, argv, "c:m:w")) != -1) {
-		if (opt == 'c')
+		if (opt == 'c' && (!strcmp(optarg, "client") || !strcmp(optarg, "server")))
 			close_first = optarg;
-		else if (opt == 'm')
+		else if (opt == 'm' && (!strcmp(optarg, "close") || !strcmp(optarg, "shutdown")))
 			mode = optarg;
 		else if (opt == 'w')
 			wait_to_connect = 1;
 		else
-			return 2;
+			usage();
 	}
-	if (optind != argc - 3) {
-		fprintf(stderr, "usage: echo-client [-c client|server] "
-				"[-m close|shutdown] [-w] HOST PORT MESSAGE\n");
-		return 2;
-	}
+	if (optind != argc - 3)
+		usage();
 	const char *host = argv[optind], *port = argv[optind + 1],
 		   *msg = argv[optind + 2];
 	int use_shutdown = strcmp(mode, "shutdown") == 0;
@@ -95,7 +101,8 @@ int main(int argc, char **argv)
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	if (sigprocmask(SIG_BLOCK, &usr1, NULL))
+		fail("sigprocmask");
 	if (wait_to_connect) {
 		emit_at(SRC, "ready", mono_now(), NULL);
 		sigwait(&usr1, &sig);
@@ -109,7 +116,9 @@ int main(int argc, char **argv)
 		fail("connect");
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	getsockname(sock, (struct sockaddr *)&local, &llen);
+	if (getsockname(sock, (struct sockaddr *)&local, &llen))
+		fail("getsockname");
+	/* sin_port and sin6_port sit at the same offset */
 	int lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
 	emit_at(SRC, "connected", mono_now(), "\"lport\":%d", lport);
 

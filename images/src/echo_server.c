@@ -36,7 +36,10 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		die("usage: echo-server [-r] [-6] PORT");
-	int port = atoi(argv[optind]);
+	char *end;
+	long port = strtol(argv[optind], &end, 10);
+	if (!*argv[optind] || *end || port < 1 || port > 65535)
+		die("usage: echo-server [-r] [-6] PORT");
 
 	int lsock = socket(family, SOCK_STREAM, 0);
 	if (lsock < 0)
@@ -46,12 +49,12 @@ int main(int argc, char **argv)
 		die("setsockopt() error");
 
 	struct sockaddr_storage addr;
-	socklen_t len = any_addr(family, port, &addr);
+	socklen_t len = any_addr(family, (int)port, &addr);
 	if (bind(lsock, (struct sockaddr *)&addr, len))
 		die("bind() error");
 	if (listen(lsock, 5))
 		die("listen() error");
-	printf("listening on port %d%s\n", port, reuse ? " (SO_REUSEADDR)" : "");
+	printf("listening on port %ld%s\n", port, reuse ? " (SO_REUSEADDR)" : "");
 	fflush(stdout);
 
 	int csock = accept(lsock, NULL, NULL);

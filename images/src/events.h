@@ -6,6 +6,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double mono_now(void)
@@ -30,6 +32,50 @@ static inline void emit_at(const char *src, const char *ev, double mono,
 	}
 	puts("}");
 	fflush(stdout);
+}
+
+/* s as the inside of a JSON string, cut to fit out (always terminated):
+ * quotes and backslashes escaped, control characters as \u00XX, so text
+ * from another program (a server's stderr) cannot break an event line. */
+static inline const char *json_escape(const char *s, char *out, size_t n)
+{
+	size_t used = 0;
+	for (; *s && used + 7 < n; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			out[used++] = '\\';
+			out[used++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f) {
+			used += (size_t)snprintf(out + used, n - used, "\\u%04x", c);
+		} else {
+			out[used++] = (char)c;
+		}
+	}
+	out[used] = 0;
+	return out;
+}
+
+/* A whole number from lo to hi, or exit with usage(): a flag's value is
+ * refused, not guessed at (atoi("x") is 0). */
+static inline long number_arg(const char *text, long lo, long hi,
+			      void (*usage)(void))
+{
+	char *end;
+	long v = strtol(text, &end, 10);
+	if (!*text || *end || v < lo || v > hi)
+		usage();
+	return v;
+}
+
+/* The same for a number of seconds that may have decimals. */
+static inline double seconds_arg(const char *text, double lo, double hi,
+				 void (*usage)(void))
+{
+	char *end;
+	double v = strtod(text, &end);
+	if (!*text || *end || !(v >= lo && v <= hi))
+		usage();
+	return v;
 }
 
 #endif

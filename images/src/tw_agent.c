@@ -163,8 +163,8 @@ static int try_bind(int family, int port, int reuse)
 
 	if (fd < 0)
 		return errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse));
-	if (bind(fd, (struct sockaddr *)&a, len))
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) ||
+	    bind(fd, (struct sockaddr *)&a, len))
 		err = errno;
 	close(fd);
 	return err;
@@ -196,7 +196,7 @@ static pid_t find_server(void)
 
 /* Run the server program once, as the book's reader does by hand.
  * Returns 1 when it came up (it printed "listening"; we then stop it), 0 when
- * it exited on its own; *why gets its first stderr line. */
+ * it exited on its own; *why gets its first stderr line (or what failed). */
 static int restart_once(const char *path, int family, int port, int reuse,
 			char *why, size_t whylen)
 {
@@ -204,13 +204,31 @@ static int restart_once(const char *path, int family, int port, int reuse,
 	char portstr[16];
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	if (pipe(out) || pipe(err))
+	if (pipe(out)) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		return 0;
+	}
+	if (pipe(err)) {
+		snprintf(why, whylen, "pipe: %s", strerror(errno));
+		close(out[0]);
+		close(out[1]);
+		return 0;
+	}
 	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(why, whylen, "fork: %s", strerror(errno));
+		close(out[0]);
+		close(out[1]);
+		close(err[0]);
+		close(err[1]);
+		return 0;
+	}
 	if (pid == 0) {
-		setpriority(PRIO_PROCESS, 0, 0); /* the server as the book runs it */
-		dup2(out[1], 1);
-		dup2(err[1], 2);
+		/* the server as the book runs it; a failure here is the
+		 * child's, and it exits saying nothing (the restart failed) */
+		if (setpriority(PRIO_PROCESS, 0, 0) || dup2(out[1], 1) < 0 ||
+		    dup2(err[1], 2) < 0)
+			_exit(126);
 		close(out[0]);
 		close(err[0]);
 		char *argv[5];
@@ -234,7 +252,8 @@ static int restart_once(const char *path, int family, int port, int reuse,
 	if (up)
 		kill(pid, SIGINT);
 	int status;
-	waitpid(pid, &status, 0);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
 	n = read(err[0], why, whylen - 1);
 	why[n > 0 ? n : 0] = 0;
 	why[strcspn(why, "\n")] = 0;
@@ -306,29 +325,37 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "p:6c:Ri:e:w:s:a:")) != -1) {
 		switch (opt) {
-		case 'p': port = atoi(optarg); break;
+		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
 		case '6': family = AF_INET6; break;
-		case 'c': close_first = optarg; break;
+		case 'c':
+			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
+				usage();
+			close_first = optarg;
+			break;
 		case 'R': restart_reuse = 1; break;
-		case 'i': interval_ms = atoi(optarg); break;
-		case 'e': restart_ms = atoi(optarg); break;
-		case 'w': max_wait = atof(optarg); break;
+		case 'i': interval_ms = number_arg(optarg, 1, 1000, usage); break;
+		case 'e': restart_ms = number_arg(optarg, 1, 60000, usage); break;
+		case 'w': max_wait = seconds_arg(optarg, 1, 86400, usage); break;
 		case 's': server_path = optarg; break;
 		case 'a':
 			if (sscanf(optarg, "%lf,%lf", &period, &phase) != 2 ||
-			    period <= 0 || phase < 0 || phase >= period)
+			    !(period >= 0.001 && period <= 3600) ||
+			    !(phase >= 0 && phase < period))
 				usage();
 			break;
 		default: usage();
 		}
 	}
-	if (port <= 0 || interval_ms <= 0 || restart_ms <= 0)
+	if (!port || optind != argc)
 		usage();
 
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	if (sigprocmask(SIG_BLOCK, &usr1, NULL)) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"sigprocmask\"");
+		return 1;
+	}
 
 	/* Polls must start on time while other trials start containers: ask for
 	 * the highest CFS priority (needs CAP_SYS_NICE; without it, say so). */
@@ -466,13 +493,15 @@ int main(int argc, char **argv)
 					reuse ? "true" : "false",
 					bind_fails[reuse], window_ms);
 			} else if (bind_fails[reuse]++ == 0) {
+				char esc[200];
 				emit_at(SRC, "bind_fail", t,
 					"\"reuseaddr\":%s,\"errno\":\"%s\"",
-					reuse ? "true" : "false", strerror(err));
+					reuse ? "true" : "false",
+					json_escape(strerror(err), esc, sizeof(esc)));
 			}
 		}
 		if (server_gone && !restart_up && mono_now() >= next_restart) {
-			char why[200];
+			char why[200], esc[1200];
 			double t = mono_now();
 			next_restart = t + restart_ms / 1000.0;
 			attempts++;
@@ -484,7 +513,8 @@ int main(int argc, char **argv)
 			else
 				emit_at(SRC, "restart_fail", t,
 					"\"attempt\":%d,\"stderr\":\"%s\"",
-					attempts, why);
+					attempts,
+					json_escape(why, esc, sizeof(esc)));
 		}
 		int finished = bind_ok[0] && bind_ok[1] && restart_up && !snap.count;
 		if (finished || mono_now() > end) {

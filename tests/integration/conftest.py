@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import docker
@@ -35,9 +38,40 @@ def engine():
     return client
 
 
+def default_signals() -> None:
+    """In the child: the stop signals at their defaults, whatever this test process inherited
+    (a job started in the background by a shell has SIGINT ignored, and passes that on)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def harness(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_signals, **kw)
+
+
+def run_objects(engine, run_id: str) -> tuple[list, list]:
+    """The containers and networks of one run."""
+    f = {"label": f"io.harness.run={run_id}"}
+    return engine.containers.list(all=True, filters=f), engine.networks.list(filters=f)
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> str:
+    """stderr up to the first line containing text (the run's progress goes there)."""
+    deadline, seen = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+        if text in line:
+            return seen
+    raise AssertionError(f"no {text!r} within {timeout} s:\n{seen[-3000:]}")
+
+
+def run_id_of(progress: str) -> str:
+    """The id in the harness's "run ID: N trials ..." line."""
+    return re.search(r"^run ([0-9a-f]{8}):", progress, re.M).group(1)
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, dict | None, str]:

@@ -144,23 +144,6 @@ def test_asking_for_netem_here_is_one_clear_line(engine, images):
     assert "Traceback" not in err
 
 
-def test_ctrl_c_removes_everything_and_keeps_what_was_measured(engine, images, tmp_path):
-    proc = harness("run", str(EXPERIMENTS / "seeded_again.yaml"), "--results", str(tmp_path))
-    deadline = time.monotonic() + 120
-    seen = ""
-    while time.monotonic() < deadline and "server closed" not in seen:
-        seen += proc.stderr.readline()
-    assert "server closed" in seen
-    proc.send_signal(signal.SIGINT)
-    rc, _, err = finish(proc, timeout=60)
-    assert rc == 130, err
-    assert "interrupted" in err
-    containers, networks = leftovers(engine)
-    assert containers == [] and networks == []
-    (run_dir,) = (tmp_path / "seeded_again").iterdir()
-    assert '"ev": "close"' in (run_dir / "events.jsonl").read_text()
-
-
 def test_shutdown_with_every_ack_lost_retries_past_the_orphan_limit(runs):
     short, long = trial(runs, "paths", "all acks lost"), trial(runs, "paths", "shutdown all acks lost")
     assert long["params"]["client_close"] == "shutdown"

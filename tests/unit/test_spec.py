@@ -75,7 +75,7 @@ def test_loss_json_is_the_form_written():
     (BASE + "matrix:\n  family: [ipv5]\n", "matrix.family[0]", "ipv4, ipv6"),
     (BASE, "cases", "give a matrix, a list of cases, or both"),
     ("name: a/b\ndescription: d\ncases: [{}]\n", "name", "letters, digits"),
-    (BASE + "message: " + "x" * 300 + "\ncases: [{}]\n", "message", "up to 200 bytes"),
+    (BASE + "message: " + "x" * 300 + "\ncases: [{}]\n", "message", "up to 200"),
     (BASE + "colour: blue\n", "colour", "unknown field"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
