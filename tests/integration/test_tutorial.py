@@ -283,7 +283,7 @@ def test_the_tutorial_runs_as_written(reader):
     closed = time.monotonic()
     runs = [reader.ok("ss-timer-restarts")]
     while not timer_went_up(runs):
-        # The FIN copies come 0.2, 0.4, 0.8 ... 13.6 s after the close: by 20 s, several.
+        # The FIN copies come 0.2, 0.4, 0.8 ... 13.5 s after the close: by 20 s, several.
         assert time.monotonic() - closed < 20, "the TIME_WAIT timer never went back up:\n" + "".join(runs)
         time.sleep(0.5)
         runs.append(reader.again("ss-timer-restarts"))
