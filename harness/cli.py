@@ -252,7 +252,8 @@ def cmd_images(args: argparse.Namespace) -> int:
     s = images.ensure(engine.connect(), lambda line: print(line, file=sys.stderr), args.base_image, args.force)
     for target, tag in s.tags.items():
         print(f"{target}: {tag} ({s.ids[target][:19]})")
-    print(f"base: {s.base} ({s.base_origin})")
+    # An eval-able line: compose.yaml builds the same images FROM $BASE_IMAGE.
+    print(f"export BASE_IMAGE={shlex.quote(s.base)}  # base image ({s.base_origin})")
     return Exit.OK
 
 

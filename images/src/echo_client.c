@@ -1,5 +1,15 @@
-/* echo-client: connects (with -w, once it gets SIGUSR1), sends one message,
- * reads the echo, then closes in the order the trial asks for:
+/* echo-client: the book's client by hand, or the harness's.
+ *
+ * echo-client HOST PORT is for a person at a terminal. Each line typed is
+ * sent and its echo printed; Q (or the end of input) closes: the client
+ * closes first. When the server closes first, the client says so and closes
+ * at once, not at the next line as the book's client does: only then does
+ * the server's socket go on to TIME_WAIT (an orphan left in FIN_WAIT_2 would
+ * just expire). Errors print like the server's ("connect() error").
+ *
+ * echo-client [-c ...] [-m ...] [-w] HOST PORT MESSAGE is the harness's.
+ * It connects (with -w, once it gets SIGUSR1), sends one message, reads the
+ * echo, then closes in the order the trial asks for:
  *   -c client  wait for SIGUSR1 (the harness's "close now"), then close first;
  *   -c server  wait for the server's FIN (read() == 0), then close second.
  * -m close     close(): the descriptor goes and the kernel keeps an orphan;
@@ -13,6 +23,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +40,90 @@ static void fail(const char *what)
 	emit_at(SRC, "error", mono_now(), "\"what\":\"%s\",\"errno\":%d", what,
 		errno);
 	exit(1);
+}
+
+/* A socket connected to HOST PORT; NULL, or the call that failed. */
+static const char *dial(const char *host, const char *port, int *sock)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+	if (getaddrinfo(host, port, &hints, &ai))
+		return "getaddrinfo";
+	*sock = socket(ai->ai_family, SOCK_STREAM, 0);
+	const char *failed = NULL;
+	if (*sock < 0)
+		failed = "socket";
+	else if (connect(*sock, ai->ai_addr, ai->ai_addrlen))
+		failed = "connect";
+	freeaddrinfo(ai);
+	return failed;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "%s() error\n", what);
+	exit(1);
+}
+
+static int interactive(const char *host, const char *port)
+{
+	int sock;
+	const char *failed = dial(host, port, &sock);
+	if (failed)
+		die(failed);
+	/* Unbuffered stdin: fgets() then takes exactly one line from fd 0, so
+	 * poll() on fd 0 still sees the lines after it. */
+	if (setvbuf(stdin, NULL, _IONBF, 0) || setvbuf(stdout, NULL, _IOLBF, 0))
+		die("setvbuf");
+	printf("connected to %s port %s (Q to quit)\n", host, port);
+
+	char line[256], buf[256];
+	struct pollfd fds[] = {{.fd = 0, .events = POLLIN},
+			       {.fd = sock, .events = POLLIN}};
+	for (;;) {
+		if (poll(fds, 2, -1) < 0)
+			die("poll");
+		/* The server's FIN (or a reset): read() says which. */
+		if (fds[1].revents) {
+			ssize_t n = read(sock, buf, sizeof(buf));
+			if (n < 0)
+				die("read");
+			if (n == 0) {
+				puts("the server closed the connection");
+				break;
+			}
+			printf("Message from server: %.*s\n", (int)n, buf);
+			continue;
+		}
+		if (!fgets(line, sizeof(line), stdin)) {
+			if (ferror(stdin))
+				die("fgets");
+			break; /* end of input: close, like Q */
+		}
+		size_t want = strcspn(line, "\n"), got = 0;
+		line[want] = '\0';
+		if (!strcmp(line, "Q") || !strcmp(line, "q"))
+			break;
+		if (want == 0)
+			continue;
+		if (write(sock, line, want) != (ssize_t)want)
+			die("write");
+		/* The echo may come in pieces; print it once it is whole. */
+		while (got < want) {
+			ssize_t n = read(sock, buf + got, want - got);
+			if (n < 0)
+				die("read");
+			if (n == 0) {
+				puts("the server closed the connection");
+				goto done;
+			}
+			got += n;
+		}
+		printf("Message from server: %.*s\n", (int)got, buf);
+	}
+done:
+	if (close(sock))
+		die("close");
+	return 0;
 }
 
 static void hold(void)
@@ -71,7 +166,8 @@ static void finish_close(int sock, int use_shutdown)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: echo-client [-c client|server] "
+	fprintf(stderr, "usage: echo-client HOST PORT (interactive)\n"
+			"       echo-client [-c client|server] "
 			"[-m close|shutdown] [-w] [--] HOST PORT MESSAGE\n");
 	exit(2);
 }
@@ -91,6 +187,8 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
+	if (optind == 1 && argc == 3) /* no options: by hand */
+		return interactive(argv[1], argv[2]);
 	if (optind != argc - 3)
 		usage();
 	const char *host = argv[optind], *port = argv[optind + 1],
@@ -108,12 +206,10 @@ int main(int argc, char **argv)
 		sigwait(&usr1, &sig);
 	}
 
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-	if (getaddrinfo(host, port, &hints, &ai))
-		fail("getaddrinfo");
-	int sock = socket(ai->ai_family, SOCK_STREAM, 0);
-	if (sock < 0 || connect(sock, ai->ai_addr, ai->ai_addrlen))
-		fail("connect");
+	int sock;
+	const char *failed = dial(host, port, &sock);
+	if (failed)
+		fail(failed);
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
 	if (getsockname(sock, (struct sockaddr *)&local, &llen))
