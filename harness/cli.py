@@ -161,11 +161,11 @@ def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.T
 
 def _report(args: argparse.Namespace, path: Path) -> int:
     """The report stage, for `run` and `report` alike: the run directory's raw data analysed again."""
+    data = store.load(path)  # a damaged run directory is one line, before the slow imports below
     from harness import report  # matplotlib is slow to import: only where a report is made
-
     from harness.report import junit, summary
 
-    made = report.regenerate(path)
+    made = report.regenerate(data)
     for warning in made.warnings:
         print(f"harness: warning: {warning}", file=sys.stderr)
     emit(args, made.exp.name, path, made.results)
@@ -273,7 +273,7 @@ class _Parser(argparse.ArgumentParser):
     """Bad arguments in one line, like every other bad input (argparse prints its usage first)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(Exit.BAD_INPUT, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def ci_outputs(p: argparse.ArgumentParser) -> None:
@@ -365,10 +365,10 @@ def _leave(code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     with stopping.handled() as stop:
-        args.stop = stop
         try:
+            args = parser().parse_args(argv)
+            args.stop = stop
             code = int(args.func(args))
         except stopping.Stop as exc:
             print(f"harness: stopped by {exc}", file=sys.stderr)

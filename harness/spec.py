@@ -336,7 +336,8 @@ def parse(text: str, source: str) -> Experiment:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise r.bad("", f"not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise r.bad("", f"not valid YAML{at}: {problem}") from None
     if doc is None:
         raise r.bad("", "empty; an experiment needs a name, a description and cases or a matrix")
     doc = r.mapping(doc, "", TOP_LEVEL)

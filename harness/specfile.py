@@ -81,11 +81,12 @@ def read(path: Path) -> str:
         raise Refused("no such file") from None
     except OSError as exc:
         raise Refused(f"cannot be read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise Refused("not a regular file; give the path of a YAML file")
-        data = f.read(MAX_BYTES + 1)
+        data = os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(data) > MAX_BYTES:
         raise Refused(f"larger than {MAX_BYTES // 1024} KiB; an experiment file is a few lines")
     try:

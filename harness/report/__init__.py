@@ -24,9 +24,8 @@ class Report:
     warnings: list[str]
 
 
-def regenerate(path: Path) -> Report:
+def regenerate(data: store.RunData) -> Report:
     """Analyse a run directory's raw data again and write every derived file from it."""
-    data = store.load(path)
     exp, results = analyze.run(data)
-    files = pages.build(path, exp, data.manifest, results, data.trial_events())
-    return Report(exp, results, pages.write(store.RunDir(path), files, results), data.warnings)
+    files = pages.build(data.path, exp, data.manifest, results, data.trial_events())
+    return Report(exp, results, pages.write(store.RunDir(data.path), files, results), data.warnings)
