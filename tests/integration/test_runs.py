@@ -190,3 +190,17 @@ def test_fault_agent_reports_a_failed_install_and_still_reads_out(engine, images
         assert lines(4)[2:] == [{"nftables": []}, {"src": "fault", "ev": "counted"}]
     finally:
         c.remove(force=True)
+
+
+def test_the_programs_refuse_flag_values_they_do_not_know(engine, images):
+    tags = dict(line.split()[:2] for line in images.splitlines() if line.split()[0] in ("probe:", "client:"))
+    for image, argv in ((tags["probe:"], ["tw-agent", "-p", "7777", "-c", "sever"]),
+                        (tags["probe:"], ["tw-agent", "-p", "x7777"]),
+                        (tags["probe:"], ["echo-server", "70000"]),
+                        (tags["client:"], ["echo-client", "-m", "closed", "h", "1", "m"])):
+        c = engine.containers.run(image, argv, detach=True, labels={"io.harness": "1"}, network_mode="none")
+        try:
+            code = c.wait(timeout=30)["StatusCode"]
+            assert code in (1, 2) and b"usage:" in c.logs(), (argv, code, c.logs())
+        finally:
+            c.remove(force=True)
