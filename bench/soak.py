@@ -1,0 +1,151 @@
+"""Soak test of the harness itself, run by hand (not by CI): python bench/soak.py
+
+1. 200 trials in one run, 25 at a time (eight waves of short trials: the client closes first, with
+   0 to 3 final ACKs lost). While it runs, the harness process's open file descriptors and
+   resident memory are sampled every second: they must not grow from wave to wave.
+2. After it: the run's containers and networks left (must be 0), the host's network interfaces and
+   iptables rules against before (Docker adds both per trial network: must be back where they
+   were), and trials that did not measure (must be 0).
+3. Stops: a run stopped with SIGINT, SIGTERM and SIGHUP while its trials wait, and one whose
+   engine stops answering (a paused socket in front of it): how long until the harness exited,
+   and what it left.
+
+Every figure comes from runs made now, on this machine. Run directories go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.integration.conftest import default_signals, run_id_of, wait_for_line  # noqa: E402
+from tests.integration.test_stopping import EngineProxy  # noqa: E402
+
+SOAK = """name: soak
+description: short trials, many of them, to look for leaks
+repeat: 50
+matrix:
+  close_first: [client]
+  final_ack_loss: [0, 1, 2, 3]
+"""
+STOP = ROOT / "tests" / "integration" / "experiments" / "stop.yaml"
+WAIT = ROOT / "tests" / "integration" / "experiments" / "wait.yaml"
+
+
+def host_counts() -> dict[str, int]:
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {"network interfaces": len(links.splitlines()), "iptables rules": sum(
+        1 for line in rules.splitlines() if line.startswith("-A"))}
+
+
+def sample(pid: int, out: list[tuple[float, int, int]], done: threading.Event) -> None:
+    start = time.monotonic()
+    while not done.wait(1.0):
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            return
+        out.append((time.monotonic() - start, fds, rss))
+
+
+def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, preexec_fn=default_signals, env=env)
+
+
+def left(client: docker.DockerClient, run_id: str) -> str:
+    f = {"label": f"io.harness.run={run_id}"}
+    return f"{len(client.containers.list(all=True, filters=f))} / {len(client.networks.list(filters=f))}"
+
+
+def stop_once(client: docker.DockerClient, tmp: Path, sig: signal.Signals) -> list[str]:
+    proc = harness("run", str(STOP), "--results", str(tmp))
+    run_id = run_id_of(wait_for_line(proc, ": waiting", timeout=120))
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return [f"stopped by {sig.name} while trials wait", f"{time.monotonic() - sent:.2f} s",
+            f"exit {proc.returncode}", left(client, run_id)]
+
+
+def engine_gone(client: docker.DockerClient, tmp: Path) -> list[str]:
+    proxy = EngineProxy(tmp / "engine.sock")
+    proc = harness("run", str(WAIT), "--results", str(tmp), env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"})
+    run_id = run_id_of(wait_for_line(proc, ": waiting", timeout=120))
+    proxy.paused.set()
+    paused = time.monotonic()
+    proc.communicate(timeout=180)
+    took = time.monotonic() - paused
+    leftover = left(client, run_id)
+    for c in client.containers.list(all=True, filters={"label": f"io.harness.run={run_id}"}):
+        c.remove(force=True)
+    for n in client.networks.list(filters={"label": f"io.harness.run={run_id}"}):
+        n.remove()
+    return ["engine stops answering while trials wait", f"{took:.2f} s", f"exit {proc.returncode}",
+            f"{leftover} (the engine cannot remove them: `harness clean` once it answers)"]
+
+
+def main() -> None:
+    client = docker.from_env()
+    tmp = Path(tempfile.mkdtemp(prefix="harness-soak-"))
+    spec = tmp / "soak.yaml"
+    spec.write_text(SOAK)
+    subprocess.run([sys.executable, "-m", "harness", "images"], cwd=ROOT, check=True, capture_output=True)
+    before = host_counts()
+
+    samples: list[tuple[float, int, int]] = []
+    done = threading.Event()
+    started = time.monotonic()
+    proc = harness("run", str(spec), "--json", "--quiet", "--jobs", "25", "--results", str(tmp))
+    threading.Thread(target=sample, args=(proc.pid, samples, done), daemon=True).start()
+    out, err = proc.communicate()
+    done.set()
+    wall = time.monotonic() - started
+    if proc.returncode not in (0, 4):
+        sys.exit(f"soak run failed (exit {proc.returncode}):\n{err[-3000:]}")
+    doc = json.loads(out)
+    run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
+    after = host_counts()
+    failed = [t for t in doc["trials"] if t["status"] != "ok"]
+
+    quarter = max(1, len(samples) // 4)
+    first, last = samples[:quarter], samples[-quarter:]
+    rows = [
+        ["trials run / did not measure", f"{len(doc['trials'])} / {len(failed)}", "200 / 0"],
+        ["wall time, 25 at a time", f"{wall:.0f} s", ""],
+        ["containers / networks of the run left", left(client, run_id), "0 / 0"],
+        *[[f"host {k}, before / after", f"{before[k]} / {after[k]}", "equal"] for k in before],
+        ["open fds of the harness, first / last quarter (max)",
+         f"{max(s[1] for s in first)} / {max(s[1] for s in last)}", "no growth"],
+        ["resident memory of the harness, first / last quarter (median)",
+         f"{statistics.median(s[2] for s in first) / 1024:.0f} / {statistics.median(s[2] for s in last) / 1024:.0f} MiB",
+         "no growth"],
+    ]
+    print(f"harness soak, {time.strftime('%Y-%m-%d')}, {os.uname().release}, {os.cpu_count()} cores\n")
+    print(tabulate(rows, ["figure", "measured", "must be"], tablefmt="github"))
+    stops = [stop_once(client, tmp, sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+    stops.append(engine_gone(client, tmp))
+    print()
+    print(tabulate(stops, ["stop", "signal to exit", "exit code", "containers / networks left"], tablefmt="github"))
+    if failed:
+        print("\ntrials that did not measure:", *(f"{t['trial']}: {t['why']}" for t in failed[:10]), sep="\n  ")
+    print(f"\nrun directories: {tmp}")
+
+
+if __name__ == "__main__":
+    main()
