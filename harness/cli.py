@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import shlex
@@ -21,7 +22,8 @@ from typing import Any, NoReturn
 from tabulate import tabulate
 
 from harness import __version__, plan, spec, stopping, store
-from harness.errors import Exit, HarnessError, UsageError
+from harness.errors import EngineGone, Exit, HarnessError, UsageError
+from harness.lab.subnets import DEFAULT_POOL
 from harness.record import TrialResult
 
 
@@ -47,6 +49,17 @@ def jobs(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= MAX_JOBS:
         raise argparse.ArgumentTypeError(f"{printable(text[:30])!r}: want a whole number from 1 to {MAX_JOBS}")
     return int(text)
+
+
+def subnet_pool(text: str) -> str:
+    """--subnet-pool CIDR: an IPv4 network of /29s for trial networks."""
+    try:
+        net = ipaddress.IPv4Network(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text[:40])!r}: want an IPv4 network, e.g. 10.199.0.0/16") from None
+    if net.prefixlen > 29:
+        raise argparse.ArgumentTypeError(f"{text}: want /29 or wider (one /29 per trial)")
+    return str(net)
 
 
 def close_phase(text: str) -> tuple[float, float]:
@@ -109,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = _measure(args, exp, trials, jobs, run_id, client, quick, args.stop, progress)
     except (stopping.Stop, HarnessError) as exc:
         progress.end()
-        if quick is not None:  # what a stop in the image build or the probe left
+        if quick is not None and not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
             with contextlib.suppress(HarnessError):
                 engine.remove_labelled(quick, run_id)
         if isinstance(exc, stopping.Stop):
@@ -121,10 +134,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _report(args, run.path)
 
 
+def trial_subnets(client: Any, pool: str) -> Any:
+    """Where trial networks get their subnets: the pool, minus what the engine (and, when it is on
+    this host, the host's routes) already use."""
+    from harness.lab import engine, subnets
+
+    local = engine.is_local(client)
+    return subnets.Subnets(pool, lambda: engine.network_subnets(client) + (subnets.host_routes() if local else []))
+
+
 def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.Trial], jobs: int, run_id: str,
              client: Any, quick: Any, stop: threading.Event, progress: Any) -> store.RunDir:
     """Images, the kernel's facts, the run directory, then every trial: the part a stop can cut short."""
-    from harness import execute
+    from harness import analyze, execute
     from harness.faults.choose import choose
     from harness.lab import facts, images
 
@@ -145,12 +167,14 @@ def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.T
     }
     run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
     progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-    ctx = execute.RunContext(client, quick, imgs, exp, run_id, run, progress, backend, stop,
-                             threading.Semaphore(setup_slots()), args.close_phase)
+    ctx = execute.RunContext(client, quick, imgs, trial_subnets(client, args.subnet_pool), exp, run_id, run,
+                             progress, backend, stop, threading.Semaphore(setup_slots()), args.close_phase)
     progress.begin(len(trials))
     try:
         execute.run_all(ctx, trials, jobs)
     except (stopping.Stop, HarnessError):
+        with contextlib.suppress(HarnessError, OSError):  # every trial's record, each saying why it ended
+            run.rewrite_trials([r.to_json() for r in analyze.run(store.load(run.path))[1]])
         print(f"harness: what was measured is in {run.path} (`harness report {run.path}` for its tables)",
               file=sys.stderr)
         raise
@@ -295,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--base-image", help="base image for the lab images (default: debian:bookworm-slim, "
                                           "or a local one made with mmdebstrap when no registry answers)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--subnet-pool", type=subnet_pool, default=os.environ.get("HARNESS_SUBNET_POOL", DEFAULT_POOL),
+                     metavar="CIDR", help=f"where trial networks get their /29s (default {DEFAULT_POOL}, or "
+                                          "HARNESS_SUBNET_POOL); never a subnet the engine or this host uses")
     run.add_argument("--close-phase", type=close_phase, metavar="PERIOD,PHASE",
                      help="start each close at the next instant where the host's CLOCK_MONOTONIC "
                           "mod PERIOD is PHASE (seconds): the kernel's timer wheel then rounds every "

@@ -52,6 +52,10 @@ class EnvironmentProblem(HarnessError):
     exit_code = Exit.ENVIRONMENT
 
 
+class EngineGone(EnvironmentProblem):
+    """The engine stopped answering mid-run: nothing more can be asked of it, cleanup included."""
+
+
 class LabError(HarnessError):
     """A Docker operation failed; carries what was being done and container logs."""
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness import analyze, stopping
-from harness.errors import EnvironmentProblem, HarnessError, LabError, TrialFailed
+from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed
 from harness.faults import FaultBackend
 from harness.lab.engine import alive, connect, remove_labelled
 from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream, Stopped
+from harness.lab.subnets import Subnets
 from harness.lab.topology import TrialLab
 from harness.plan import Trial, schedule
 from harness.probes import commands
@@ -47,6 +48,7 @@ class RunContext:
     docker: docker.DockerClient
     quick: docker.DockerClient  # short timeouts: removal and pings must not hang with the engine
     images: ImageSet
+    subnets: Subnets
     exp: Experiment
     run_id: str
     store: RunDir
@@ -243,7 +245,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
             if ctx.stopping.is_set():  # stopped while it waited for its slot: it never starts
                 raise Stopped()
             ctx.progress.state(trial, "setting up")
-            with TrialLab(ctx.docker, ctx.images, ctx.run_id, trial.id, trial.params.family, sink,
+            with TrialLab(ctx.docker, ctx.images, ctx.subnets, ctx.run_id, trial.id, trial.params.family, sink,
                           ctx.stopping) as lab:
                 mark("lab")
                 pcap = _exchange(ctx, trial, lab, say_fault, mark, slot)
@@ -288,7 +290,7 @@ class EngineWatch:
             misses = 0 if alive(self._client) else misses + 1
             if misses >= ENGINE_MISSES:
                 self.gone.set()
-                self._ctx.fail(EnvironmentProblem(
+                self._ctx.fail(EngineGone(
                     f"the Docker engine stopped answering ({ENGINE_MISSES} pings in a row went unanswered); "
                     "when it is back, `harness clean` removes what this run left"))
                 return
@@ -300,12 +302,12 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
     Raises the fatal error when the run had to end (engine gone, run directory unwritable), and
     whatever the main thread got (stopping.Stop), after every container of the run is removed."""
     records: list[TrialResult] = []
-    futures: list[concurrent.futures.Future[TrialResult]] = []
+    futures: dict[concurrent.futures.Future[TrialResult], Trial] = {}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
     with EngineWatch(ctx) as watch:
         try:
             with stopping.deferred():
-                futures += [pool.submit(run_trial, ctx, t) for t in schedule(trials)]
+                futures.update((pool.submit(run_trial, ctx, t), t) for t in schedule(trials))
             pending = set(futures)
             while pending:
                 done, pending = concurrent.futures.wait(pending, timeout=0.5,
@@ -316,10 +318,17 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
         except BaseException:
             ctx.stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            if watch.gone.is_set():  # nothing can be removed, nor waited for: say why, and go
+                for f, t in futures.items():
+                    if f.running():
+                        with contextlib.suppress(OSError):
+                            ctx.store.event({"trial": t.id, "src": analyze.HARNESS, "ev": "trial_end",
+                                             "error": ctx.stop_reason})
+                raise
             ctx.progress.note(f"{ctx.stop_reason}: removing this run's containers and networks")
             _sweep(ctx, networks=False)  # the trials' waits end with their containers
             # A trial thread inside a call to the engine removes what that call made once it
-            # returns: wait for every one, unless the engine is gone and will not answer.
+            # returns: wait for every one, unless the engine goes meanwhile.
             while not watch.gone.is_set() and not all(f.done() for f in futures):
                 concurrent.futures.wait(futures, timeout=0.5)
             _sweep(ctx, networks=True)  # and whatever they made meanwhile

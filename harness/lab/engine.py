@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -86,6 +87,25 @@ def connect(timeout: float = TIMEOUT_S) -> docker.DockerClient:
             "(`dockerd &`, or `bash .ci/run` which installs and starts it) or set DOCKER_HOST"
         ) from None
     return client
+
+
+def is_local(client: docker.DockerClient) -> bool:
+    """Does the engine run on this host (its Unix socket), so that this host's routes matter?"""
+    return client.api.base_url.startswith("http+docker://")
+
+
+def network_subnets(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:
+    """The IPv4 subnets of every network the engine has."""
+    with translated("listing the engine's networks"):
+        nets = client.networks.list()
+    out = []
+    for n in nets:
+        for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+            with contextlib.suppress(ValueError, KeyError):
+                net = ipaddress.ip_network(cfg["Subnet"], strict=False)
+                if net.version == 4:
+                    out.append(net)
+    return out
 
 
 def alive(client: docker.DockerClient) -> bool:

@@ -20,20 +20,27 @@ from collections.abc import Callable
 from typing import Any
 
 import docker
+import docker.errors
 import docker.types
+import requests.exceptions
 
 from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
+from harness.lab.subnets import Subnets
+
+NETWORK_TRIES = 20
 
 
 class TrialLab:
     """A context manager: the network on entry, containers as the trial asks, all removed on exit."""
 
-    def __init__(self, client: docker.DockerClient, images: ImageSet, run_id: str, trial_id: str,
-                 family: str, sink: Callable[[Event], None], stopping: threading.Event):
+    def __init__(self, client: docker.DockerClient, images: ImageSet, subnets: Subnets, run_id: str,
+                 trial_id: str, family: str, sink: Callable[[Event], None], stopping: threading.Event):
         self._docker = client
+        self._subnets = subnets
+        self._subnet: Any = None
         self._stopping = stopping  # once set, no container starts
         self._images = images
         self._run_id = run_id
@@ -69,6 +76,7 @@ class TrialLab:
             with translated(f"removing the trial network {self._prefix}"):
                 remove_quietly(self._network.remove)
             self._network = None
+            self._subnets.release(self._subnet)
         if errors:
             raise LabError(f"removing the containers of {self._trial}", str(errors[0]))
 
@@ -83,17 +91,33 @@ class TrialLab:
         return started
 
     def _create_network(self) -> None:
-        kwargs: dict[str, Any] = {}
-        if self._family == "ipv6":
-            # A unique-local /64 per trial, derived from its name so parallel trials differ.
-            h = hashlib.sha256(self._prefix.encode()).hexdigest()
-            subnet = f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"
-            kwargs = {"enable_ipv6": True,
-                      "ipam": docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])}
-        with translated(f"creating the trial network {self._prefix}"):
-            self._network = self._docker.networks.create(
-                self._prefix, driver="bridge", internal=True,
-                labels=labels(self._run_id, self._trial, "network"), **kwargs)
+        """The trial's network, on a subnet of the harness's own pool (subnets.py), not Docker's."""
+        for _ in range(NETWORK_TRIES):
+            self._subnet = self._subnets.acquire()
+            pools = [docker.types.IPAMPool(subnet=str(self._subnet))]
+            if self._family == "ipv6":
+                # A unique-local /64 per trial, derived from its name so parallel trials differ.
+                h = hashlib.sha256(self._prefix.encode()).hexdigest()
+                pools.append(docker.types.IPAMPool(subnet=f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"))
+            try:
+                self._network = self._docker.networks.create(
+                    self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
+                    ipam=docker.types.IPAMConfig(pool_configs=pools),
+                    labels=labels(self._run_id, self._trial, "network"))
+                return
+            except docker.errors.APIError as exc:
+                if "overlap" not in str(exc.explanation or exc):
+                    self._subnets.release(self._subnet)
+                    raise LabError(f"creating the trial network {self._prefix}", exc.explanation or str(exc)) from None
+                self._subnets.refused(self._subnet)  # another run took it meanwhile
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                self._subnets.release(self._subnet)
+                raise LabError(f"creating the trial network {self._prefix}", str(exc)) from None
+            finally:
+                if self._network is None:
+                    self._subnet = None
+        raise LabError(f"creating the trial network {self._prefix}",
+                       f"{NETWORK_TRIES} subnets in a row were taken by others meanwhile")
 
     def _run(self, role: str, image: str, command: list[str], data_out: bool = False, **kwargs: Any) -> Any:
         """Create and start; data_out attaches to stdout first, so not a byte of it is missed."""
