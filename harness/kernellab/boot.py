@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,7 @@ def console_tail(files: qemu.Files, n: int = 25) -> str:
 
 def _last_step(files: qemu.Files) -> str:
     # systemd's "[  OK  ] Started X." lines say how far the boot is.
-    lines = [line for line in console_tail(files, 200).splitlines() if line.strip()]
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in console_tail(files, 200).splitlines() if line.strip()]
     return lines[-1].strip()[:100] if lines else "(no console output yet)"
 
 

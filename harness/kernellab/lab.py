@@ -55,54 +55,56 @@ def up(request: str, name: str | None, with_images: bool, say: Say) -> dict[str,
     proc.need("qemu-system-x86_64", "mke2fs", "openssl", "docker")
     package = _package(request)
     name = name or default_name(package)
-    d = lab_dir(name)
-    files = qemu.Files(d)
-    certs = d / "tls" / "client"
+    files = qemu.Files(lab_dir(name))
+    certs = files.dir / "tls" / "client"
     rec = _record(name)
-    if rec and qemu.pid(files):
-        say(f"kernel lab {name} is already up ({rec['package']})")
+    with contextlib.ExitStack() as undo:
+        if rec and qemu.pid(files):
+            say(f"kernel lab {name} is already up ({rec['package']})")
+        else:
+            # Whatever fails or is interrupted from here stops the VM and unregisters it.
+            undo.callback(qemu.stop, files, 0)
+            undo.callback(context.remove, name)
+            rec = _boot(package, name, files, say)
         context.create(name, rec["port"], certs, rec["package"])
-        return {**rec, "usage": _usage(name, rec["port"], certs)}
+        if with_images:
+            t0 = time.monotonic()
+            api = Api(rec["port"], certs)
+            if transfer.images(_harness_images(say), api, rec["port"], certs, say):
+                rec["transfer_s"] = round(time.monotonic() - t0, 1)
+                (files.dir / "lab.json").write_text(json.dumps(rec, indent=2))
+        undo.pop_all()
+    return {**rec, "usage": _usage(name, rec["port"], certs)}
 
+
+def _boot(package: str, name: str, files: qemu.Files, say: Say) -> dict[str, Any]:
     fs = rootfs.ensure(package, say)
+    d = files.dir
     d.mkdir(parents=True, exist_ok=True)
     d.chmod(0o700)
-    with contextlib.ExitStack() as undo:
-        # Whatever fails or is interrupted from here stops the VM and unregisters it.
-        undo.callback(qemu.stop, files, 0)
-        undo.callback(context.remove, name)
-        shutil.rmtree(d / "tls", ignore_errors=True)
-        tls.make(d / "tls", name)
-        files.conf.unlink(missing_ok=True)
-        proc.run(["mke2fs", "-q", "-t", "ext2", "-L", rootfs.CONF_LABEL, "-d", str(d / "tls" / "server"),
-                  str(files.conf), "1M"], "writing the lab's configuration disk")
-        files.conf.chmod(0o600)
-        shutil.rmtree(d / "tls" / "server")  # the server's key lives on in conf.img only
-        if not files.data.exists():
-            proc.run(["mke2fs", "-q", "-t", "ext4", "-L", rootfs.DATA_LABEL, str(files.data), DATA_SIZE],
-                     "making the lab's data disk")
-            files.data.chmod(0o600)
-        port, accel = qemu.free_port(), qemu.host_accelerator()
-        files.console.unlink(missing_ok=True)
-        say(f"starting QEMU ({accel}{', emulated: about 10x slower than the host' if accel == 'tcg' else ''}) "
-            f"with {package}; dockerd on 127.0.0.1:{port} (TLS)")
-        t0 = time.monotonic()
-        proc.run(qemu.argv(fs, files, port, accel), "starting QEMU")
-        api = Api(port, certs)
-        info = boot.wait_ready(files, api, say)
-        boot_s = time.monotonic() - t0
-        context.create(name, port, certs, package)
-        rec = {"format": FORMAT, "name": name, "package": package, "kernel": info.get("KernelVersion"),
-               "docker": info.get("ServerVersion"), "port": port, "accel": accel,
-               "rootfs": str(fs.dir), "boot_s": round(boot_s, 1)}
-        (d / "lab.json").write_text(json.dumps(rec, indent=2))
-        if with_images:
-            t1 = time.monotonic()
-            rec["images_copied"] = transfer.images(_harness_images(say), api, port, certs, say)
-            rec["transfer_s"] = round(time.monotonic() - t1, 1)
-            (d / "lab.json").write_text(json.dumps(rec, indent=2))
-        undo.pop_all()
-    return {**rec, "usage": _usage(name, port, certs)}
+    shutil.rmtree(d / "tls", ignore_errors=True)
+    tls.make(d / "tls", name)
+    files.conf.unlink(missing_ok=True)
+    proc.run(["mke2fs", "-q", "-t", "ext2", "-L", rootfs.CONF_LABEL, "-d", str(d / "tls" / "server"),
+              str(files.conf), "1M"], "writing the lab's configuration disk")
+    files.conf.chmod(0o600)
+    shutil.rmtree(d / "tls" / "server")  # the server's key lives on in conf.img only
+    if not files.data.exists():
+        proc.run(["mke2fs", "-q", "-t", "ext4", "-L", rootfs.DATA_LABEL, str(files.data), DATA_SIZE],
+                 "making the lab's data disk")
+        files.data.chmod(0o600)
+    port, accel = qemu.free_port(), qemu.host_accelerator()
+    files.console.unlink(missing_ok=True)
+    say(f"starting QEMU ({accel}{', emulated: about 10x slower than the host' if accel == 'tcg' else ''}) "
+        f"with {package}; dockerd on 127.0.0.1:{port} (TLS)")
+    t0 = time.monotonic()
+    proc.run(qemu.argv(fs, files, port, accel), "starting QEMU")
+    info = boot.wait_ready(files, Api(port, d / "tls" / "client"), say)
+    rec = {"format": FORMAT, "name": name, "package": package, "kernel": info.get("KernelVersion"),
+           "docker": info.get("ServerVersion"), "port": port, "accel": accel, "rootfs": str(fs.dir),
+           "boot_s": round(time.monotonic() - t0, 1)}
+    (d / "lab.json").write_text(json.dumps(rec, indent=2))
+    return rec
 
 
 def _harness_images(say: Say) -> list[str]:

@@ -25,7 +25,7 @@ def missing(tools: list[str], which: Callable[[str], str | None] = shutil.which)
 
 
 def need(*tools: str) -> None:
-    gone = missing(list(tools))
+    gone = missing(list(tools), shutil.which)
     if gone:
         pkgs = " ".join(sorted({TOOLS[t] for t in gone}))
         raise EnvironmentProblem(f"the kernel lab needs {', '.join(gone)}, not installed here "

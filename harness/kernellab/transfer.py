@@ -58,8 +58,11 @@ def images(refs: list[str], api: Api, port: int, certs: Path, say: Callable[[str
             p.kill()
             p.wait()
         raise
-    out = load.communicate()[0].decode(errors="replace")
-    save_err = save.communicate()[1].decode(errors="replace")
+    # Not communicate(): stdin is closed already, which it does not take on every Python.
+    out = load.stdout.read().decode(errors="replace") if load.stdout else ""
+    save_err = save.stderr.read().decode(errors="replace") if save.stderr else ""
+    load.wait()
+    save.wait()
     if load.returncode != 0:
         raise LabError("loading the images into the lab", out.strip()[-300:])
     if save.returncode != 0:
