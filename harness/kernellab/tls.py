@@ -15,8 +15,12 @@ from harness.kernellab import proc
 
 DAYS = "825"
 _EC = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
-SERVER_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
+# What strict verifiers (urllib3 2, so docker-py; Python 3.13) require of a chain,
+# beyond what openssl's defaults give: key usage on every certificate, key identifiers.
+_LEAF = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+         "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+SERVER_EXT = _LEAF + "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+CLIENT_EXT = _LEAF + "extendedKeyUsage=clientAuth\n"
 
 
 def commands(d: Path, name: str) -> list[list[str]]:
@@ -26,7 +30,8 @@ def commands(d: Path, name: str) -> list[list[str]]:
     ca_key, ca = d / "ca-key.pem", d / "ca.pem"
     out = [["openssl", "genpkey", *_EC, "-out", str(ca_key)],
            ["openssl", "req", "-new", "-x509", "-key", str(ca_key), "-days", DAYS,
-            "-subj", f"/CN=harness kernel-lab {name} CA", "-out", str(ca)]]
+            "-subj", f"/CN=harness kernel-lab {name} CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-out", str(ca)]]
     for side, cn in (("server", "localhost"), ("client", "harness kernel-lab client")):
         key, csr, cert = d / side / "key.pem", d / side / "req.csr", d / side / "cert.pem"
         out += [["openssl", "genpkey", *_EC, "-out", str(key)],
