@@ -119,3 +119,19 @@ def test_lab_names_are_context_names(capsys):
         cli.parser().parse_args(["kernel-lab", "down", "a/b"])
     assert exc.value.code == cli.Exit.BAD_INPUT
     assert "'a/b': letters, digits and _.+-" in capsys.readouterr().err
+
+
+def test_up_without_qemu_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing installed
+    assert cli.main(["kernel-lab", "up"]) == cli.Exit.ENVIRONMENT
+    assert capsys.readouterr().err == (
+        "harness: the kernel lab needs qemu-system-x86_64, mke2fs, openssl, docker, not installed here "
+        "(apt-get install -y docker.io e2fsprogs openssl qemu-system-x86)\n")
+
+
+def test_up_with_an_unknown_kernel_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(proc.shutil, "which", lambda t: f"/usr/bin/{t}")
+    monkeypatch.setattr(kernel, "available", lambda: AVAILABLE)
+    assert cli.main(["kernel-lab", "up", "--kernel", "5.10"]) == cli.Exit.ENVIRONMENT
+    assert capsys.readouterr().err.startswith(
+        "harness: no Debian kernel package for '5.10' (cloud-amd64) is known to apt here")
