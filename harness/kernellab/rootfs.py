@@ -111,8 +111,9 @@ def ensure(package: str, say) -> Rootfs:
         seconds = round(time.monotonic() - t0, 1)
         (tmp / "built.json").write_text(json.dumps({"package": package, "suite": SUITE, "packages": PACKAGES,
                                                     "seconds": seconds}, indent=2))
-        shutil.rmtree(fs.dir, ignore_errors=True)
-        tmp.rename(fs.dir)
+        if not (fs.dir / "built.json").is_file():  # else another `up` built it meanwhile: keep theirs
+            shutil.rmtree(fs.dir, ignore_errors=True)
+            tmp.rename(fs.dir)
         say(f"root filesystem built in {seconds:.0f} s ({fs.dir})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
