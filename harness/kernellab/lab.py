@@ -60,6 +60,9 @@ def up(request: str, name: str | None, with_images: bool, say: Say) -> dict[str,
     rec = _record(name)
     with contextlib.ExitStack() as undo:
         if rec and qemu.pid(files):
+            if rec["package"] != package:
+                raise EnvironmentProblem(f"kernel lab {name} is up with {rec['package']}, not {package}; "
+                                         f"`harness kernel-lab down {name}` first, or choose another --name")
             say(f"kernel lab {name} is already up ({rec['package']})")
         else:
             # Whatever fails or is interrupted from here stops the VM and unregisters it.
