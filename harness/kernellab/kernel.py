@@ -9,7 +9,6 @@ from harness.errors import EnvironmentProblem
 
 PREFIX = "linux-image-"
 FLAVOURS = ("cloud-amd64", "amd64")
-DEFAULT = "6.1"
 # A concrete, installable kernel (not a meta-package like linux-image-6.12-amd64):
 # 6.1.0-56 (bookworm's ABI numbering) or 6.12.117+deb12 (backports' style).
 _CONCRETE = re.compile(r"^linux-image-(\d+\.\d+\.\d+(?:-\d+|\+[a-z0-9]+))-(" + "|".join(FLAVOURS) + r")$")

@@ -32,10 +32,12 @@ def lab_dir(name: str) -> Path:
 
 
 def _record(name: str) -> dict[str, Any] | None:
+    """The lab's lab.json, or None if absent, unreadable or of another format version."""
     try:
-        return json.loads((lab_dir(name) / "lab.json").read_text())
+        rec = json.loads((lab_dir(name) / "lab.json").read_text())
     except (OSError, ValueError):
         return None
+    return rec if rec.get("format") == FORMAT else None
 
 
 def _package(request: str) -> str:
@@ -59,9 +61,10 @@ def up(request: str, name: str | None, with_images: bool, say: Say) -> dict[str,
     certs = files.dir / "tls" / "client"
     rec = _record(name)
     with contextlib.ExitStack() as undo:
-        if rec and qemu.pid(files):
-            if rec["package"] != package:
-                raise EnvironmentProblem(f"kernel lab {name} is up with {rec['package']}, not {package}; "
+        if qemu.pid(files):
+            if rec is None or rec["package"] != package:
+                running = rec["package"] if rec else "a kernel its lab.json does not say"
+                raise EnvironmentProblem(f"kernel lab {name} is up with {running}, not {package}; "
                                          f"`harness kernel-lab down {name}` first, or choose another --name")
             say(f"kernel lab {name} is already up ({rec['package']})")
         else:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def cached(package: str) -> Rootfs:
     return Rootfs(home.home() / "rootfs" / f"{kernel.release(package)}-{key(package)}", package)
 
 
-def ensure(package: str, say) -> Rootfs:
+def ensure(package: str, say: Callable[[str], None]) -> Rootfs:
     """The disk image for this kernel package, built now if not cached."""
     fs = cached(package)
     if (fs.dir / "built.json").is_file():
