@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import EnvironmentProblem
 from harness.kernellab import home, kernel, proc
 
 SUITE = "bookworm"
@@ -87,6 +88,10 @@ def ensure(package: str, say: Callable[[str], None]) -> Rootfs:
         say(f"root filesystem: cached ({fs.dir})")
         return fs
     proc.need("mmdebstrap", "mke2fs", "tar")
+    if os.geteuid() != 0:
+        # mke2fs -d copies owners from the unpacked tree, which only root can unpack as is.
+        raise EnvironmentProblem("building the kernel lab's disk image needs root (every file in it "
+                                 "would belong to you otherwise); run this `up` as root")
     tmp = fs.dir.with_name(f".build-{fs.dir.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
