@@ -183,7 +183,8 @@ def cmd_kernel_lab(args: argparse.Namespace) -> int:
     elif args.action == "down":
         lab.down(args.name, args.purge, say)
     else:
-        rows = [[r["name"], r.get("package", "?"), r["state"], r.get("port", ""), r["data_mb"]] for r in lab.ls()]
+        rows = [[r["name"], r.get("package", "?"), r["state"], r.get("port", "") if r["state"] == "up" else "",
+                 r["data_mb"]] for r in lab.ls()]
         print(tabulate(rows, ["name", "kernel package", "state", "port", "data MB"], tablefmt="simple")
               if rows else "no kernel labs")
     return Exit.OK
