@@ -30,7 +30,8 @@ def commands(d: Path, name: str) -> list[list[str]]:
     ca_key, ca = d / "ca-key.pem", d / "ca.pem"
     out = [["openssl", "genpkey", *_EC, "-out", str(ca_key)],
            ["openssl", "req", "-new", "-x509", "-key", str(ca_key), "-days", DAYS,
-            "-subj", f"/CN=harness kernel-lab {name} CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            # '+' joins attributes in -subj (6.12.117+deb12 is in lab names): escape it.
+            "-subj", f"/CN=harness kernel-lab {name.replace('+', chr(92) + '+')} CA", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             "-out", str(ca)]]
     for side, cn in (("server", "localhost"), ("client", "harness kernel-lab client")):
         key, csr, cert = d / side / "key.pem", d / side / "req.csr", d / side / "cert.pem"

@@ -101,6 +101,8 @@ def test_tls_commands_sign_both_certificates_with_the_lab_ca():
         assert c[c.index("-CA") + 1] == "/s/ca.pem" and c[c.index("-CAkey") + 1] == "/s/ca-key.pem"
         assert c[c.index("-out") + 1] == f"/s/{side}/cert.pem"
     assert "IP:127.0.0.1" in tls.SERVER_EXT and "clientAuth" in tls.CLIENT_EXT
+    ca = tls.commands(Path("/s"), "debian-6.12.117+deb12-cloud-amd64")[1]
+    assert ca[ca.index("-subj") + 1] == r"/CN=harness kernel-lab debian-6.12.117\+deb12-cloud-amd64 CA"
 
 
 def test_context_and_environment_point_at_the_loopback_port():
