@@ -51,6 +51,7 @@ def images(refs: list[str], api: Api, port: int, certs: Path, say: Callable[[str
                 say(f"  {sent / 1e6:.0f} MB sent in {time.monotonic() - t0:.0f} s")
                 next_note += EVERY_S
         load.stdin.close()
+        say(f"  {sent / 1e6:.0f} MB sent; the guest's docker load is unpacking them (slow under emulation)")
     except BrokenPipeError:  # load gave up: its output says why
         save.kill()
     except BaseException:
