@@ -293,6 +293,34 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_kernel_lab(args: argparse.Namespace) -> int:
+    from harness.kernellab import lab
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.action == "up":
+        rec = lab.up(args.kernel, args.name, not args.no_images, say)
+        print(f"kernel lab {rec['name']} is up: kernel {rec['kernel']}, Docker {rec['docker']} "
+              f"(context {rec['name']}; {rec['accel']})\n{rec['usage']}")
+    elif args.action == "down":
+        lab.down(args.name, args.purge, say)
+    else:
+        rows = [[r["name"], r.get("package", "?"), r["state"], r.get("port", "") if r["state"] == "up" else "",
+                 r["data_mb"]] for r in lab.ls()]
+        print(tabulate(rows, ["name", "kernel package", "state", "port", "data MB"], tablefmt="simple")
+              if rows else "no kernel labs")
+    return Exit.OK
+
+
+def lab_name(text: str) -> str:
+    from harness.kernellab.lab import NAME
+
+    if not NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: letters, digits and _.+- (a Docker context name)")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments in one line, like every other bad input (argparse prints its usage first)."""
 
@@ -361,6 +389,20 @@ def parser() -> argparse.ArgumentParser:
                                       "(after a crash or SIGKILL)")
     cl.add_argument("--all", action="store_true", help="remove those of every harness run, running ones too")
     cl.set_defaults(func=cmd_clean)
+
+    kl = sub.add_parser("kernel-lab", help="a Docker engine on a Debian kernel, in a QEMU VM "
+                                           "(docs/kernel-lab.md)")
+    kl.set_defaults(func=cmd_kernel_lab)
+    klsub = kl.add_subparsers(dest="action", required=True)
+    up = klsub.add_parser("up", help="build (once) and boot it; register it as a Docker context")
+    up.add_argument("--kernel", default="6.1", help="a Debian kernel package (linux-image-...) or a "
+                                                    "version like 6.1 or 6.12: the newest cloud-amd64 one")
+    up.add_argument("--name", type=lab_name, help="lab and context name (default: debian-<kernel release>)")
+    up.add_argument("--no-images", action="store_true", help="do not copy the harness's images into it")
+    down = klsub.add_parser("down", help="stop it and remove its context (its images stay, unless --purge)")
+    down.add_argument("name", type=lab_name)
+    down.add_argument("--purge", action="store_true", help="also delete its data disk")
+    klsub.add_parser("ls", help="the labs and their state")
     return ap
 
 

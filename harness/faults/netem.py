@@ -7,7 +7,8 @@ the IFB, whose root qdisc is netem. netem drops with its own generator, seeded
 where iproute2 and the kernel have `seed`; it cannot drop "the first k"
 copies, so plan-time choice sends those to nftables.
 
-This kernel has no sch_netem: the commands are unit-tested, not run here.
+The host kernel has no sch_netem; these commands run for real in the kernel lab
+(docs/kernel-lab.md) on Debian's 6.1 kernel.
 """
 
 from __future__ import annotations
@@ -76,4 +77,8 @@ class Netem:
         return f"tc netem on an IFB fed by the {side}'s eth0 ingress"
 
     def counts(self, readout: str, p: Params) -> dict[str, Any]:
-        return {"final_acks_dropped": parse_drops(readout)}
+        dropped = parse_drops(readout)
+        # netem counts drops, not which copies; with 100% loss they are all of them, so
+        # the capture's timeline can mark each final ACK dropped, as with nftables.
+        which = {"dropped_copies": list(range(dropped))} if p.final_ack_loss.kind == "all" else {}
+        return {"final_acks_dropped": dropped, **which}

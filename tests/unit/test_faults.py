@@ -76,7 +76,11 @@ def test_netem_cannot_drop_the_first_k():
 
 def test_netem_drops_from_tc_stats():
     out = "qdisc netem 8001: root refcnt 2 limit 1000 loss 100%\n Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)\n"
-    assert netem.Netem(seed=True).counts(out, Params(final_ack_loss=Loss("all"))) == {"final_acks_dropped": 3}
+    assert netem.Netem(seed=True).counts(out, Params(final_ack_loss=Loss("all"))) == \
+        {"final_acks_dropped": 3, "dropped_copies": [0, 1, 2]}
+    # random loss: netem does not say which copies it dropped
+    assert netem.Netem(seed=False).counts(out, Params(final_ack_loss=Loss("random", p=0.5, seed=7))) == \
+        {"final_acks_dropped": 3}
     with pytest.raises(ValueError):
         netem.parse_drops("Cannot find device")
 

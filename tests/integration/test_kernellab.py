@@ -1,0 +1,134 @@
+"""The kernel lab for real: a QEMU VM on a Debian kernel, its dockerd through a Docker context.
+
+Uses the user's lab home (~/.cache/harness/kernel-lab, or $HARNESS_KERNEL_LAB_HOME), so a
+machine that ran this before reuses the built disk image and the guest's images."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.kernellab import lab as kl
+
+pytestmark = pytest.mark.kernellab
+NAME = "harness-test"  # the lab most tests share
+SCRATCH = "harness-test-interrupted"  # one that is interrupted while it boots
+
+
+def harness(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def docker(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "--context", NAME, *args], capture_output=True, text=True, timeout=600)
+
+
+def qemu_running(name: str) -> bool:
+    """Any QEMU whose command line names this lab's folder (how else would it be ours)."""
+    d = str(kl.lab_dir(name)).encode()
+    for p in os.listdir("/proc"):
+        try:
+            cmd = open(f"/proc/{p}/cmdline", "rb").read() if p.isdigit() else b""
+        except OSError:
+            continue
+        if b"qemu-system" in cmd and d in cmd:
+            return True
+    return False
+
+
+def context_exists(name: str) -> bool:
+    return subprocess.run(["docker", "context", "inspect", name], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def lab(images):
+    t0 = time.monotonic()
+    up = harness("kernel-lab", "up", "--name", NAME)
+    print(f"kernel-lab up: {time.monotonic() - t0:.0f} s\n{up.stderr}")
+    assert up.returncode == 0, up.stderr[-3000:]
+    yield json.loads((kl.lab_dir(NAME) / "lab.json").read_text())
+    harness("kernel-lab", "down", NAME)  # a no-op when test_down ran
+
+
+def test_the_context_reaches_dockerd_on_the_debian_kernel(lab):
+    info = docker("info", "--format", "{{.KernelVersion}}|{{.OperatingSystem}}")
+    assert info.returncode == 0, info.stderr
+    kernel, os_name = info.stdout.strip().split("|")
+    assert kernel == lab["package"].removeprefix("linux-image-") != platform.release()
+    assert os_name.startswith("Debian GNU/Linux 12")
+
+
+def test_netem_works_in_a_container_with_net_admin(lab, images):
+    probe = next(line.split()[1] for line in images.splitlines() if line.startswith("probe:"))
+    out = docker("run", "--rm", "--network", "none", "--cap-add", "NET_ADMIN", probe, "sh", "-c",
+                 "ip link add hprobe0 type ifb && tc qdisc add dev hprobe0 root netem loss 100% "
+                 "&& tc qdisc show dev hprobe0")
+    assert out.returncode == 0, out.stderr
+    assert "qdisc netem" in out.stdout and "loss 100%" in out.stdout
+
+
+def test_only_the_holder_of_the_client_key_gets_in(lab):
+    d = kl.lab_dir(NAME) / "tls" / "client"
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in d.iterdir()} == \
+        {"ca.pem": "0o600", "cert.pem": "0o600", "key.pem": "0o600"}
+    assert oct(kl.lab_dir(NAME).stat().st_mode & 0o777) == "0o700"
+    # TLS with the right CA but no client certificate: dockerd (--tlsverify) answers nothing.
+    ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    try:
+        with socket.create_connection(("127.0.0.1", lab["port"]), timeout=30) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+                answer = s.recv(100)
+    except (ssl.SSLError, ConnectionError) as exc:
+        answer = repr(exc).encode()
+    assert not answer.startswith(b"HTTP"), answer
+    # The forward listens on loopback only.
+    ss = subprocess.run(["ss", "-Hltn", f"sport = :{lab['port']}"], capture_output=True, text=True).stdout
+    assert [line.split()[3] for line in ss.splitlines()] == [f"127.0.0.1:{lab['port']}"]
+
+
+def test_up_again_reuses_the_running_lab_and_its_images(lab):
+    again = harness("kernel-lab", "up", "--name", NAME, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "is already up" in again.stderr and "already in the lab" in again.stderr
+    assert f"DOCKER_HOST=tcp://127.0.0.1:{lab['port']}" in again.stdout
+
+
+def test_ctrl_c_while_booting_leaves_nothing(lab):
+    # The disk image is cached by now: this boots straight away, and we interrupt the boot.
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "kernel-lab", "up", "--name", SCRATCH,
+                             "--no-images"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for line in proc.stderr:
+            if line.startswith("starting QEMU"):
+                break
+        deadline = time.monotonic() + 60
+        while not qemu_running(SCRATCH) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert qemu_running(SCRATCH)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read()
+        assert not qemu_running(SCRATCH) and not context_exists(SCRATCH)
+    finally:
+        proc.kill()
+        harness("kernel-lab", "down", SCRATCH, "--purge")
+
+
+def test_down_stops_the_vm_and_removes_the_context(lab):
+    assert qemu_running(NAME) and context_exists(NAME)
+    down = harness("kernel-lab", "down", NAME, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert not qemu_running(NAME) and not context_exists(NAME)
+    ls = harness("kernel-lab", "ls").stdout
+    assert any(line.split()[:1] == [NAME] and " down " in line for line in ls.splitlines())
