@@ -15,7 +15,7 @@ from harness import expect, plan, spec
 from harness.faults.choose import named
 from harness.plan import Trial
 from harness.probes import capture
-from harness.record import FAILED, INTERRUPTED, OK, TrialResult
+from harness.record import COARSE, FAILED, INTERRUPTED, OK, TrialResult
 from harness.spec import Case, Experiment
 from harness.store import SPEC, RunData
 
@@ -92,9 +92,11 @@ def logs(events: list[Event]) -> str:
     return "\n".join(f"{src}: {e.get('text', e)}" for src, es in by_src.items() for e in es[-LOG_LINES:])
 
 
-def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None) -> TrialResult:
-    """Every figure of one trial, from its events (the programs' and the harness's) and its pcap."""
-    r = TrialResult(trial=t.id, index=t.index, case=t.case, repeat=t.repeat, params=t.params.to_json())
+def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, kernel: str = "") -> TrialResult:
+    """Every figure of one trial, from its events (the programs' and the harness's) and its pcap;
+    `kernel` is the release of the engine it ran on."""
+    r = TrialResult(trial=t.id, index=t.index, case=t.case, repeat=t.repeat, params=t.params.to_json(),
+                    engine=t.engine, kernel=kernel)
     if not events:
         r.status, r.why = INTERRUPTED, "not started: the run was stopped first"
         r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params), None)]
@@ -102,6 +104,7 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None) ->
     r.close_mono = close_time(events, t.params.close_first)
     for key, value in agent_figures(events, t.params.close_first).items():
         setattr(r, key, value)
+    r.coarse = r.window_max_ms is not None and r.window_max_ms > COARSE * exp.poll_ms
     problems: list[str] = []
 
     if t.params.final_ack_loss.kind == "none":
@@ -160,8 +163,19 @@ def summarize(values: list[float | int | None]) -> Summary | None:
                    statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def engines(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The run's engines and their facts, by name (runs from before there were several: one)."""
+    named = manifest.get("engines")
+    if isinstance(named, dict) and named and all(isinstance(v, dict) for v in named.values()):
+        return named
+    return {"": {"kernel": manifest.get("kernel") or ""}}
+
+
 def run(data: RunData) -> tuple[Experiment, list[TrialResult]]:
     """Every trial of a run directory analysed again from its raw data, in plan order."""
     exp = spec.parse(data.spec_text, str(data.path / SPEC))
     events = data.trial_events()
-    return exp, [trial(exp, t, events.get(t.id, []), data.pcap(t.id)) for t in plan.trials(exp)]
+    facts = engines(data.manifest)
+    trials = plan.on_engines(plan.trials(exp), list(facts), str(data.manifest.get("engine_mode", "each")))
+    return exp, [trial(exp, t, events.get(t.id, []), data.pcap(t.id), str(facts[t.engine].get("kernel", "")))
+                 for t in trials]

@@ -33,13 +33,6 @@ def default_jobs(n_trials: int) -> int:
     return max(1, min(n_trials, 10 * (os.cpu_count() or 1), 24))
 
 
-def setup_slots() -> int:
-    # Container starts are CPU-bound (dockerd, containerd, runc): on 2 cores two
-    # trial setups at once took twice as long each (3.3 s against 1.8 s), so
-    # more at once only delays every trial and the agents' polls.
-    return max(1, (os.cpu_count() or 1) // 2)
-
-
 MAX_JOBS = 256
 PERIOD_S = (0.01, 3600.0)  # --close-phase: the agent sleeps up to one period before the close
 
@@ -102,8 +95,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness import prepare
+
     exp = spec.load(args.spec)
-    trials = plan.trials(exp)
+    refs = prepare.engines_named(args.engine)
+    trials = plan.on_engines(plan.trials(exp), [r.name for r in refs], args.engines)
     jobs = args.jobs or default_jobs(len(trials))
     check_outputs(args)
     if args.dry_run:
@@ -111,76 +107,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         return Exit.OK
     store.check_writable(Path(args.results) / exp.name)  # before a single container starts
 
-    from harness.lab import engine
+    from harness.execute import RunContext
     from harness.progress import Progress
 
     progress = Progress(quiet=args.quiet)
     run_id = uuid.uuid4().hex[:8]
-    quick = None
+    ctx = None
     try:
-        client, quick = engine.connect(), engine.connect(engine.QUICK_TIMEOUT_S)
-        run = _measure(args, exp, trials, jobs, run_id, client, quick, args.stop, progress)
+        ready = prepare.prepare(refs, exp, trials, run_id, args.base_image, args.subnet_pool, progress.note)
+        manifest = prepare.manifest(exp, run_id, ready, trials, jobs, args.engines, args.close_phase, _git())
+        run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
+        ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop, args.close_phase)
+        progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
+        _measure(ctx, trials, jobs, ready.pings)
     except (stopping.Stop, HarnessError) as exc:
         progress.end()
-        if quick is not None and not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
-            with contextlib.suppress(HarnessError):
-                engine.remove_labelled(quick, run_id)
+        if not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
+            _remove_run(run_id, refs)
         if isinstance(exc, stopping.Stop):
             print(f"harness: stopped by {exc}; every container and network of run {run_id} is removed",
                   file=sys.stderr)
             return exc.exit_code
         raise
     progress.note("writing the report")
-    return _report(args, run.path)
+    return _report(args, ctx.store.path)
 
 
-def trial_subnets(client: Any, pool: str) -> Any:
-    """Where trial networks get their subnets: the pool, minus what the engine (and, when it is on
-    this host, the host's routes) already use."""
-    from harness.lab import engine, subnets
+def _remove_run(run_id: str, refs: list[Any]) -> None:
+    from harness.lab import engine, engines
 
-    local = engine.is_local(client)
-    return subnets.Subnets(pool, lambda: engine.network_subnets(client) + (subnets.host_routes() if local else []))
+    for ref in refs:
+        with contextlib.suppress(HarnessError):
+            engine.remove_labelled(engines.client(ref, engine.QUICK_TIMEOUT_S), run_id)
 
 
-def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.Trial], jobs: int, run_id: str,
-             client: Any, quick: Any, stop: threading.Event, progress: Any) -> store.RunDir:
-    """Images, the kernel's facts, the run directory, then every trial: the part a stop can cut short."""
+def _measure(ctx: Any, trials: list[plan.Trial], jobs: int, pings: dict[str, Any]) -> None:
+    """Every trial; when the run is cut short, each trial's record says why."""
     from harness import analyze, execute
-    from harness.faults.choose import choose
-    from harness.lab import facts, images
 
-    imgs = images.ensure(client, progress.note, args.base_image)
-    kernel = facts.probe(client, imgs, run_id)
-    losses = [t.params.final_ack_loss for t in trials if t.params.final_ack_loss.kind != "none"]
-    backend, why = (choose(exp.fault_backend, losses, kernel["capabilities"], exp.source)
-                    if losses else (None, "no loss asked for"))
-    progress.note(f"fault backend: {backend.name if backend else 'none'} ({why})")
-    manifest = {
-        "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(sys.argv), "git": _git(), **facts.engine(client), **kernel,
-        "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids},
-        "fault_backend": backend.name if backend else None, "fault_backend_why": why,
-        "jobs": jobs, "close_phase": args.close_phase,
-        "trials": [{"trial": t.id, "case": t.case, "repeat": t.repeat} for t in trials],
-    }
-    run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
-    progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-    ctx = execute.RunContext(client, quick, imgs, trial_subnets(client, args.subnet_pool), exp, run_id, run,
-                             progress, backend, stop, threading.Semaphore(setup_slots()), args.close_phase)
-    progress.begin(len(trials))
+    ctx.progress.begin(len(trials))
     try:
-        execute.run_all(ctx, trials, jobs)
+        execute.run_all(ctx, trials, jobs, pings)
     except (stopping.Stop, HarnessError):
-        with contextlib.suppress(HarnessError, OSError):  # every trial's record, each saying why it ended
+        run = ctx.store
+        with contextlib.suppress(HarnessError, OSError):
             run.rewrite_trials([r.to_json() for r in analyze.run(store.load(run.path))[1]])
         print(f"harness: what was measured is in {run.path} (`harness report {run.path}` for its tables)",
               file=sys.stderr)
         raise
     finally:
-        progress.end()
-    return run
+        ctx.progress.end()
 
 
 def _report(args: argparse.Namespace, path: Path) -> int:
@@ -223,13 +199,14 @@ def run_exit(results: list[TrialResult]) -> Exit:
 
 
 def emit(args: argparse.Namespace, name: str, run_dir: Path, results: list[TrialResult]) -> None:
+    from harness.report import tables
+
     if args.json:
         trials = [{k: v for k, v in r.to_json().items() if k != "logs"} for r in results]
-        json.dump({"experiment": name, "run_dir": str(run_dir), "trials": trials}, sys.stdout, indent=2)
+        json.dump({"experiment": name, "run_dir": str(run_dir), "engines": tables.engine_quality(results),
+                   "trials": trials}, sys.stdout, indent=2)
         print()
     else:
-        from harness.report import tables
-
         print(tables.terminal(results))
         print(f"\nrun directory: {run_dir}")
 
@@ -347,6 +324,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--base-image", help="base image for the lab images (default: debian:bookworm-slim, "
                                           "or a local one made with mmdebstrap when no registry answers)")
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--engine", action="append", metavar="NAME|URL",
+                     help="a Docker engine to run on: a Docker context (docker context ls; harness kernel-lab up "
+                          "makes one) or an address; repeat it for several (default: the environment's engine)")
+    run.add_argument("--engines", choices=plan.ENGINE_MODES, default="each",
+                     help="with several engines: every trial on each (the kernel becomes a dimension of the "
+                          "results; default), or the trials shared among them (shard)")
     run.add_argument("--subnet-pool", type=subnet_pool, default=os.environ.get("HARNESS_SUBNET_POOL", DEFAULT_POOL),
                      metavar="CIDR", help=f"where trial networks get their /29s (default {DEFAULT_POOL}, or "
                                           "HARNESS_SUBNET_POOL); never a subnet the engine or this host uses")

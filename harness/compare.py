@@ -22,7 +22,7 @@ from scipy.stats import mannwhitneyu
 from harness import timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
-from harness.record import COUNTS, FIGURES, TrialResult
+from harness.record import COUNTS, FIGURES, TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
 RANK_TEST_MIN = 5  # trials on each side before the rank test decides
@@ -67,7 +67,7 @@ class Side:
     results: list[TrialResult]
 
     def case(self, case: str) -> list[TrialResult]:
-        return [r for r in self.results if r.case == case and r.ok]
+        return [r for r in by_case(self.results).get(case, []) if r.ok]
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,7 @@ def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> 
 
 
 def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_every_s: float) -> Comparison:
-    cases_a = list(dict.fromkeys(r.case for r in base.results))
-    cases_b = list(dict.fromkeys(r.case for r in new.results))
+    cases_a, cases_b = list(by_case(base.results)), list(by_case(new.results))
     same_phase = base.manifest.get("close_phase") is not None and \
         base.manifest.get("close_phase") == new.manifest.get("close_phase")
     wheel = max(timerwheel.resolution(_ends(base.results)), timerwheel.resolution(_ends(new.results)))

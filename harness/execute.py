@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from harness import analyze, stopping
 from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed
 from harness.faults import FaultBackend
-from harness.lab.engine import alive, connect, remove_labelled
+from harness.lab.engine import alive, remove_labelled
 from harness.lab.images import ImageSet
 from harness.lab.streams import Event, EventStream, Stopped
 from harness.lab.subnets import Subnets
@@ -40,24 +40,32 @@ OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's na
 
 ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
 ENGINE_MISSES = 3  # unanswered in a row before the run ends (the engine is gone)
-PING_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Engine:
+    """One engine of the run, and what the trials on it use."""
+
+    name: str
+    kernel: str
+    docker: docker.DockerClient
+    quick: docker.DockerClient  # short timeouts: removal after a stop must not hang with the engine
+    images: ImageSet
+    subnets: Subnets
+    fault: FaultBackend | None
+    # Trials setting up at once. Container starts load the engine and its host's CPUs; bounding
+    # them keeps other trials' 10 ms polls on time.
+    setting_up: threading.Semaphore
 
 
 @dataclass
 class RunContext:
-    docker: docker.DockerClient
-    quick: docker.DockerClient  # short timeouts: removal and pings must not hang with the engine
-    images: ImageSet
-    subnets: Subnets
+    engines: dict[str, Engine]
     exp: Experiment
     run_id: str
     store: RunDir
     progress: Progress
-    fault: FaultBackend | None
     stopping: threading.Event  # set by a signal, or by fail()
-    # Trials setting up at once. Container starts load the engine and the
-    # CPUs; bounding them keeps other trials' 10 ms polls on time.
-    setting_up: threading.Semaphore
     close_phase: tuple[float, float] | None = None  # see the agent's -a
     fatal: HarnessError | None = None  # why the run must end now, when not a signal
 
@@ -129,7 +137,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
     passive = "client" if p.close_first == "server" else "server"
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
 
-    fault_backend = ctx.fault if p.final_ack_loss.kind != "none" else None
+    fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" else None
     # The owners first, then what joins them, all at once: the agent waits for
     # the server to listen, the client and the fault agent for a signal.
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -240,13 +248,14 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     end: Event = {"src": analyze.HARNESS, "ev": "trial_end", "error": None}
     pcap = None
     try:
-        with SetupSlot(ctx.setting_up) as slot:
+        engine = ctx.engines[trial.engine]
+        with SetupSlot(engine.setting_up) as slot:
             mark("queued")
             if ctx.stopping.is_set():  # stopped while it waited for its slot: it never starts
                 raise Stopped()
             ctx.progress.state(trial, "setting up")
-            with TrialLab(ctx.docker, ctx.images, ctx.subnets, ctx.run_id, trial.id, trial.params.family, sink,
-                          ctx.stopping) as lab:
+            with TrialLab(engine.docker, engine.images, engine.subnets, ctx.run_id, trial.id, trial.params.family,
+                          sink, ctx.stopping) as lab:
                 mark("lab")
                 pcap = _exchange(ctx, trial, lab, say_fault, mark, slot)
         end["capture"] = ctx.write(lambda: ctx.store.capture(trial.id, pcap))
@@ -258,7 +267,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     mark("teardown")
     end["phases"] = phases
     end["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
-    record = analyze.trial(ctx.exp, trial, events + [end], pcap)
+    record = analyze.trial(ctx.exp, trial, events + [end], pcap, ctx.engines[trial.engine].kernel)
     with contextlib.suppress(Stopped):  # the run is ending anyway; say what was measured
         sink(end)
         ctx.write(lambda: ctx.store.trial(record.to_json()))
@@ -270,9 +279,9 @@ class EngineWatch:
     """Asks the engine, every ENGINE_CHECK_S, whether it still answers; when it has not
     ENGINE_MISSES times in a row, the run fails (exit 3) instead of waiting on it."""
 
-    def __init__(self, ctx: RunContext):
+    def __init__(self, ctx: RunContext, pings: dict[str, docker.DockerClient]):
         self._ctx = ctx
-        self._client = connect(PING_TIMEOUT_S)
+        self._pings = pings  # a short-timeout client per engine
         self._done = threading.Event()
         self.gone = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="engine-watch", daemon=True)
@@ -285,26 +294,28 @@ class EngineWatch:
         self._done.set()
 
     def _watch(self) -> None:
-        misses = 0
+        misses = dict.fromkeys(self._pings, 0)
         while not self._done.wait(ENGINE_CHECK_S):
-            misses = 0 if alive(self._client) else misses + 1
-            if misses >= ENGINE_MISSES:
-                self.gone.set()
-                self._ctx.fail(EngineGone(
-                    f"the Docker engine stopped answering ({ENGINE_MISSES} pings in a row went unanswered); "
-                    "when it is back, `harness clean` removes what this run left"))
-                return
+            for name, client in self._pings.items():
+                misses[name] = 0 if alive(client) else misses[name] + 1
+                if misses[name] >= ENGINE_MISSES:
+                    which = f" {name}" if len(self._pings) > 1 else ""
+                    self.gone.set()
+                    self._ctx.fail(EngineGone(
+                        f"the Docker engine{which} stopped answering ({ENGINE_MISSES} pings in a row went "
+                        "unanswered); when it is back, `harness clean` removes what this run left"))
+                    return
 
 
-def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult]:
-    """Longest trials first, `jobs` at a time.
+def run_all(ctx: RunContext, trials: list[Trial], jobs: int, pings: dict[str, docker.DockerClient]) -> list[TrialResult]:
+    """Longest trials first, `jobs` at a time; `pings` watch that every engine still answers.
 
     Raises the fatal error when the run had to end (engine gone, run directory unwritable), and
     whatever the main thread got (stopping.Stop), after every container of the run is removed."""
     records: list[TrialResult] = []
     futures: dict[concurrent.futures.Future[TrialResult], Trial] = {}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
-    with EngineWatch(ctx) as watch:
+    with EngineWatch(ctx, pings) as watch:
         try:
             with stopping.deferred():
                 futures.update((pool.submit(run_trial, ctx, t), t) for t in schedule(trials))
@@ -338,8 +349,9 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
 
 
 def _sweep(ctx: RunContext, networks: bool) -> None:
-    """Remove the run's objects, as far as the engine lets us: a stop must not hang on it."""
-    try:
-        remove_labelled(ctx.quick, ctx.run_id, networks=networks)
-    except LabError as exc:
-        ctx.progress.note(f"could not remove everything ({exc}); `harness clean` can, once the engine answers")
+    """Remove the run's objects on every engine, as far as each lets us: a stop must not hang on one."""
+    for e in ctx.engines.values():
+        try:
+            remove_labelled(e.quick, ctx.run_id, networks=networks)
+        except LabError as exc:
+            ctx.progress.note(f"could not remove everything ({exc}); `harness clean` can, once the engine answers")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.record import TrialResult
+from harness.record import TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
 PASS, FAIL, NO_DATA = "pass", "fail", "no data"
@@ -81,9 +81,10 @@ class CaseOutcome:
 def by_case(results: list[TrialResult]) -> list[CaseOutcome]:
     """Trial outcomes gathered per expectation, bound and case, in file order."""
     groups: dict[tuple[int, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    label = labeller(results)
     for r in sorted(results, key=lambda r: r.index):
         for o in r.expectations:
-            groups.setdefault((o["expect"], o["check"], r.case), []).append((r.trial, o))
+            groups.setdefault((o["expect"], o["check"], label(r)), []).append((r.trial, o))
     out = []
     for (index, check, case), rows in sorted(groups.items(), key=lambda kv: kv[0][0]):
         verdicts = {o["verdict"] for _, o in rows}

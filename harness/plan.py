@@ -20,6 +20,9 @@ RETRIES2 = 15  # tcp_retries2: a socket whose owner still holds it
 SETUP_S = 2.0  # containers up and down, per trial (see bench/)
 
 
+ENGINE_MODES = ("each", "shard")
+
+
 @dataclass(frozen=True)
 class Trial:
     index: int
@@ -27,6 +30,7 @@ class Trial:
     repeat: int
     params: Params
     expected_s: float
+    engine: str = ""  # the name of the engine it runs on (runs with one engine: that one's)
 
     @property
     def id(self) -> str:
@@ -95,6 +99,21 @@ def trials(exp: Experiment) -> list[Trial]:
         for case in all_cases:
             out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params)))
     return out
+
+
+def on_engines(ts: list[Trial], engines: list[str], mode: str) -> list[Trial]:
+    """The trials on the run's engines: every trial on every engine ("each": the kernel becomes a
+    dimension of the results), or each trial on one of them ("shard": the same study, sooner),
+    longest first onto the least loaded engine. Pure, so a run directory's manifest gives it back."""
+    if mode == "each":
+        return [replace(t, index=i * len(ts) + t.index, engine=e) for i, e in enumerate(engines) for t in ts]
+    load = dict.fromkeys(engines, 0.0)
+    assigned = {}
+    for t in schedule(ts):
+        e = min(engines, key=lambda name: load[name])  # ties: the first named
+        load[e] += t.expected_s
+        assigned[t.index] = e
+    return [replace(t, engine=assigned[t.index]) for t in ts]
 
 
 def schedule(ts: list[Trial]) -> list[Trial]:

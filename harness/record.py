@@ -7,10 +7,12 @@ read this; only analyze.trial() makes one (from a trial's raw data).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
+COARSE = 2.0  # a reported time's window wider than this many poll intervals: a poll came too late
 
 # The figures of a trial shown in the tables, in order: (field, heading).
 FIGURES = (
@@ -40,6 +42,9 @@ class TrialResult:
     params: dict[str, Any]
     status: str = FAILED  # OK, FAILED or INTERRUPTED
     why: str = ""
+    # Where it ran: the engine's name (a Docker context, an address, or "default") and its kernel.
+    engine: str = ""
+    kernel: str = ""
 
     # The fault, as applied: backend "none" when the case asks for no loss.
     backend: str = "none"
@@ -60,6 +65,7 @@ class TrialResult:
     observed_s: float | None = None  # the close until the port was free: the kernel's part
     poll_late_max_ms: float | None = None  # how late the agent's latest poll started
     window_max_ms: float | None = None  # widest window between two polls around a reported change
+    coarse: bool = False  # that window was wider than the resolution asked for (COARSE x poll_ms)
 
     # From the fault's kernel counters.
     final_acks_dropped: int | None = None
@@ -98,3 +104,24 @@ class TrialResult:
     def from_json(cls, doc: dict[str, Any]) -> TrialResult:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in doc.items() if k in names})
+
+
+def labeller(results: list[TrialResult]) -> Callable[[TrialResult], str]:
+    """How results are told apart in tables and figures: by case, and by kernel as well when the
+    run used several engines (the kernel is then a dimension of the results; by the engine's name
+    where two engines share a kernel)."""
+    kernels = {r.engine: r.kernel for r in results}
+    if len(kernels) <= 1:
+        return lambda r: r.case
+    if len(set(kernels.values())) == len(kernels) and all(kernels.values()):
+        return lambda r: f"{r.case} [{r.kernel}]"
+    return lambda r: f"{r.case} [{r.engine}]"
+
+
+def by_case(results: list[TrialResult]) -> dict[str, list[TrialResult]]:
+    """Results grouped by their label (labeller), groups in the order they first appear."""
+    label = labeller(results)
+    groups: dict[str, list[TrialResult]] = {}
+    for r in sorted(results, key=lambda r: r.index):
+        groups.setdefault(label(r), []).append(r)
+    return groups

@@ -19,7 +19,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from harness.errors import EnvironmentProblem, LabError
+from harness.errors import LabError
+from harness.lab import engines
 
 LABEL = "io.harness"  # every object we create carries it
 RUN_LABEL = "io.harness.run"
@@ -28,6 +29,7 @@ ROLE_LABEL = "io.harness.role"
 OWNER_LABEL = "io.harness.owner"  # host:pid:start, the process that made it
 TIMEOUT_S = 120  # per socket read: a trial's capture can be silent for a minute (TIME_WAIT)
 QUICK_TIMEOUT_S = 15  # for removals after a stop, which must not hang when the engine does
+PING_TIMEOUT_S = 3  # is the engine still there?
 REMOVERS = 16  # removals at once: each takes the engine about 0.25 s
 
 
@@ -76,17 +78,9 @@ def translated(doing: str) -> Iterator[None]:
         raise LabError(doing, str(exc)) from None
 
 
-def connect(timeout: float = TIMEOUT_S) -> docker.DockerClient:
-    """A client for the engine in the environment (DOCKER_HOST or the local socket)."""
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        raise EnvironmentProblem(
-            f"cannot reach a Docker engine ({exc.__class__.__name__}); start one "
-            "(`dockerd &`, or `bash .ci/run` which installs and starts it) or set DOCKER_HOST"
-        ) from None
-    return client
+def connect(timeout: float = TIMEOUT_S, name: str | None = None) -> docker.DockerClient:
+    """A client for the engine `name` names (engines.py), or the environment's."""
+    return engines.client(engines.resolve(name), timeout)
 
 
 def is_local(client: docker.DockerClient) -> bool:

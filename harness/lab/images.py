@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,3 +140,56 @@ def ensure(client: docker.DockerClient, say: Say, base_image: str | None = None,
     with translated("looking up images"):
         ids = {t: client.images.get(tag).id for t, tag in tags.items()}
     return ImageSet(base, origin, tags, ids)
+
+
+COPY_CHUNK = 1 << 20
+COPY_NOTE_S = 15  # a progress line this often
+
+
+def copy(refs: list[str], src_env: dict[str, str], dst_env: dict[str, str], say: Say) -> None:
+    """Images from one engine to another (`docker save | docker load`, in one tarball, so shared
+    layers go once), for an engine with no registry to pull from; the CLI's environments name them."""
+    if shutil.which("docker") is None:
+        raise EnvironmentProblem("copying images between engines needs the docker CLI (apt-get install -y docker.io)")
+    say(f"copying {len(refs)} image(s) to the engine: {', '.join(refs)}")
+    t0 = time.monotonic()
+    save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=src_env)
+    load = subprocess.Popen(["docker", "load", "--quiet"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dst_env)
+    sent, next_note = 0, t0 + COPY_NOTE_S
+    try:
+        assert save.stdout is not None and load.stdin is not None
+        while chunk := save.stdout.read(COPY_CHUNK):
+            load.stdin.write(chunk)
+            sent += len(chunk)
+            if time.monotonic() >= next_note:
+                say(f"  {sent / 1e6:.0f} MB sent in {time.monotonic() - t0:.0f} s")
+                next_note += COPY_NOTE_S
+        load.stdin.close()
+        say(f"  {sent / 1e6:.0f} MB sent; the engine is unpacking them")
+    except BrokenPipeError:  # load gave up: its output says why
+        save.kill()
+    except BaseException:
+        for proc in (save, load):
+            proc.kill()
+            proc.wait()
+        raise
+    # Not communicate(): stdin is closed already, which it does not take on every Python.
+    out = load.stdout.read().decode(errors="replace") if load.stdout else ""
+    save_err = save.stderr.read().decode(errors="replace") if save.stderr else ""
+    load.wait()
+    save.wait()
+    if load.returncode != 0:
+        raise LabError("loading the images into the engine", out.strip()[-300:])
+    if save.returncode != 0:
+        raise LabError("saving the images", save_err.strip()[-300:])
+    say(f"images copied: {sent / 1e6:.0f} MB in {time.monotonic() - t0:.0f} s")
+
+
+def present(client: docker.DockerClient, images: ImageSet) -> ImageSet | None:
+    """The same images on another engine, if it has every one (tags are content hashes)."""
+    with translated("looking up images"):
+        if not all(_exists(client, ref) for ref in (images.base, *images.tags.values())):
+            return None
+        return ImageSet(images.base, images.base_origin, images.tags,
+                        {t: client.images.get(tag).id for t, tag in images.tags.items()})

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.analyze import close_time
-from harness.record import TrialResult
+from harness.record import TrialResult, by_case
 
 Event = dict[str, Any]
 # Segments closer together than this share a burst of rows; a longer pause
@@ -234,11 +234,8 @@ class CasePoints:
 
 def case_points(results: list[TrialResult]) -> list[CasePoints]:
     """Per case, in first-seen order, every measured trial's value of each compared figure."""
-    groups: dict[str, list[TrialResult]] = {}
-    for r in sorted(results, key=lambda r: r.index):
-        groups.setdefault(r.case, []).append(r)
     out = []
-    for case, rs in groups.items():
+    for case, rs in by_case(results).items():
         ok = [r for r in rs if r.ok]
         out.append(CasePoints(
             case,

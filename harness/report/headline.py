@@ -12,7 +12,7 @@ import json
 import statistics
 from typing import Any
 
-from harness.record import TrialResult
+from harness.record import TrialResult, by_case, labeller
 
 
 def _median(results: list[TrialResult], key: str) -> float | None:
@@ -46,17 +46,15 @@ def _key(params: dict[str, Any], **changes: Any) -> str:
 
 
 def sentences(results: list[TrialResult]) -> list[str]:
-    cases: dict[str, list[TrialResult]] = {}
-    for r in sorted(results, key=lambda r: r.index):
-        cases.setdefault(r.case, []).append(r)
-    by_params = {_key(rs[0].params): rs for rs in cases.values()}
+    cases = by_case(results)
+    by_params = {_key(rs[0].params, engine=rs[0].engine): rs for rs in cases.values()}
     out: list[str] = []
 
     # The longest wait that loss caused, against the same case without loss.
     worst = None
     for rs in cases.values():
         p = rs[0].params
-        twin = by_params.get(_key(p, final_ack_loss=0))
+        twin = by_params.get(_key(p, final_ack_loss=0, engine=rs[0].engine))
         lossy, plain = _median(rs, "rebind_plain_s"), twin and _median(twin, "rebind_plain_s")
         if p["final_ack_loss"] != 0 and lossy is not None and plain is not None:
             if worst is None or lossy - plain > worst[0] - worst[1]:
@@ -98,7 +96,7 @@ def sentences(results: list[TrialResult]) -> list[str]:
         longest = max((r for r in results if r.ok and r.time_wait_s is not None),
                       key=lambda r: r.time_wait_s, default=None)
         if longest is not None:
-            out.append(f"The longest TIME_WAIT lasted {seconds(longest.time_wait_s)} ({longest.case}).")
+            out.append(f"The longest TIME_WAIT lasted {seconds(longest.time_wait_s)} ({labeller(results)(longest)}).")
     failing = {(o["expect"], o["check"]) for r in results for o in r.failed_expectations}
     if failing:
         out.insert(0, f"{len(failing)} expectation check{'s' if len(failing) > 1 else ''} of the experiment "

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 from harness.compare import INCONCLUSIVE, REGRESSED, Comparison
 from harness.expect import FAIL, NO_DATA, by_case
-from harness.record import TrialResult
+from harness.record import TrialResult, labeller
 from harness.report.tables import values_text
 
 
@@ -45,8 +45,9 @@ def _count(root: ET.Element) -> str:
 def run(experiment: str, results: list[TrialResult]) -> str:
     root = ET.Element("testsuites", name=f"harness run {experiment}")
     trials = _suite(root, f"{experiment}: trials")
+    label = labeller(results)
     for r in sorted(results, key=lambda r: r.index):
-        tc = _case(trials, f"{experiment}.{r.case}", f"{r.trial} measured", r.wall_s)
+        tc = _case(trials, f"{experiment}.{label(r)}", f"{r.trial} measured", r.wall_s)
         if not r.ok:
             ET.SubElement(tc, "error", message=r.why, type=r.status).text = r.logs
     checks = _suite(root, f"{experiment}: expectations")

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from harness import __version__
 from harness.plan import cases as plan_cases
-from harness.record import TrialResult
+from harness.record import TrialResult, by_case
 from harness.report import diagrams, headline, plots, tables
 from harness.spec import Experiment
 from harness.store import RunDir
@@ -51,9 +51,10 @@ def _inline(svg: str) -> Markup:
 
 def _trial_figures(job: tuple[TrialResult, list[Event]]) -> tuple[str, str, str | None]:
     r, events = job
-    seq = plots.sequence_svg(diagrams.sequence(r, events), f"{r.trial}: {r.case}", f"{r.trial}-s")
+    title = f"{r.trial}: {r.case}" + (f" (Linux {r.kernel})" if r.kernel else "")
+    seq = plots.sequence_svg(diagrams.sequence(r, events), title, f"{r.trial}-s")
     tl = diagrams.socket_timeline(r, events)
-    return r.trial, seq, plots.timeline_svg(tl, f"{r.trial}: {r.case}", f"{r.trial}-t") if tl else None
+    return r.trial, seq, plots.timeline_svg(tl, title, f"{r.trial}-t") if tl else None
 
 
 def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[str, tuple[str, str | None]]:
@@ -110,7 +111,7 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
     points = diagrams.case_points(results)
     files[f"{FIGURES}/cases.svg"] = plots.cases_svg(points, "cases")
 
-    groups = tables.by_case(results)
+    groups = by_case(results)
     per_case = []
     for case, rs in groups.items():
         rep = diagrams.representative(rs)
@@ -133,6 +134,7 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
         "per_case": per_case, "failed": [r for r in results if not r.ok],
         "checks": tables.expectation_rows(results), "check_headers": tables.EXPECT_HEADERS,
         "provenance": _provenance(manifest, results),
+        "engines": tables.engine_rows(results), "engine_headers": tables.ENGINE_HEADERS,
         "sysctls": sorted((manifest.get("sysctls") or {}).items()), "version": __version__,
     }
     files["report.html"] = _ENV.get_template("report.html.j2").render(context)

@@ -9,7 +9,7 @@ from tabulate import tabulate
 
 from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS, by_case as expectations_by_case
-from harness.record import COUNTS, FIGURES, TrialResult
+from harness.record import COUNTS, FIGURES, TrialResult, by_case, labeller
 
 NOTE = "Seconds after the close (t = 0: the first FIN's sender closed); several trials show median [min-max]."
 
@@ -27,14 +27,6 @@ def cell(key: str, s: Summary | None) -> str:
     return f"{_fmt(key, s.median)} [{_fmt(key, s.min)}-{_fmt(key, s.max)}]"
 
 
-def by_case(trials: list[TrialResult]) -> dict[str, list[TrialResult]]:
-    """Trials grouped by case, cases in the order they first appear."""
-    groups: dict[str, list[TrialResult]] = {}
-    for t in sorted(trials, key=lambda t: t.index):
-        groups.setdefault(t.case, []).append(t)
-    return groups
-
-
 def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
     """Figures some trial has a value for (loss columns appear only with loss)."""
     return [(k, h) for k, h in FIGURES if any(getattr(t, k) is not None for t in trials)]
@@ -46,13 +38,41 @@ def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for case, ts in by_case(trials).items():
         ok = [t for t in ts if t.ok]
+        coarse = sum(1 for t in ok if t.coarse)
         rows.append([case, *(cell(k, summarize([getattr(t, k) for t in ok])) for k, _ in figures),
-                     f"{len(ok)}/{len(ts)}"])
+                     f"{len(ok)}/{len(ts)}" + (f" ({coarse} coarse)" if coarse else "")])
     return headers, rows
 
 
+ENGINE_HEADERS = ["engine", "kernel", "fault backend", "trials", "widest window (ms)", "latest poll (ms)",
+                  "coarse trials"]
+
+
+def engine_quality(trials: list[TrialResult]) -> list[dict[str, object]]:
+    """Per engine, how finely its agents could time things: the widest window around a reported
+    change, how late the latest poll started, and the trials whose window was coarser than asked."""
+    out = []
+    for name in dict.fromkeys(t.engine for t in trials):
+        ts = [t for t in trials if t.engine == name]
+        windows = [t.window_max_ms for t in ts if t.window_max_ms is not None]
+        late = [t.poll_late_max_ms for t in ts if t.poll_late_max_ms is not None]
+        out.append({"engine": name, "kernel": ts[0].kernel, "trials": len(ts),
+                    "fault_backend": ", ".join(sorted({t.backend for t in ts if t.backend != "none"})) or "none",
+                    "window_max_ms": max(windows, default=None), "poll_late_max_ms": max(late, default=None),
+                    "coarse_trials": [t.trial for t in ts if t.coarse]})
+    return out
+
+
+def engine_rows(trials: list[TrialResult]) -> list[list[str]]:
+    return [[q["engine"] or "-", q["kernel"] or "-", q["fault_backend"], str(q["trials"]),
+             "-" if q["window_max_ms"] is None else f"{q['window_max_ms']:.1f}",
+             "-" if q["poll_late_max_ms"] is None else f"{q['poll_late_max_ms']:.1f}",
+             ", ".join(q["coarse_trials"]) or "none"] for q in engine_quality(trials)]
+
+
 def failures(trials: list[TrialResult]) -> list[list[str]]:
-    return [[t.trial, t.case, t.why] for t in trials if not t.ok]
+    label = labeller(trials)
+    return [[t.trial, label(t), t.why] for t in trials if not t.ok]
 
 
 EXPECT_HEADERS = ["", "expectation", "check", "case", "values"]
@@ -92,6 +112,9 @@ def expectation_summary(trials: list[TrialResult]) -> list[str]:
 def terminal(trials: list[TrialResult]) -> str:
     headers, rows = case_rows(trials)
     out = tabulate(rows, headers, tablefmt="simple", disable_numparse=True)
+    if len({t.engine for t in trials}) > 1:
+        out += "\n\nEngines:\n" + tabulate(engine_rows(trials), ENGINE_HEADERS, tablefmt="simple",
+                                              disable_numparse=True)
     checks = expectation_summary(trials)
     if checks:
         out += "\n\nExpectations (the experiment file's expect:):\n" + "\n".join(checks)
@@ -137,7 +160,7 @@ def stats_csv(trials: list[TrialResult]) -> str:
 
 def trials_csv(trials: list[TrialResult]) -> str:
     """Every trial's raw values, one row each."""
-    keys = ["trial", "case", "repeat", "status", "why",
+    keys = ["trial", "case", "repeat", "engine", "kernel", "status", "why", "coarse",
             *([f"params.{k}" for k in trials[0].params] if trials else []),
             *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts"]
     buf = io.StringIO()

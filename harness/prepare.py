@@ -1,0 +1,106 @@
+"""Before the first trial: every engine of the run reached, given the lab's images, its kernel
+probed and its fault backend chosen; and the manifest that records it all.
+
+The first engine named builds the images when they are missing; another engine that lacks them
+gets a copy from it (`docker save | docker load`: an engine in a VM has no registry either).
+"""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from harness import __version__
+from harness.execute import Engine
+from harness.faults.choose import choose
+from harness.lab import engine as lab_engine
+from harness.lab import engines, facts, images, subnets
+from harness.plan import Trial
+from harness.spec import Experiment
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    engines: dict[str, Engine]
+    pings: dict[str, Any]  # a client per engine with a short timeout: is it still there?
+    facts: dict[str, dict[str, Any]]  # per engine, for the manifest
+
+
+def setup_slots(cpus: int | None) -> int:
+    # Container starts are CPU-bound (dockerd, containerd, runc): on 2 cores two trial setups at
+    # once took twice as long each (3.3 s against 1.8 s), so more at once only delays every trial
+    # and the agents' polls.
+    return max(1, (cpus or 1) // 2)
+
+
+def trial_subnets(client: Any, pool: str) -> subnets.Subnets:
+    """Where trial networks get their subnets: the pool, minus what the engine (and, when it is on
+    this host, the host's routes) already use."""
+    local = lab_engine.is_local(client)
+    return subnets.Subnets(pool, lambda: lab_engine.network_subnets(client) + (subnets.host_routes() if local else []))
+
+
+def engines_named(given: list[str] | None) -> list[engines.EngineRef]:
+    """The engines --engine names (none: the environment's), each once."""
+    refs: dict[str, engines.EngineRef] = {}
+    for name in given or [None]:
+        ref = engines.resolve(name)
+        refs.setdefault(ref.name, ref)
+    return list(refs.values())
+
+
+def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial], run_id: str,
+            base_image: str | None, pool: str, say: Say) -> Prepared:
+    engines_: dict[str, Engine] = {}
+    pings: dict[str, Any] = {}
+    all_facts: dict[str, dict[str, Any]] = {}
+    first: images.ImageSet | None = None
+    for ref in refs:
+        client = engines.client(ref, lab_engine.TIMEOUT_S)
+        quick = engines.client(ref, lab_engine.QUICK_TIMEOUT_S)
+        pings[ref.name] = engines.client(ref, lab_engine.PING_TIMEOUT_S)
+        label = "" if len(refs) == 1 else f"engine {ref.name}: "
+        if first is None:
+            imgs = first = images.ensure(client, say, base_image)
+        else:
+            imgs = images.present(client, first)
+            if imgs is None:
+                images.copy([first.base, *first.tags.values()], refs[0].env(), ref.env(),
+                             lambda line, label=label: say(label + line))
+                imgs = images.present(client, first)
+                assert imgs is not None, "the copied images are there"
+        engine_facts = {**facts.engine(client), **facts.probe(client, imgs, run_id)}
+        losses = [t.params.final_ack_loss for t in trials
+                  if t.engine == ref.name and t.params.final_ack_loss.kind != "none"]
+        backend, why = (choose(exp.fault_backend, losses, engine_facts["capabilities"], exp.source)
+                        if losses else (None, "no loss asked for"))
+        say(f"{label}Linux {engine_facts['kernel']}; fault backend: {backend.name if backend else 'none'} ({why})")
+        all_facts[ref.name] = {
+            "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
+            "fault_backend_why": why,
+            "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids}}
+        engines_[ref.name] = Engine(ref.name, engine_facts["kernel"] or "", client, quick, imgs,
+                                    trial_subnets(client, pool), backend,
+                                    threading.Semaphore(setup_slots(engine_facts.get("cpus"))))
+    return Prepared(engines_, pings, all_facts)
+
+
+def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Trial], jobs: int, mode: str,
+             close_phase: tuple[float, float] | None, git: dict[str, Any]) -> dict[str, Any]:
+    """What the run directory says about the run; the first engine's facts at the top as well."""
+    first = next(iter(prepared.facts.values()))
+    return {
+        "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(sys.argv), "git": git,
+        **{k: v for k, v in first.items() if k != "host"},
+        "engines": prepared.facts, "engine_mode": mode,
+        "jobs": jobs, "close_phase": close_phase,
+        "trials": [{"trial": t.id, "case": t.case, "repeat": t.repeat, "engine": t.engine} for t in trials],
+    }
