@@ -254,7 +254,7 @@ def test_the_tutorial_runs_as_written(reader):
     # 4. The TIME_WAIT socket and its timer.
     reader.shows("ss", reader.ok("ss"), SERVER_TIME_WAIT.format(port=7777))
 
-    # The last block, started now: its 70 s overlap the wait for TIME_WAIT's end.
+    # The last block, started now: its 75 s overlap the wait for TIME_WAIT's end.
     run_dir = reader.tmp / "harness-run"
     run_dir.mkdir()
     (run_dir / "experiments").symlink_to(REPO / "experiments")
@@ -321,12 +321,20 @@ def test_the_tutorial_runs_as_written(reader):
     server.exit_code()
     reader.ok("down")
 
-    # 8. The same experiment, measured by the harness.
-    assert harness_run.exit_code(timeout=300) == 0, harness_run.output
+    # 8. The same experiment, measured by the harness: exit 0, every trial measured and every
+    #    expectation (the book's claims, in the experiment file) held; the report where it says.
+    rc = harness_run.exit_code(timeout=300)
+    assert rc == 0, f"harness run: exit {rc} (1: an expectation failed, 4: a trial did not measure):\n" \
+                    + harness_run.output
     reader.shows("harness-run", harness_run.output, r"server closes first, SO_REUSEADDR \(the book's fix\)",
-                 "run directory: ")
-    printed = re.search(r"run directory: (\S+)", harness_run.output).group(1)
-    assert (run_dir / printed / "results.md").is_file()
+                 r"^Expectations \(the experiment file's expect:\):$", r"^PASS\s+expect\[3\] restart_s <= 1 ",
+                 r"^run directory: \S+$", r"^report: \S+/report\.html$")
+    for shown in (harness_run.output, reader.outputs["harness-run"]):
+        assert not re.search(r"^(FAIL|NO DATA)\b", shown, re.M), f"an expectation did not pass:\n{shown}"
+    printed = re.search(r"^run directory: (\S+)$", harness_run.output, re.M).group(1)
+    report = re.search(r"^report: (\S+)$", harness_run.output, re.M).group(1)
+    assert report == f"{printed}/report.html", f"the report is not in the run directory: {report}"
+    assert (run_dir / report).is_file(), f"no report at the printed path {report}"
 
     assert sorted(reader.ran) == sorted(reader.commands), "some command block did not run"
     lab = [step for step in reader.commands if step != "harness-run"]
