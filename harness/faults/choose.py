@@ -18,18 +18,20 @@ def netem_missing(caps: dict[str, bool]) -> list[str]:
 def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str) -> tuple[FaultBackend, str]:
     """(backend, one line saying why) for the losses an experiment asks for."""
     missing = netem_missing(caps)
+    seed = caps.get("netem_seed", False)
     if requested == "netem":
         if missing:
             raise EnvironmentProblem(
                 f"{source}: fault_backend: netem is not available on this kernel "
                 f"(missing: {', '.join(missing)}); use fault_backend: auto or nftables")
-        unsupported = [loss.label() for loss in losses if not supports(loss)]
+        unsupported = [loss.label() for loss in losses if not supports(loss, seed)]
         if unsupported:
-            raise SpecError(source, "fault_backend", f"netem cannot drop {', '.join(unsupported)}; "
+            why = "" if seed else " (random loss is reproducible only with a seed, which this iproute2 lacks)"
+            raise SpecError(source, "fault_backend", f"netem cannot drop {', '.join(unsupported)}{why}; "
                                                      "use fault_backend: auto or nftables")
-        return Netem(seed=caps.get("netem_seed", False)), "netem, as the experiment asks"
-    if requested == "auto" and not missing and all(supports(loss) for loss in losses):
-        return Netem(seed=caps.get("netem_seed", False)), "auto: this kernel has netem"
+        return Netem(), "netem, as the experiment asks"
+    if requested == "auto" and not missing and all(supports(loss, seed) for loss in losses):
+        return Netem(), "auto: this kernel has netem"
     if not caps.get("nftables"):
         raise EnvironmentProblem("no fault backend works here: this kernel has neither netem nor nftables")
     if requested == "nftables":
@@ -41,7 +43,7 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
 
 def named(name: str) -> FaultBackend:
     """The backend a run directory names, to read its counters again."""
-    backends: dict[str, FaultBackend] = {"nftables": Nftables(), "netem": Netem(seed=False)}
+    backends: dict[str, FaultBackend] = {"nftables": Nftables(), "netem": Netem()}
     if name not in backends:
         raise ValueError(f"unknown fault backend {name!r}")
     return backends[name]

@@ -21,19 +21,21 @@ from harness.spec import Experiment, Loss, Params
 IFB = "hfault0"
 
 
-def supports(loss: Loss) -> bool:
-    return loss.kind in ("all", "random")
+def supports(loss: Loss, seed: bool) -> bool:
+    """Can netem drop this pattern as the experiment means it? "all", and a random pattern only
+    where iproute2 and the kernel take `seed` (unseeded, another run would drop other copies)."""
+    return loss.kind == "all" or (loss.kind == "random" and seed)
 
 
-def _loss_args(loss: Loss, seed: bool) -> list[str]:
+def _loss_args(loss: Loss) -> list[str]:
     if loss.kind == "all":
         return ["loss", "100%"]
-    return ["loss", "random", f"{loss.p * 100:g}%", *(["seed", str(loss.seed)] if seed else [])]
+    return ["loss", "random", f"{loss.p * 100:g}%", "seed", str(loss.seed)]
 
 
-def commands(exp: Experiment, p: Params, device: str = "eth0", seed: bool = True) -> list[list[str]]:
+def commands(exp: Experiment, p: Params, device: str = "eth0") -> list[list[str]]:
     """The ip/tc commands, in order, that install the drop on `device`'s ingress."""
-    if not supports(p.final_ack_loss):
+    if not supports(p.final_ack_loss, seed=True):
         raise ValueError(f"netem cannot drop {p.final_ack_loss.label()}")
     port_key = "sport" if p.close_first == "server" else "dport"
     if p.family == "ipv4":
@@ -47,7 +49,7 @@ def commands(exp: Experiment, p: Params, device: str = "eth0", seed: bool = True
     return [
         ["ip", "link", "add", IFB, "type", "ifb"],
         ["ip", "link", "set", IFB, "up"],
-        ["tc", "qdisc", "add", "dev", IFB, "root", "netem", *_loss_args(p.final_ack_loss, seed)],
+        ["tc", "qdisc", "add", "dev", IFB, "root", "netem", *_loss_args(p.final_ack_loss)],
         ["tc", "qdisc", "add", "dev", device, "handle", "ffff:", "ingress"],
         ["tc", "filter", "add", "dev", device, "parent", "ffff:", *match,
          "action", "mirred", "egress", "redirect", "dev", IFB],
@@ -66,11 +68,8 @@ def parse_drops(tc_stats: str) -> int:
 class Netem:
     name = "netem"
 
-    def __init__(self, seed: bool):
-        self.seed = seed  # iproute2 and the kernel take netem's `seed`
-
     def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
-        install = " && ".join(shlex.join(argv) for argv in commands(exp, p, seed=self.seed))
+        install = " && ".join(shlex.join(argv) for argv in commands(exp, p))
         return install, shlex.join(["tc", "-s", "qdisc", "show", "dev", IFB])
 
     def where(self, side: str) -> str:

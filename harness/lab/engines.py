@@ -80,8 +80,9 @@ def resolve(given: str | None) -> EngineRef:
     if given is None:
         if os.environ.get("DOCKER_HOST"):
             cert = os.environ.get("DOCKER_CERT_PATH")
-            return EngineRef(DEFAULT, os.environ["DOCKER_HOST"], Path(cert) if cert else None,
-                             bool(os.environ.get("DOCKER_TLS_VERIFY")))
+            if not cert:
+                return EngineRef(DEFAULT, os.environ["DOCKER_HOST"])
+            return EngineRef(DEFAULT, os.environ["DOCKER_HOST"], Path(cert), bool(os.environ.get("DOCKER_TLS_VERIFY")))
         current = _current_context()
         return EngineRef(DEFAULT, LOCAL) if current == DEFAULT else _context(current)
     if "://" in given:
