@@ -23,6 +23,7 @@ from harness.errors import EnvironmentProblem, UsageError
 
 LOCAL = "unix:///var/run/docker.sock"
 DEFAULT = "default"  # the CLI's name for the environment's engine
+API_VERSION = "1.41"  # Docker 20.10's; later engines speak it too
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,9 @@ def client(ref: EngineRef, timeout: float) -> docker.DockerClient:
                                    ca_cert=str(ref.cert_dir / "ca.pem") if ref.verify else None,
                                    verify=ref.verify)
     try:
-        c = docker.DockerClient(base_url=ref.host, tls=tls, timeout=timeout, version="auto")
+        # An explicit API version (the one the harness is made against): "auto" would ask the
+        # engine before trust_env is off.
+        c = docker.DockerClient(base_url=ref.host, tls=tls, timeout=timeout, version=API_VERSION)
         if tls is not None:
             # requests would prefer REQUESTS_CA_BUNDLE (set on some machines) over the engine's CA.
             c.api.trust_env = False

@@ -15,9 +15,13 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import pytest
 
 from harness.kernellab import lab as kl
+
+from .conftest import EXPERIMENTS, default_signals
 
 pytestmark = pytest.mark.kernellab
 NAME = "harness-test"  # the lab most tests share
@@ -102,6 +106,63 @@ def test_up_again_reuses_the_running_lab_and_its_images(lab):
     assert again.returncode == 0, again.stderr
     assert "is already up" in again.stderr and "already in the lab" in again.stderr
     assert f"DOCKER_HOST=tcp://127.0.0.1:{lab['port']}" in again.stdout
+
+
+@pytest.fixture(scope="module")
+def lab_runs(lab, tmp_path_factory):
+    """Both runs on the lab at once (each is minutes of emulated CPU): the lost final ACK with real
+    netem on the lab's kernel, and a short experiment on this host's engine and the lab's."""
+    out = tmp_path_factory.mktemp("lab-runs")
+    runs = {"netem": ("netem.yaml", "--engine", NAME),
+            "each": ("ci_small.yaml", "--engine", "default", "--engine", NAME, "--engines", "each", "--jobs", "2")}
+    procs = {k: subprocess.Popen([sys.executable, "-m", "harness", "run", str(EXPERIMENTS / spec), *args, "--json",
+                                  "--quiet", "--results", str(out / k)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+             for k, (spec, *args) in runs.items()}
+    done = {}
+    for k, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=1200)
+        assert stdout.strip(), f"{k}: exit {proc.returncode}\n{stderr[-3000:]}"
+        done[k] = (proc.returncode, json.loads(stdout), stderr)
+    return done
+
+
+def test_the_lost_final_ack_with_real_netem_on_the_debian_kernel(lab, lab_runs):
+    rc, doc, err = lab_runs["netem"]
+    assert rc == 0, err[-3000:]
+    (t,) = doc["trials"]
+    assert t["backend"] == "netem" and "tc netem" in t["injection_point"]
+    assert t["kernel"] == lab["package"].removeprefix("linux-image-")
+    # Every final ACK dropped, at the client's ingress: one per FIN copy the server received,
+    # each FIN copy a retransmission of the orphaned client (tcp_orphan_retries 0 means 8).
+    assert t["final_acks_dropped"] == t["fin_retransmits"] + 1 and t["fin_retransmits"] >= 8
+    acks = [e for e in t["timeline"] if e["what"].startswith("final ACK")]
+    assert len(acks) == t["final_acks_dropped"] and all(e["dropped"] for e in acks)
+    # each copy restarted TIME_WAIT: it lasted past the last FIN plus 60 s (TCP_TIMEWAIT_LEN)
+    assert t["time_wait_s"] > 100
+
+
+def test_each_engine_runs_every_trial_and_both_kernels_appear(lab, lab_runs):
+    rc, doc, err = lab_runs["each"]
+    assert rc == 0, err[-3000:]
+    kernels = {t["engine"]: t["kernel"] for t in doc["trials"]}
+    assert set(kernels) == {"default", NAME} and kernels[NAME] != kernels["default"] == platform.release()
+    assert sorted(t["engine"] for t in doc["trials"]) == ["default"] * 3 + [NAME] * 3
+    assert {q["engine"] for q in doc["engines"]} == {"default", NAME}
+    table = (Path(doc["run_dir"]) / "results.md").read_text()
+    assert f"client first [{kernels[NAME]}]" in table and f"client first [{kernels['default']}]" in table
+
+
+def test_nothing_is_left_on_either_engine(lab, lab_runs):
+    for _, doc, _ in lab_runs.values():
+        run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
+        for context in ("default", NAME):
+            label = f"label=io.harness.run={run_id}"
+            left = subprocess.run(["docker", "--context", context, "ps", "-aq", "--filter", label],
+                                  capture_output=True, text=True, timeout=120)
+            nets = subprocess.run(["docker", "--context", context, "network", "ls", "-q", "--filter", label],
+                                  capture_output=True, text=True, timeout=120)
+            assert left.returncode == 0 and left.stdout.strip() == "" and nets.stdout.strip() == "", context
 
 
 def test_ctrl_c_while_booting_leaves_nothing(lab):
