@@ -9,7 +9,6 @@ import ipaddress
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
@@ -68,18 +67,6 @@ def close_phase(text: str) -> tuple[float, float]:
     return period, phase
 
 
-def _git() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
 def print_plan(trials: list[plan.Trial], jobs: int) -> None:
     rows = [[t.id, t.case, t.repeat, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
     print(tabulate(rows, ["trial", "case", "repeat", "expected s"], tablefmt="simple"))
@@ -115,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = None
     try:
         ready = prepare.prepare(refs, exp, trials, run_id, args.base_image, args.subnet_pool, progress.note)
-        manifest = prepare.manifest(exp, run_id, ready, trials, jobs, args.engines, args.close_phase, _git())
+        manifest = prepare.manifest(exp, run_id, ready, trials, jobs, args.engines, args.close_phase)
         run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
         ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop, args.close_phase)
         progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import shlex
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__
@@ -91,14 +93,28 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
     return Prepared(engines_, pings, all_facts)
 
 
+def git() -> dict[str, Any]:
+    """The commit the harness runs from, and whether it has local changes (None when installed
+    from a wheel: no checkout)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
 def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Trial], jobs: int, mode: str,
-             close_phase: tuple[float, float] | None, git: dict[str, Any]) -> dict[str, Any]:
+             close_phase: tuple[float, float] | None) -> dict[str, Any]:
     """What the run directory says about the run; the first engine's facts at the top as well."""
     first = next(iter(prepared.facts.values()))
     return {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(sys.argv), "git": git,
+        "command": shlex.join(sys.argv), "git": git(),
         **{k: v for k, v in first.items() if k != "host"},
         "engines": prepared.facts, "engine_mode": mode,
         "jobs": jobs, "close_phase": close_phase,

@@ -1,35 +1,17 @@
-import io
-import socket
-
 import dpkt
 
 from harness.probes import capture
 from harness.spec import Params
 
-SERVER, CLIENT, PORT, CPORT = "10.9.0.2", "10.9.0.3", 7777, 40000
+from .lost_ack_trial import CLIENT, PORT, SERVER, pcap, seg
+
 F, A = dpkt.tcp.TH_FIN, dpkt.tcp.TH_ACK
-
-
-def seg(src, flags, seq, data=b""):
-    sport, dport = (PORT, CPORT) if src == SERVER else (CPORT, PORT)
-    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, flags=flags, data=data)
-    dst = CLIENT if src == SERVER else SERVER
-    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=6, data=tcp)
-    return bytes(dpkt.ethernet.Ethernet(data=ip, type=dpkt.ethernet.ETH_TYPE_IP))
-
-
-def pcap(packets):
-    buf = io.BytesIO()
-    w = dpkt.pcap.Writer(buf)
-    for ts, frame in packets:
-        w.writepkt(frame, ts=ts)
-    return buf.getvalue()
 
 
 # Wall clock 1000.0 is monotonic 10.0; the server closed at monotonic 10.0.
 EVENTS = [{"ev": "clock", "mono": 5.0, "realtime": 995.0}, {"ev": "close", "side": "server", "mono": 10.0}]
 CLOSE = pcap([
-    (999.9, seg(CLIENT, A | dpkt.tcp.TH_PUSH, 1, b"hello")),  # data: not part of the close
+    (999.9, seg(CLIENT, A | dpkt.tcp.TH_PUSH, 1, data=b"hello")),  # data: not part of the close
     (1000.001, seg(SERVER, F | A, 100)),
     (1000.002, seg(CLIENT, A, 2)),  # the client's ACK of the server's FIN
     (1000.003, seg(CLIENT, F | A, 2)),

@@ -101,6 +101,6 @@ def test_the_manifest_records_each_engines_facts():
              "lab": {"host": "tcp://127.0.0.1:55505", "kernel": "6.1.0-56-cloud-amd64", "sysctls": {}}}
     ready = prepare.Prepared(engines={}, pings={}, facts=facts)
     ts = plan.on_engines(plan.trials(EXP), ["host", "lab"], "each")
-    m = prepare.manifest(EXP, "abc", ready, ts, 4, "each", None, {"commit": None})
+    m = prepare.manifest(EXP, "abc", ready, ts, 4, "each", None)
     assert m["kernel"] == "6.18" and m["engines"] == facts and m["engine_mode"] == "each"
     assert m["trials"][4] == {"trial": "t004", "case": "long", "repeat": 0, "engine": "lab"}
