@@ -394,9 +394,10 @@ def _internal(exc: BaseException) -> int:
 
 
 def _leave(code: int) -> int:
-    """Return the exit code; or exit now when a thread is still stuck in a call to an engine
-    that stopped answering (the interpreter would wait for it at exit)."""
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    """Return the exit code; or exit now when a trial's thread is still stuck in a call to an
+    engine that stopped answering (the interpreter would wait for it at exit)."""
+    execute = sys.modules.get("harness.execute")  # no run, no trial threads
+    if execute and any(t.is_alive() and t.name.startswith(execute.THREAD_NAMES) for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -38,6 +38,7 @@ START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
 
 
+THREAD_NAMES = ("trial", "rm-")  # the prefixes of the threads a run starts (trials, removals)
 ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
 ENGINE_MISSES = 3  # unanswered in a row before the run ends (the engine is gone)
 
