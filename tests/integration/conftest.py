@@ -18,7 +18,6 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 EXPERIMENTS = HERE / "experiments"
 ARTIFACTS = ROOT / "test-artifacts"  # kept after the run: what a reader would have seen
-LABEL = "io.harness.run"  # what every object of a harness run carries
 CLOSE_PHASE = "3.0,1.25"
 
 
@@ -87,11 +86,6 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, dict | None, st
     except json.JSONDecodeError:
         doc = None
     return proc.returncode, doc, err
-
-
-def leftovers(engine) -> tuple[list, list]:
-    return (engine.containers.list(all=True, filters={"label": LABEL}),
-            engine.networks.list(filters={"label": LABEL}))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,145 @@
+"""A study-sized run, benchmarked by hand (not by CI): python bench/study.py
+
+(a) experiments/lost_ack.yaml with repeat: 20 (200 trials, 40 of them with every final ACK lost),
+    all at once on an engine that already has 25 networks of its own (made here from Docker's
+    default address pools, and removed after): wall time / the kernel's part of its longest trial.
+(b) Measurement under that load: the widest window around any reported time, and how late the
+    agents' polls started (every poll more than 20 ms late is an event of its own, so the share of
+    such polls bounds the 99th percentile).
+(c) With every close on one phase of the timer-wheel grid (--close-phase): the no-loss TIME_WAIT
+    of 20 trials at once against one trial alone.
+(d) What was left (containers, networks), the harness's peak memory, and how long `harness
+    report` takes on the 200-trial run directory and on a 10-trial one.
+
+Every figure comes from runs made now, on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.bench import close_phase, wheel_grid  # noqa: E402
+from harness import store  # noqa: E402
+
+TARGETS = {"a": 1.5, "window_ms": 11.0, "p99_ms": 20.0, "c_ms": 20.0}
+OWN_NETWORKS = 25
+LATE_MS = 20.0  # the agent logs every poll later than this (late_poll)
+NO_LOSS = """name: {name}
+description: server closes first, no loss, {n} at once
+repeat: {n}
+cases:
+  - {{close_first: server}}
+"""
+
+
+def harness(*args: str) -> tuple[dict, float]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness", *args, "--json", "--quiet"], capture_output=True,
+                          text=True, cwd=ROOT)
+    wall = time.monotonic() - start
+    if proc.returncode not in (0, 1):
+        sys.exit(f"harness {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout), wall
+
+
+def polls(run_dir: str) -> tuple[int, list[float]]:
+    """(polls made, lateness in ms of each poll later than LATE_MS) over every trial of a run."""
+    events = store.load(Path(run_dir)).events
+    total = sum(e.get("polls", 0) for e in events if e.get("ev") == "poll_stats")
+    return total, sorted((e["late_ms"] for e in events if e.get("ev") == "late_poll"), reverse=True)
+
+
+def p99(total: int, late: list[float]) -> str:
+    """The 99th percentile of poll lateness, when more than 1% of polls were logged late; else
+    the bound the logging gives."""
+    k = total // 100
+    return f"{late[k]:.1f} ms" if len(late) > k else f"<= {LATE_MS:.0f} ms"
+
+
+def main() -> None:
+    client = docker.from_env()
+    tmp = Path(tempfile.mkdtemp(prefix="harness-study-"))
+    subprocess.run([sys.executable, "-m", "harness", "images"], cwd=ROOT, check=True, capture_output=True)
+    own = [client.networks.create(f"harness-bench-own-{i}", labels={"io.harness.bench": "1"})
+           for i in range(OWN_NETWORKS)]
+    rows = []
+    try:
+        spec = tmp / "lost_ack.yaml"
+        spec.write_text((ROOT / "experiments" / "lost_ack.yaml").read_text().replace("repeat: 1", "repeat: 20"))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        study, wall = harness("run", str(spec), "--jobs", "200", "--results", str(tmp))
+        rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        trials = study["trials"]
+        ok = [t for t in trials if t["status"] == "ok"]
+        longest = max(t["observed_s"] for t in ok)
+        windows = max(t["window_max_ms"] for t in ok)
+        total, late = polls(study["run_dir"])
+        rows += [
+            ["(a) trials measured", f"{len(ok)} / {len(trials)}", "200 / 200", len(ok) == len(trials) == 200],
+            ["(a) wall / longest trial", f"{wall:.0f} s / {longest:.1f} s = {wall / longest:.2f}",
+             f"<= {TARGETS['a']}", wall / longest <= TARGETS["a"]],
+            ["(b) widest window of a reported time", f"{windows:.1f} ms", f"<= {TARGETS['window_ms']:.0f} ms",
+             windows <= TARGETS["window_ms"]],
+            ["(b) polls later than 20 ms / all polls", f"{len(late)} / {total} ({100 * len(late) / total:.2f} %)", "", ""],
+            ["(b) 99th percentile of poll lateness", p99(total, late), f"<= {TARGETS['p99_ms']:.0f} ms",
+             len(late) <= total // 100],
+            ["(b) latest poll", f"{max(t['poll_late_max_ms'] for t in ok):.1f} ms", "", ""],
+        ]
+
+        # (c): 20 at once against one alone, every close on one phase of the wheel's grid.
+        found = wheel_grid([study])
+        if found is None:
+            sys.exit("TIME_WAIT ends share none of the known timer-wheel grids")
+        phase = close_phase(*found)
+        alone, crowd = tmp / "alone.yaml", tmp / "crowd.yaml"
+        alone.write_text(NO_LOSS.format(name="alone", n=1))
+        crowd.write_text(NO_LOSS.format(name="crowd", n=20))
+        one, _ = harness("run", str(alone), "--close-phase", phase, "--results", str(tmp))
+        many, _ = harness("run", str(crowd), "--jobs", "20", "--close-phase", phase, "--results", str(tmp))
+        ref = one["trials"][0]["time_wait_s"]
+        tws = [t["time_wait_s"] for t in many["trials"]]
+        worst = max(abs(x - ref) for x in tws) * 1000
+        rows += [["(c) TIME_WAIT alone / 20 at once, one grid phase",
+                  f"{ref:.3f} s / {statistics.median(tws):.3f} [{min(tws):.3f}-{max(tws):.3f}] s",
+                  f"all within {TARGETS['c_ms']:.0f} ms", worst <= TARGETS["c_ms"]]]
+
+        # (d)
+        f = {"label": "io.harness.run"}
+        left = len(client.containers.list(all=True, filters=f)), len(client.networks.list(filters=f))
+        rows += [["(d) containers / networks left", f"{left[0]} / {left[1]}", "0 / 0", left == (0, 0)],
+                 ["(d) peak memory of the harness", f"{rss / 1024:.0f} MiB", "", ""]]
+        for label, run_dir in (("200", study["run_dir"]), ("10", None)):
+            if run_dir is None:
+                ten, _ = harness("run", str(ROOT / "experiments" / "lost_ack.yaml"), "--results", str(tmp))
+                run_dir = ten["run_dir"]
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-m", "harness", "report", run_dir], cwd=ROOT, check=True,
+                           capture_output=True)
+            took = time.monotonic() - start
+            limit = 60 if label == "200" else 10
+            rows.append([f"(d) harness report, {label} trials", f"{took:.1f} s", f"<= {limit} s", took <= limit])
+    finally:
+        for n in own:
+            n.remove()
+
+    print(f"harness study benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().release}, {os.cpu_count()} cores\n")
+    print(tabulate([[r[0], r[1], r[2], {True: "met", False: "MISSED"}.get(r[3], "")] for r in rows],
+                   ["figure", "measured", "target", ""], tablefmt="github"))
+    print(f"\n(c) every close at --close-phase {phase}; run directories: {tmp}")
+
+
+if __name__ == "__main__":
+    main()
