@@ -78,8 +78,8 @@ def print_plan(trials: list[plan.Trial], jobs: int) -> None:
     rows = [[t.id, t.case, t.repeat, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
     print(tabulate(rows, ["trial", "case", "repeat", "expected s"], tablefmt="simple"))
     print(f"\n{len(trials)} trials, {jobs} at a time: about "
-          f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from Linux's "
-          "defaults: 60 s TIME_WAIT, 200 ms first RTO)")
+          f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from the kernel's "
+          "rules: 60 s TIME_WAIT, FIN re-sends from 200 ms with backoff, each case's sysctls)")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -130,9 +130,11 @@ def _measure(args: argparse.Namespace, exp: spec.Experiment, trials: list[plan.T
 
     imgs = images.ensure(client, progress.note, args.base_image)
     kernel = facts.probe(client, imgs, run_id)
+    facts.check_sysctls(client, imgs, run_id, spec.sysctl_fields(exp), exp.source)
     losses = [t.params.final_ack_loss for t in trials if t.params.final_ack_loss.kind != "none"]
-    backend, why = (choose(exp.fault_backend, losses, kernel["capabilities"], exp.source)
-                    if losses else (None, "no loss asked for"))
+    resets = any(t.params.final_ack_reset for t in trials)
+    backend, why = (choose(exp.fault_backend, losses, kernel["capabilities"], exp.source, resets)
+                    if losses or resets else (None, "no loss asked for"))
     progress.note(f"fault backend: {backend.name if backend else 'none'} ({why})")
     manifest = {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
