@@ -15,8 +15,10 @@ def netem_missing(caps: dict[str, bool]) -> list[str]:
     return [k for k in NETEM_NEEDS if not caps.get(k)]
 
 
-def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str) -> tuple[FaultBackend, str]:
-    """(backend, one line saying why) for the losses an experiment asks for."""
+def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str,
+           resets: bool = False) -> tuple[FaultBackend, str]:
+    """(backend, one line saying why) for the losses an experiment asks for, and its RSTs
+    (final_ack_reset), which only nftables can craft."""
     missing = netem_missing(caps)
     if requested == "netem":
         if missing:
@@ -24,11 +26,14 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
                 f"{source}: fault_backend: netem is not available on this kernel "
                 f"(missing: {', '.join(missing)}); use fault_backend: auto or nftables")
         unsupported = [loss.label() for loss in losses if not supports(loss)]
+        if resets:
+            raise SpecError(source, "fault_backend", "netem cannot answer a final ACK with a RST "
+                                                     "(final_ack_reset); use fault_backend: auto or nftables")
         if unsupported:
             raise SpecError(source, "fault_backend", f"netem cannot drop {', '.join(unsupported)}; "
                                                      "use fault_backend: auto or nftables")
         return Netem(seed=caps.get("netem_seed", False)), "netem, as the experiment asks"
-    if requested == "auto" and not missing and all(supports(loss) for loss in losses):
+    if requested == "auto" and not missing and not resets and all(supports(loss) for loss in losses):
         return Netem(seed=caps.get("netem_seed", False)), "auto: this kernel has netem"
     if not caps.get("nftables"):
         raise EnvironmentProblem("no fault backend works here: this kernel has neither netem nor nftables")
@@ -36,6 +41,8 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
         return Nftables(), "nftables, as the experiment asks"
     if missing:
         return Nftables(), f"auto: this kernel has no netem (missing: {', '.join(missing)})"
+    if resets:
+        return Nftables(), "auto: only nftables answers a final ACK with a RST"
     return Nftables(), "auto: netem cannot drop every loss pattern asked for"
 
 

@@ -6,6 +6,13 @@ pure ACKs (no payload) from the active closer: after the echo exchange those
 are the final ACK and each re-send of it. `numgen inc` numbers the copies as
 they arrive, and a set of copy numbers (faults.pattern) says which to drop,
 so the same seed drops the same copies every run.
+
+With final_ack_reset, the first copy the loss lets through is answered instead:
+`reject with tcp reset` sends its sender a RST built from it, whose sequence
+number is the copy's acknowledgment number (net/ipv4/netfilter/nf_reject_ipv4.c,
+nf_reject_ip_tcphdr_put), exactly the next sequence number the sender's
+TIME_WAIT socket expects: RFC 1337's "TIME-WAIT assassination", crafted inside
+the trial's own namespace and sent only to the trial's other side.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.faults.pattern import MAX_COPIES, dropped_copies
+from harness.faults.pattern import MAX_COPIES, dropped_copies, leading_drops
 from harness.spec import Experiment, Params
 
 TABLE = "harness_fault"
@@ -32,18 +39,31 @@ def ruleset(exp: Experiment, p: Params, device: str = "eth0") -> str:
     """The nft script that drops p.final_ack_loss's copies on their way into `device`."""
     direction = "sport" if p.close_first == "server" else "dport"  # from the active closer
     proto = "ip" if p.family == "ipv4" else "ip6"
-    select = ""
-    if p.final_ack_loss.kind != "all":
-        copies = ", ".join(str(i) for i in dropped_copies(p.final_ack_loss)) or str(MAX_COPIES)
-        select = f" numgen inc mod {MAX_COPIES} {{ {copies} }}"
+    match = (f"meta protocol {proto} tcp {direction} {exp.port} tcp flags & ({FLAGS}) == ack "
+             f'{_pure_ack_lengths(p.family)} counter name "final_acks"')
+    chains = ""
+    if p.final_ack_reset:
+        # One numgen draw decides each copy's fate: a verdict map from copy number to chain.
+        verdicts = [f"{i} : jump drop_copy" for i in dropped_copies(p.final_ack_loss)]
+        verdicts.append(f"{leading_drops(p.final_ack_loss)} : jump reset_copy")
+        rule = f"{match} numgen inc mod {MAX_COPIES} vmap {{ {', '.join(verdicts)} }}"
+        chains = ('\tchain drop_copy {\n\t\tcounter name "dropped" drop\n\t}\n'
+                  '\tchain reset_copy {\n\t\tcounter name "answered" reject with tcp reset\n\t}\n')
+    else:
+        select = ""
+        if p.final_ack_loss.kind != "all":
+            copies = ", ".join(str(i) for i in dropped_copies(p.final_ack_loss)) or str(MAX_COPIES)
+            select = f" numgen inc mod {MAX_COPIES} {{ {copies} }}"
+        rule = f'{match}{select} counter name "dropped" drop'
     return (
         f"table netdev {TABLE} {{\n"
         f"\tcounter final_acks {{ }}\n"
         f"\tcounter dropped {{ }}\n"
+        f"\tcounter answered {{ }}\n"
+        f"{chains}"
         f"\tchain ingress {{\n"
         f'\t\ttype filter hook ingress device "{device}" priority -500; policy accept;\n'
-        f"\t\tmeta protocol {proto} tcp {direction} {exp.port} tcp flags & ({FLAGS}) == ack "
-        f'{_pure_ack_lengths(p.family)} counter name "final_acks"{select} counter name "dropped" drop\n'
+        f"\t\t{rule}\n"
         f"\t}}\n"
         f"}}\n"
     )
@@ -72,5 +92,8 @@ class Nftables:
         counts = parse_counters(readout)
         matched, dropped = counts.get("final_acks", 0), counts.get("dropped", 0)
         # numgen numbered exactly the matched copies, so these are the ones dropped.
-        return {"final_acks_matched": matched, "final_acks_dropped": dropped,
-                "dropped_copies": [i for i in dropped_copies(p.final_ack_loss) if i < matched]}
+        out: dict[str, Any] = {"final_acks_matched": matched, "final_acks_dropped": dropped,
+                               "dropped_copies": [i for i in dropped_copies(p.final_ack_loss) if i < matched]}
+        if p.final_ack_reset:
+            out["final_acks_reset"] = counts.get("answered", 0)
+        return out
