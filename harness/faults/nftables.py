@@ -2,8 +2,10 @@
 
 The rule sits at the ingress hook of the receiver's eth0, before IP and TCP
 see the packet, so the loss looks like the wire's to both stacks. It picks
-pure ACKs (no payload) from the active closer: after the echo exchange those
-are the final ACK and each re-send of it. `numgen inc` numbers the copies as
+pure ACKs (no payload) from the active closer on the trial's connection (its
+client port, found in the namespace when the rule goes in): after the echo
+exchange those are the final ACK and each re-send of it, and not the
+handshake ACK of a later connection (the client's reconnects). `numgen inc` numbers the copies as
 they arrive, and a set of copy numbers (faults.pattern) says which to drop,
 so the same seed drops the same copies every run.
 
@@ -25,6 +27,7 @@ from harness.spec import Experiment, Params
 
 TABLE = "harness_fault"
 FLAGS = "fin | syn | rst | psh | ack | urg"
+CLIENT_PORT = "@CLIENT_PORT@"  # in the rule until the install script knows it
 
 
 def _pure_ack_lengths(family: str) -> str:
@@ -35,11 +38,13 @@ def _pure_ack_lengths(family: str) -> str:
     return f"{field} . @th,96,8 {{ {pairs} }}"
 
 
-def ruleset(exp: Experiment, p: Params, device: str = "eth0") -> str:
+def ruleset(exp: Experiment, p: Params, device: str = "eth0", client_port: str = CLIENT_PORT) -> str:
     """The nft script that drops p.final_ack_loss's copies on their way into `device`."""
-    direction = "sport" if p.close_first == "server" else "dport"  # from the active closer
+    # from the active closer to the passive one
+    ports = f"sport {exp.port} tcp dport {client_port}" if p.close_first == "server" else \
+        f"dport {exp.port} tcp sport {client_port}"
     proto = "ip" if p.family == "ipv4" else "ip6"
-    match = (f"meta protocol {proto} tcp {direction} {exp.port} tcp flags & ({FLAGS}) == ack "
+    match = (f"meta protocol {proto} tcp {ports} tcp flags & ({FLAGS}) == ack "
              f'{_pure_ack_lengths(p.family)} counter name "final_acks"')
     chains = ""
     if p.final_ack_reset:
@@ -83,7 +88,14 @@ class Nftables:
     name = "nftables"
 
     def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
-        return f"nft -f - <<'RULES'\n{ruleset(exp, p)}RULES\n", "nft -j list counters"
+        # The trial's one connection (the spec allows loss with one only); its client port is
+        # the one that is not the server's, unless both are.
+        find = (f"conn=$(ss -Htn state established '( sport = :{exp.port} or dport = :{exp.port} )')\n"
+                f'[ -n "$conn" ] || {{ echo "no connection on port {exp.port} to put the fault on" >&2; exit 1; }}\n'
+                f"""port=$(printf '%s\\n' "$conn" | awk '{{print $3; print $4}}' | sed 's/.*://' """
+                f"| grep -vx {exp.port} | head -n 1)\n")
+        install = f"{find}sed \"s/{CLIENT_PORT}/${{port:-{exp.port}}}/\" <<'RULES' | nft -f -\n{ruleset(exp, p)}RULES\n"
+        return install, "nft -j list counters"
 
     def where(self, side: str) -> str:
         return f"nftables netdev ingress hook of the {side}'s eth0"
