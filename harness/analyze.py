@@ -73,6 +73,7 @@ def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
         "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),
         "server_exit_status": exited.get("status") if exited else None,
         "tw_peak": max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == "sockets"), default=0),
+        "tw_entered": _tcpext_delta(agent, "TW"),
         "tw_overflow": _tcpext_delta(agent, "TCPTimeWaitOverflow"),
     }
 

@@ -26,7 +26,8 @@ FIGURES = (
     ("server_rsts", "server RSTs"),
     ("client_rsts", "client RSTs"),
     ("server_exit_status", "server exit status"),
-    ("tw_peak", "TIME_WAIT sockets (peak)"),
+    ("tw_entered", "TIME_WAIT sockets (kernel count)"),
+    ("tw_peak", "TIME_WAIT sockets (peak seen)"),
     ("tw_overflow", "TIME_WAIT overflows"),
     ("client_tw_s", "client TIME_WAIT (s)"),
     ("client_tw_port", "client TIME_WAIT port"),
@@ -46,13 +47,14 @@ SHOWN_FOR = {
     "server_rsts": ("server_stop", "final_ack_reset"),
     "client_rsts": ("server_stop", "final_ack_reset"),
     "server_exit_status": ("server_stop",),
+    "tw_entered": ("connections", "final_ack_reset"),
     "tw_peak": ("connections",),
     "tw_overflow": ("connections",),
 }
 # Figures that are whole numbers: counts, and the server's exit status.
 COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
                     "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
-                    "server_rsts", "client_rsts", "server_exit_status", "tw_peak", "tw_overflow",
+                    "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
                     "fixed_port_failures", "reconnect_same_port"})
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
 # Figures that name something (a port, how a process ended) rather than measure it: the tables
@@ -95,7 +97,10 @@ class TrialResult:
     poll_late_max_ms: float | None = None  # how late the agent's latest poll started
     window_max_ms: float | None = None  # widest window between two polls around a reported change
     server_exit_status: int | None = None  # as the shell reports it: 128 + the signal's number after one
-    tw_peak: int | None = None  # most of the server's sockets in TIME_WAIT at once
+    # The server's sockets that entered TIME_WAIT, as the kernel counts them (TcpExt TW,
+    # __inet_twsk_schedule): seen however short their TIME_WAIT and however late a poll.
+    tw_entered: int | None = None
+    tw_peak: int | None = None  # most of the server's sockets the agent saw in TIME_WAIT at once
     tw_overflow: int | None = None  # sockets that could not enter TIME_WAIT (TcpExt TCPTimeWaitOverflow)
 
     # The sysctls in force in each side's network namespace, read back there: name -> value (None:

@@ -108,7 +108,7 @@ def _why(answer: str, value: str) -> str:
                 "e.g. net.ipv4.tcp_rfc1337")
     if answer in ("permission denied", "read-only file system"):
         return f"read-only in a network namespace ({answer}); allowed: a writable net.* sysctl"
-    return f"the kernel refused {value!r} ({answer})"
+    return f"the kernel refused {value!r} ({answer}); allowed: a value this sysctl takes"
 
 
 def check_sysctls(client: docker.DockerClient, images: ImageSet, run_id: str,
