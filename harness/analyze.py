@@ -15,13 +15,14 @@ from harness import expect, plan, spec
 from harness.faults.choose import named
 from harness.plan import Trial
 from harness.probes import capture
+from harness.probes.commands import CLIENT_AGENT
 from harness.record import FAILED, INTERRUPTED, OK, TrialResult
 from harness.spec import Case, Experiment
 from harness.store import SPEC, RunData
 
 Event = dict[str, Any]
 HARNESS = "harness"  # the src of the events the harness itself writes about a trial
-AGENT, WATCHER = "agent", "client-agent"  # the observers on the server's and the client's side
+AGENT = "agent"  # the observer on the server's side (CLIENT_AGENT on the client's)
 LOG_LINES = 30  # per program, in a failed trial's logs
 
 
@@ -81,7 +82,7 @@ def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
 def client_figures(events: list[Event], close_first: str) -> dict[str, Any]:
     """The client's side, from its agent's events (none when the case does not watch it)."""
     since = _since(events, close_first)
-    watcher = [e for e in events if e.get("src") == WATCHER]
+    watcher = [e for e in events if e.get("src") == CLIENT_AGENT]
     if not watcher:
         return {}
     appear, gone = _first(watcher, "tw_appear"), _first(watcher, "tw_gone")
@@ -185,7 +186,7 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None) ->
 
     status, why = outcome(events)
     if status == OK and t.params.watches_client:
-        status, why = outcome(events, WATCHER)
+        status, why = outcome(events, CLIENT_AGENT)
     if end is None:
         status, why = FAILED, "no end record: the harness stopped before this trial ended"
     elif end.get("error") == "interrupted":

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed o
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
-WATCHER = "client-agent"  # the role of the client's side's agent (watch_client, client_port)
+WATCHER = commands.CLIENT_AGENT  # the client's side's agent (watch_client, client_port)
 
 
 ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
@@ -141,20 +141,19 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
                               caps=commands.CAPTURE_CAPS, data_out=True, sysctls=sysctls["client"])]
         agent, cap = (f.result() for f in owners)
         server_address = lab.address("server")
-        joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
-                  pool.submit(lab.start, "client", "client", "client",
-                              commands.client(exp, p, server_address), own_pid=True)]
+        joined = {"server": pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
+                  "client": pool.submit(lab.start, "client", "client", "client",
+                                        commands.client(exp, p, server_address), own_pid=True)}
         if p.watches_client:
-            joined.append(pool.submit(lab.start, WATCHER, "client", "probe",
-                                      commands.client_agent(exp, p, server_address),
-                                      caps=commands.AGENT_CAPS, own_pid=True))
+            joined[WATCHER] = pool.submit(lab.start, WATCHER, "client", "probe",
+                                          commands.client_agent(exp, p, server_address),
+                                          caps=commands.AGENT_CAPS, own_pid=True)
         if fault_backend:
             argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
-            joined.append(pool.submit(lab.start, "fault", passive, "probe", argv,
-                                      caps=commands.FAULT_CAPS, own_pid=True, env=env))
-        started = dict(zip(["server", "client", *([WATCHER] if p.watches_client else []),
-                            *(["fault"] if fault_backend else [])], (f.result() for f in joined)))
-        client, watcher, fault_container = started["client"], started.get(WATCHER), started.get("fault")
+            joined["fault"] = pool.submit(lab.start, "fault", passive, "probe", argv,
+                                          caps=commands.FAULT_CAPS, own_pid=True, env=env)
+        started = {role: f.result() for role, f in joined.items()}
+    client, watcher, fault_container = started["client"], started.get(WATCHER), started.get("fault")
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
     _need(lab.streams["client"], "client start", _ev("ready"))

@@ -8,11 +8,12 @@ import time
 from typing import Any, TextIO
 
 from harness.plan import Trial
+from harness.probes.commands import CLIENT_AGENT
 from harness.record import TrialResult
 
 
 def _whose(e: dict[str, Any]) -> str:
-    return "client's " if e.get("src") == "client-agent" else ""
+    return "client's " if e.get("src") == CLIENT_AGENT else ""
 
 
 # Events worth a line of their own, and how to say them.

@@ -18,8 +18,9 @@ def sysctl_flags(p: Params, side: str) -> list[str]:
 def served(p: Params) -> int:
     """Connections the server serves before it exits: the client's, and, when the client closes
     first and is watched, its reconnect from a fresh socket and the one from its fixed port."""
-    probes = (p.watches_client + (p.client_port is not None)) if p.close_first == "client" else 0
-    return p.connections + probes
+    if p.close_first != "client" or not p.watches_client:
+        return p.connections
+    return p.connections + 1 + (p.client_port is not None)
 
 
 def server(exp: Experiment, p: Params) -> list[str]:
@@ -51,10 +52,14 @@ def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
             "--", server_address, str(exp.port), exp.message]
 
 
+# The client's side's agent: its container's role and the src of its events.
+CLIENT_AGENT = "client-agent"
+
+
 def client_agent(exp: Experiment, p: Params, server_address: str) -> list[str]:
     # -r: the book's question, a client started again at once; only a client that closed first
     # has a TIME_WAIT to try it against (the server keeps listening for it, see served()).
-    return ["client-agent", "-H", server_address, "-p", str(exp.port), "-i", str(exp.poll_ms),
+    return [CLIENT_AGENT, "-H", server_address, "-p", str(exp.port), "-i", str(exp.poll_ms),
             "-w", f"{exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
             *(["-r"] if p.close_first == "client" else []),
             *(["-b", str(p.client_port)] if p.client_port is not None else [])]
