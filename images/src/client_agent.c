@@ -75,7 +75,10 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 		*step = "setsockopt";
 		err = errno;
 	}
-	close(fd);
+	if (close(fd) && !err) {
+		*step = "close";
+		err = errno;
+	}
 	return err;
 }
 

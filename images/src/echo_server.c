@@ -167,6 +167,7 @@ int main(int argc, char **argv)
 			open--;
 		}
 	}
-	close(lsock);
+	if (close(lsock))
+		die("close() error");
 	return 0;
 }

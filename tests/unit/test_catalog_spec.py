@@ -131,3 +131,27 @@ ALL = spec.Loss("all")
 ])
 def test_expected_seconds_follow_the_kernels_rules(params, low, high):
     assert low < plan.expected_seconds(params) < high
+
+
+def test_sysctls_are_checked_in_rounds_and_a_refusal_names_its_field(monkeypatch):
+    from harness.lab import facts
+
+    exp = parse("matrix:\n  client_sysctls: [{net.ipv4.tcp_orphan_retries: 2}, {net.ipv4.tcp_orphan_retries: 4}]\n"
+                "cases:\n  - {name: x, server_sysctls: {net.ipv4.tcp_tw_reuse: 7}}\n")
+    rounds = []
+
+    def refused(client, images, run_id, sysctls):
+        rounds.append(sysctls)
+        return ("net.ipv4.tcp_tw_reuse", "invalid argument") if "net.ipv4.tcp_tw_reuse" in sysctls else None
+
+    monkeypatch.setattr(facts, "_refused", refused)
+    with pytest.raises(SpecError) as exc:
+        facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
+    # one value of every name per round: the first round sets both names
+    assert rounds == [{"net.ipv4.tcp_orphan_retries": "2", "net.ipv4.tcp_tw_reuse": "7"}]
+    assert str(exc.value) == ("exp.yaml: cases[0].server_sysctls.net.ipv4.tcp_tw_reuse: the kernel refused '7' "
+                              "(invalid argument); allowed: a value this sysctl takes")
+    rounds.clear()
+    monkeypatch.setattr(facts, "_refused", lambda *a: rounds.append(a[3]))
+    facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
+    assert rounds[1] == {"net.ipv4.tcp_orphan_retries": "4"}
