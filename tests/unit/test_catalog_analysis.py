@@ -11,7 +11,7 @@ from harness.errors import SpecError
 from harness.faults import choose, nftables
 from harness.probes import capture
 from harness.record import FAILED, OK, TrialResult
-from harness.report import tables
+from harness.report import headline, tables
 
 from .lost_ack_trial import CLIENT, C_ISN, S_ISN, SERVER, A, F, at, pcap, seg
 from .test_faults import EXP, NETEM
@@ -168,3 +168,13 @@ def test_catalog_columns_show_where_a_case_asks_for_them():
     assert {"TIME_WAIT sockets (peak seen)", "server exit status", "server RSTs", "client TIME_WAIT (s)"} <= set(headers)
     assert rows[1][headers.index("client TIME_WAIT (s)")] == "-"
     assert rows[2][headers.index("TIME_WAIT overflows")] == "4"
+
+
+def test_the_headline_tells_the_clients_own_time_wait():
+    watched = {"close_first": "client", "watch_client": True}
+    rs = [_row(0, watched, client_tw_s=61.3, reconnect_s=0.003, reconnect_same_port=0),
+          _row(1, {**watched, "client_port": 40000}, client_tw_s=60.8, reconnect_s=0.002, reconnect_same_port=0,
+               fixed_port_s=60.8, restart_s=60.8)]
+    assert headline.sentences(rs) == [
+        "When the client closed first, its own socket stayed in TIME_WAIT for 61.0 s; a fresh socket connected "
+        "again after 0.003 s, from another port, one bound to the client's fixed port only after 60.8 s."]
