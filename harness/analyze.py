@@ -15,12 +15,14 @@ from harness import expect, plan, spec
 from harness.faults.choose import named
 from harness.plan import Trial
 from harness.probes import capture
+from harness.probes.commands import CLIENT_AGENT
 from harness.record import COARSE, FAILED, INTERRUPTED, OK, TrialResult
 from harness.spec import Case, Experiment
 from harness.store import SPEC, RunData
 
 Event = dict[str, Any]
 HARNESS = "harness"  # the src of the events the harness itself writes about a trial
+AGENT = "agent"  # the observer on the server's side (CLIENT_AGENT on the client's)
 LOG_LINES = 30  # per program, in a failed trial's logs
 
 
@@ -35,44 +37,99 @@ def close_time(events: list[Event], close_first: str) -> float | None:
     return e["mono"] if e else None
 
 
+def _since(events: list[Event], close_first: str) -> Any:
+    """e -> seconds from the close to event e (None for no event, or no close)."""
+    t0 = close_time(events, close_first)
+    return lambda e: round(e["mono"] - t0, 6) if e and t0 is not None else None
+
+
+def _tcpext_delta(agent: list[Event], counter: str) -> int | None:
+    """How much one of the namespace's TcpExt counters grew from the close to the end."""
+    at = {e.get("at"): e.get("counters") for e in agent if e.get("ev") == "tcpext"}
+    if at.get("close") is None or at.get("end") is None:
+        return None
+    return at["end"].get(counter, 0) - at["close"].get(counter, 0)
+
+
 def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
     """Seconds after the close at which each thing happened, from the agent's and client's events."""
-    t0 = close_time(events, close_first)
-
-    def since(e: Event | None) -> float | None:
-        return round(e["mono"] - t0, 6) if e and t0 is not None else None
-
-    appear, gone, done = _first(events, "tw_appear"), _first(events, "tw_gone"), _first(events, "done")
-    restarts = [e for e in events if e.get("ev") == "restart_fail"]
-    polls = _first(events, "poll_stats") or {}
+    since = _since(events, close_first)
+    agent = [e for e in events if e.get("src") == AGENT]
+    appear, gone, done = _first(agent, "tw_appear"), _first(agent, "tw_gone"), _first(agent, "done")
+    restarts = [e for e in agent if e.get("ev") == "restart_fail"]
+    polls = _first(agent, "poll_stats") or {}
+    exited = _first(events, "exit", src="server")
     return {
         "tw_appear_s": since(appear),
         "tw_gone_s": since(gone),
         "time_wait_s": round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
-        "tw_timer_restarts": sum(1 for e in events if e.get("ev") == "tw_timer_restart"),
-        "rebind_plain_s": since(_first(events, "bind_ok", reuseaddr=False)),
-        "rebind_reuseaddr_s": since(_first(events, "bind_ok", reuseaddr=True)),
-        "restart_s": since(_first(events, "restart_up")),
+        "tw_timer_restarts": sum(1 for e in agent if e.get("ev") == "tw_timer_restart"),
+        "rebind_plain_s": since(_first(agent, "bind_ok", reuseaddr=False)),
+        "rebind_reuseaddr_s": since(_first(agent, "bind_ok", reuseaddr=True)),
+        "restart_s": since(_first(agent, "restart_up")),
         "bind_errors": sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
         "restart_failures_other": sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
         "observed_s": since(done),
         "poll_late_max_ms": polls.get("late_max_ms"),
         "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),
+        "server_exit_status": exited.get("status") if exited else None,
+        "tw_peak": max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == "sockets"), default=0),
+        "tw_entered": _tcpext_delta(agent, "TW"),
+        "tw_overflow": _tcpext_delta(agent, "TCPTimeWaitOverflow"),
     }
 
 
-def agent_outcome(events: list[Event]) -> tuple[str, str]:
-    """(OK, "") when the agent saw everything through, else (FAILED, why)."""
+def client_figures(events: list[Event], close_first: str) -> dict[str, Any]:
+    """The client's side, from its agent's events (none when the case does not watch it)."""
+    since = _since(events, close_first)
+    watcher = [e for e in events if e.get("src") == CLIENT_AGENT]
+    if not watcher:
+        return {}
+    appear, gone = _first(watcher, "tw_appear"), _first(watcher, "tw_gone")
+    again, fixed, failed = _first(watcher, "reconnect"), _first(watcher, "fixed_port_ok"), \
+        _first(watcher, "fixed_port_fail")
+    worked = again if again and again.get("ok") else None
+    return {
+        "client_tw_appear_s": since(appear),
+        "client_tw_gone_s": since(gone),
+        "client_tw_s": round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
+        "client_tw_port": appear.get("lport") if appear else None,
+        "reconnect_s": since(worked),
+        "reconnect_port": worked.get("lport") if worked else None,
+        "reconnect_same_port": int(worked.get("lport") == appear.get("lport")) if worked and appear else None,
+        "reconnect_error": f"{again.get('step')}: {again.get('errno')}" if again and not worked else None,
+        "fixed_port_s": since(fixed),
+        "fixed_port_failures": fixed.get("failures") if fixed else None,
+        "fixed_port_error": f"{failed.get('step')}: {failed.get('errno')}" if failed else None,
+    }
+
+
+def outcome(events: list[Event], src: str = AGENT) -> tuple[str, str]:
+    """(OK, "") when that observer saw everything through, else (FAILED, why)."""
     for e in events:
-        if e.get("src") != "agent":
+        if e.get("src") != src:
             continue
         if e.get("ev") == "done":
             return OK, ""
         if e.get("ev") == "timeout":
-            return FAILED, f"not over after {e.get('after_s')} s (max_wait_s)"
+            return FAILED, ("" if src == AGENT else f"{src}: ") + f"not over after {e.get('after_s')} s (max_wait_s)"
         if e.get("ev") == "error":
-            return FAILED, f"agent: {e.get('what')}"
-    return FAILED, "the agent ended without a result"
+            return FAILED, f"{src}: {e.get('what')}"
+    return FAILED, f"the {src} ended without a result"
+
+
+def sysctls_read(events: list[Event], t: Trial) -> tuple[dict[str, dict[str, str | None]], list[str]]:
+    """Each side's sysctls as its program read them back in the namespace, and how any differ
+    from what the case asks for (whitespace aside: the kernel prints ranges with a tab)."""
+    read, problems = {}, []
+    for side, src in (("server", AGENT), ("client", "client")):
+        e = _first(events, "sysctls", src=src)
+        read[side] = e.get("values", {}) if e else {}
+        for name, asked in t.params.sysctls(side).items():
+            got = read[side].get(name)
+            if e is not None and (got is None or got.split() != str(asked).split()):
+                problems.append(f"{side} {name} is {got!r} in the namespace; the case asks for {asked!r}")
+    return read, problems
 
 
 def fault_counts(events: list[Event], backend: str, t: Trial) -> dict[str, Any]:
@@ -102,10 +159,12 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params), None)]
         return r
     r.close_mono = close_time(events, t.params.close_first)
-    for key, value in agent_figures(events, t.params.close_first).items():
+    for key, value in {**agent_figures(events, t.params.close_first),
+                       **client_figures(events, t.params.close_first)}.items():
         setattr(r, key, value)
     r.coarse = r.window_max_ms is not None and r.window_max_ms > COARSE * exp.poll_ms
-    problems: list[str] = []
+    read, problems = sysctls_read(events, t)
+    r.server_sysctls, r.client_sysctls = read["server"], read["client"]
 
     if t.params.final_ack_loss.kind == "none":
         r.final_acks_dropped = 0
@@ -128,7 +187,9 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         except capture.Unreadable as exc:
             problems.append(f"capture {r.capture or 'pcap'}: {exc}")
 
-    status, why = agent_outcome(events)
+    status, why = outcome(events)
+    if status == OK and t.params.watches_client:
+        status, why = outcome(events, CLIENT_AGENT)
     if end is None:
         status, why = FAILED, "no end record: the harness stopped before this trial ended"
     elif end.get("error") == "interrupted":

@@ -70,8 +70,8 @@ def print_plan(trials: list[plan.Trial], jobs: int) -> None:
     rows = [[t.id, t.case, t.repeat, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
     print(tabulate(rows, ["trial", "case", "repeat", "expected s"], tablefmt="simple"))
     print(f"\n{len(trials)} trials, {jobs} at a time: about "
-          f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from Linux's "
-          "defaults: 60 s TIME_WAIT, 200 ms first RTO)")
+          f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from the kernel's "
+          "rules: 60 s TIME_WAIT, FIN re-sends from 200 ms with backoff, each case's sysctls)")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

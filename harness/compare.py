@@ -22,7 +22,7 @@ from scipy.stats import mannwhitneyu
 from harness import timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
-from harness.record import COUNTS, FIGURES, TrialResult, by_case
+from harness.record import COUNTS, FIGURES, LABELS, TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
 RANK_TEST_MIN = 5  # trials on each side before the rank test decides
@@ -44,7 +44,7 @@ class Threshold:
     def parse(cls, text: str) -> Threshold:
         """FIGURE=SECONDS (or a count) or FIGURE=PERCENT%, e.g. time_wait_s=0.5 or restart_s=10%."""
         figure, sep, value = text.partition("=")
-        names = [k for k, _ in FIGURES]
+        names = [k for k, _ in FIGURES if k not in LABELS]
         if not sep or figure not in names:
             raise UsageError(f"--threshold {text[:60]!r}: want FIGURE=VALUE or FIGURE=PERCENT%, "
                              f"FIGURE one of {', '.join(names)}")
@@ -166,7 +166,7 @@ def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_eve
                      only_new=[c for c in cases_b if c not in cases_a])
     for case in (c for c in cases_a if c in cases_b):
         ta, tb = base.case(case), new.case(case)
-        for figure, _ in FIGURES:
+        for figure in (k for k, _ in FIGURES if k not in LABELS):
             va, vb = [getattr(r, figure) for r in ta], [getattr(r, figure) for r in tb]
             if not va or not vb or all(v is None for v in va + vb):
                 continue

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed o
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
+WATCHER = commands.CLIENT_AGENT  # the client's side's agent (watch_client, client_port)
 
 
 THREAD_NAMES = ("trial", "rm-")  # the prefixes of the threads a run starts (trials, removals)
@@ -138,29 +139,41 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
     passive = "client" if p.close_first == "server" else "server"
     say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
 
-    fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" else None
-    # The owners first, then what joins them, all at once: the agent waits for
-    # the server to listen, the client and the fault agent for a signal.
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
+    sysctls = {side: {k: str(v) for k, v in p.sysctls(side).items()} for side in ("server", "client")}
+    # The owners first (each side's sysctls set in its new namespace), then what joins them, all
+    # at once: the agents wait for the server to listen or a signal, the client and the fault
+    # agent for a signal.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
         owners = [pool.submit(lab.own, "server", OWNER_ROLE["server"], "probe",
-                              commands.agent(exp, p, ctx.close_phase), caps=commands.AGENT_CAPS),
+                              commands.agent(exp, p, ctx.close_phase), caps=commands.AGENT_CAPS,
+                              sysctls=sysctls["server"]),
                   pool.submit(lab.own, "client", OWNER_ROLE["client"], "probe", commands.capture(exp),
-                              caps=commands.CAPTURE_CAPS, data_out=True)]
+                              caps=commands.CAPTURE_CAPS, data_out=True, sysctls=sysctls["client"])]
         agent, cap = (f.result() for f in owners)
-        joined = [pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
-                  pool.submit(lab.start, "client", "client", "client",
-                              commands.client(exp, p, lab.address("server")), own_pid=True)]
+        server_address = lab.address("server")
+        joined = {"server": pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
+                  "client": pool.submit(lab.start, "client", "client", "client",
+                                        commands.client(exp, p, server_address), own_pid=True)}
+        if p.watches_client:
+            joined[WATCHER] = pool.submit(lab.start, WATCHER, "client", "probe",
+                                          commands.client_agent(exp, p, server_address),
+                                          caps=commands.AGENT_CAPS, own_pid=True)
         if fault_backend:
             argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
-            joined.append(pool.submit(lab.start, "fault", passive, "probe", argv,
-                                      caps=commands.FAULT_CAPS, own_pid=True, env=env))
-        _, client, *rest = [f.result() for f in joined]
-        fault_container = rest[0] if rest else None
+            joined["fault"] = pool.submit(lab.start, "fault", passive, "probe", argv,
+                                          caps=commands.FAULT_CAPS, own_pid=True, env=env)
+        started = {role: f.result() for role, f in joined.items()}
+    client, watcher, fault_container = started["client"], started.get(WATCHER), started.get("fault")
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
     _need(lab.streams["client"], "client start", _ev("ready"))
     lab.signal(client, "SIGUSR1")  # connect
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
+    if watcher is not None:  # the client's connections are up: its agent finds them
+        _need(lab.streams[WATCHER], "client agent start", _ev("ready"))
+        lab.signal(watcher, "SIGUSR1")
+        _need(lab.streams[WATCHER], "client agent", _ev("watching"))
 
     if fault_backend is not None:
         say("installing fault")
@@ -184,17 +197,19 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
         # their containers go now, while the trial only waits, rather than
         # adding to the teardown at the end.
         _need(lab.streams["agent"], "TIME_WAIT", lambda e: e.get("ev") in ("tw_appear", "done", "timeout"))
+        _need(lab.streams["server"], "server exit", _ev("exit"))  # how it ended, before it goes
         concurrent.futures.wait(lab.release("server", *(["client"] if p.client_close == "close" else [])))
     # The close is made; from here on this trial only waits. The next setup's
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
     say("waiting")
-    _need(lab.streams["agent"], "measurement", lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
+    for role in ("agent", *([WATCHER] if watcher is not None else [])):
+        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
     mark("observe")
 
     # What the collection below does not read goes now, while it runs.
     needed = {"capture"} | ({"fault", OWNER_ROLE[passive]} if fault_backend else set())
-    lab.release(*sorted({"agent", "server", "client"} - needed))
+    lab.release(*sorted({"agent", "server", "client", WATCHER} - needed))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pcap_out = pool.submit(_pcap, lab, cap)
         if fault_backend is not None:

@@ -10,13 +10,14 @@ from harness.errors import SpecError
 from harness.faults.pattern import leading_drops
 from harness.spec import MAX_TRIALS, Case, Experiment, Params
 
-# Linux constants behind the wall-time estimate. They order trials and size
-# the dry-run's estimate; no reported figure comes from them.
+# Linux's rules behind the wall-time estimate. They order trials and size the
+# dry-run's estimate; no reported figure comes from them.
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN
 RTO_MIN_S = 0.2  # TCP_RTO_MIN: a FIN retransmission's first timeout on a LAN
 RTO_MAX_S = 120.0  # TCP_RTO_MAX
-ORPHAN_RETRIES = 8  # tcp_orphan_retries=0 means 8 for an orphaned socket
+ORPHAN_RETRIES = 8  # tcp_orphan_retries=0 means 8 for an orphaned socket (tcp_timer.c, tcp_orphan_retries)
 RETRIES2 = 15  # tcp_retries2: a socket whose owner still holds it
+MAX_TW_BUCKETS = 2**31  # tcp_max_tw_buckets, in effect unlimited unless a case lowers it
 SETUP_S = 2.0  # containers up and down, per trial (see bench/)
 
 
@@ -50,6 +51,9 @@ def cases(exp: Experiment) -> list[Case]:
         keys = [k for k, _ in exp.matrix]
         for combo in itertools.product(*(values for _, values in exp.matrix)):
             params = replace(Params(), **dict(zip(keys, combo)))
+            conflict = params.conflict()
+            if conflict:
+                raise SpecError(exp.source, "matrix", f"the case {params.label()!r}: {conflict}")
             out.append(Case(params.label(), params))
     out.extend(exp.cases)
     unique = list(dict.fromkeys(out))
@@ -63,27 +67,60 @@ def cases(exp: Experiment) -> list[Case]:
 
 
 def _fin_copies(copies_lost: int, retries: int) -> list[float]:
-    """When the peer sends each FIN copy (seconds after the first) while final ACKs are lost."""
-    times, t, rto = [0.0], 0.0, RTO_MIN_S
-    for _ in range(min(copies_lost, retries)):
-        t += rto
+    """When the peer sends each FIN copy (seconds after the first) while final ACKs are lost: a
+    tail loss probe one TCP_RTO_MIN after the FIN, then `retries` timeouts, the first one
+    TCP_RTO_MIN after the probe and each later one twice as long, capped at TCP_RTO_MAX (as the
+    captures show: 0.2, 0.4, 0.8, 1.6 ... s)."""
+    times, t, gap = [0.0], 0.0, RTO_MIN_S
+    for i in range(min(copies_lost, retries + 1)):
+        t += gap
         times.append(t)
-        rto = min(2 * rto, RTO_MAX_S)
+        gap = min(gap if i == 0 else 2 * gap, RTO_MAX_S)
     return times
 
 
+def _sysctl(p: Params, side: str, name: str, default: int) -> int:
+    value = p.sysctls(side).get(f"net.ipv4.{name}", default)
+    return int(value) if isinstance(value, int) or str(value).lstrip("-").isdigit() else default
+
+
+def fin_retries(p: Params) -> int:
+    """How many times the passive closer re-sends its FIN while no ACK comes back: tcp_retries2
+    while its program holds the socket (the client after shutdown()), else tcp_orphan_retries,
+    whose 0 means 8 (net/ipv4/tcp_timer.c, tcp_orphan_retries and tcp_write_timeout)."""
+    passive = "client" if p.close_first == "server" else "server"
+    if passive == "client" and p.client_close == "shutdown":
+        return _sysctl(p, passive, "tcp_retries2", RETRIES2)
+    return _sysctl(p, passive, "tcp_orphan_retries", 0) or ORPHAN_RETRIES
+
+
+def time_wait_kept(p: Params) -> bool:
+    """Whether the active closer's socket enters TIME_WAIT and keeps it for TCP_TIMEWAIT_LEN: not
+    after an abortive close (SO_LINGER 0 sends a RST), not when no bucket is free
+    (tcp_max_tw_buckets), not when a RST reaches it and tcp_rfc1337 is 0
+    (net/ipv4/tcp_minisocks.c, tcp_time_wait and tcp_timewait_state_process)."""
+    active = p.close_first
+    if p.server_stop == "linger0" or _sysctl(p, active, "tcp_max_tw_buckets", MAX_TW_BUCKETS) == 0:
+        return False
+    return not (p.final_ack_reset and _sysctl(p, active, "tcp_rfc1337", 0) == 0)
+
+
 def expected_seconds(p: Params) -> float:
-    """What the kernel's defaults predict for one trial, for ordering and estimates."""
+    """What the kernel's rules predict for one trial, from the case's sysctls and close, for
+    ordering and estimates."""
     lost = leading_drops(p.final_ack_loss)
-    retries = RETRIES2 if p.client_close == "shutdown" else ORPHAN_RETRIES
-    if p.close_first == "client":
-        # The server is the passive closer: its port frees when LAST_ACK ends,
-        # at the first ACK that arrives or one timeout after its last retry.
-        copies = _fin_copies(lost + 1, retries + 1)
-        return SETUP_S + copies[min(lost, retries + 1)]
+    retries = fin_retries(p)
+    if not time_wait_kept(p):
+        # The port frees at once, or when the passive closer's next FIN copy meets a socket
+        # that is gone and is answered with a RST.
+        return SETUP_S + _fin_copies(lost + 1, retries)[-1] + 1.0
     # Each FIN copy restarts TIME_WAIT; it ends at the first gap longer than itself.
     copies = _fin_copies(lost, retries)
     last = next((a for a, b in zip(copies, copies[1:]) if b - a > TIME_WAIT_S), copies[-1])
+    if p.close_first == "client" and not p.watches_client:
+        # Only the server's side is watched: its LAST_ACK ends at the first ACK that arrives,
+        # or one timeout after its last retry.
+        return SETUP_S + _fin_copies(lost + 1, retries + 1)[min(lost, retries + 2)]
     return SETUP_S + last + TIME_WAIT_S + 1.0
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import __version__
+from harness import __version__, spec
 from harness.execute import Engine
 from harness.faults.choose import choose
 from harness.lab import engine as lab_engine
@@ -78,10 +78,12 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                 imgs = images.present(client, first)
                 assert imgs is not None, "the copied images are there"
         engine_facts = {**facts.engine(client), **facts.probe(client, imgs, run_id)}
-        losses = [t.params.final_ack_loss for t in trials
-                  if t.engine == ref.name and t.params.final_ack_loss.kind != "none"]
-        backend, why = (choose(exp.fault_backend, losses, engine_facts["capabilities"], exp.source)
-                        if losses else (None, "no loss asked for"))
+        facts.check_sysctls(client, imgs, run_id, spec.sysctl_fields(exp), exp.source)
+        mine = [t.params for t in trials if t.engine == ref.name]
+        losses = [p.final_ack_loss for p in mine if p.final_ack_loss.kind != "none"]
+        resets = any(p.final_ack_reset for p in mine)
+        backend, why = (choose(exp.fault_backend, losses, engine_facts["capabilities"], exp.source, resets)
+                        if losses or resets else (None, "no loss asked for"))
         say(f"{label}Linux {engine_facts['kernel']}; fault backend: {backend.name if backend else 'none'} ({why})")
         all_facts[ref.name] = {
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,

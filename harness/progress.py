@@ -8,15 +8,24 @@ import time
 from typing import Any, TextIO
 
 from harness.plan import Trial
+from harness.probes.commands import CLIENT_AGENT
 from harness.record import TrialResult
+
+
+def _whose(e: dict[str, Any]) -> str:
+    return "client's " if e.get("src") == CLIENT_AGENT else ""
+
 
 # Events worth a line of their own, and how to say them.
 NOTABLE = {
     "listening": lambda e: "server listening",
     "close": lambda e: f"{e.get('side')} closed ({e.get('how')})",
-    "tw_appear": lambda e: f"TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
+    "tw_appear": lambda e: f"{_whose(e)}TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
     "tw_timer_restart": lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
-    "tw_gone": lambda e: "TIME_WAIT gone",
+    "tw_gone": lambda e: f"{_whose(e)}TIME_WAIT gone",
+    "reconnect": lambda e: (f"client reconnected from port {e.get('lport')}" if e.get("ok")
+                            else f"client reconnect failed ({e.get('step')}: {e.get('errno')})"),
+    "fixed_port_ok": lambda e: f"client's fixed port {e.get('lport')} usable again",
     "bind_ok": lambda e: f"bind() ok {'with' if e.get('reuseaddr') else 'without'} SO_REUSEADDR",
     "restart_up": lambda e: f"server restarted after {e.get('attempt')} attempt(s)",
     "timeout": lambda e: "gave up waiting (max_wait_s)",

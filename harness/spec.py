@@ -31,6 +31,16 @@ CLOSE_FIRST = ("server", "client")
 CLIENT_CLOSE = ("close", "shutdown")
 FAMILIES = ("ipv4", "ipv6")
 BACKENDS = ("auto", "nftables", "netem")
+# How the agent stops the server when it closes first (images/src/echo_server.c).
+SERVER_STOPS = ("sigint", "sigkill", "close", "linger0")
+STOP_WORDS = {"sigint": "SIGINT", "sigkill": "SIGKILL", "close": "close()", "linger0": "SO_LINGER 0"}
+MAX_CONNECTIONS = 32  # the agents watch up to this many (images/src/diag.h)
+MAX_SYSCTLS = 24  # per side; the programs read back these and a few more
+SYSCTL_NAME = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
+MAX_SYSCTL_VALUE = 100
+
+# A side's sysctls: (name, value) pairs in name order, the value as written (a whole number or a string).
+Sysctls = tuple[tuple[str, int | str], ...]
 
 
 @dataclass(frozen=True)
@@ -74,10 +84,40 @@ class Params:
     final_ack_loss: Loss = NO_LOSS
     client_close: str = "close"
     family: str = "ipv4"
+    server_stop: str = "sigint"
+    connections: int = 1  # the client opens this many; the server serves them all at once
+    client_port: int | None = None  # the client binds this local port before connect(); None: ephemeral
+    watch_client: bool = False  # an agent on the client's side watches its sockets and reconnects
+    final_ack_reset: bool = False  # the first final ACK the loss lets through is answered with a RST
+    server_sysctls: Sysctls = ()  # set in that side's network namespace before the connection
+    client_sysctls: Sysctls = ()
 
     @property
     def restart_with_reuseaddr(self) -> bool:
         return self.server_reuseaddr if self.restart_reuseaddr is None else self.restart_reuseaddr
+
+    @property
+    def watches_client(self) -> bool:
+        """A fixed client port is only worth measuring from the client's side."""
+        return self.watch_client or self.client_port is not None
+
+    def sysctls(self, side: str) -> dict[str, int | str]:
+        return dict(self.server_sysctls if side == "server" else self.client_sysctls)
+
+    def conflict(self) -> str | None:
+        """Why these variables cannot go together, or None."""
+        if self.server_stop != "sigint" and self.close_first != "server":
+            return f"server_stop: {self.server_stop} needs close_first: server (the agent stops the server)"
+        if self.server_stop == "linger0" and (self.final_ack_loss.kind != "none" or self.final_ack_reset):
+            return "server_stop: linger0 closes with a RST: there is no final ACK to drop or answer"
+        if self.connections > 1 and (self.final_ack_loss.kind != "none" or self.final_ack_reset):
+            return ("final_ack_loss and final_ack_reset need connections: 1 "
+                    "(the fault numbers the final ACKs of all connections as one stream)")
+        if self.final_ack_reset and self.final_ack_loss.kind not in ("none", "first"):
+            return "final_ack_reset needs final_ack_loss 0 or k: it answers the first copy the loss lets through"
+        if self.client_port is not None and self.connections > 1:
+            return "client_port needs connections: 1 (one socket at a time binds a port)"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +127,13 @@ class Params:
             "final_ack_loss": self.final_ack_loss.to_json(),
             "client_close": self.client_close,
             "family": self.family,
+            "server_stop": self.server_stop,
+            "connections": self.connections,
+            "client_port": self.client_port,
+            "watch_client": self.watches_client,
+            "final_ack_reset": self.final_ack_reset,
+            "server_sysctls": dict(self.server_sysctls),
+            "client_sysctls": dict(self.client_sysctls),
         }
 
     def label(self) -> str:
@@ -104,6 +151,18 @@ class Params:
             parts.append(f"client {self.client_close}()")
         if self.family != "ipv4":
             parts.append(self.family)
+        if self.server_stop != "sigint":
+            parts.append(f"server stopped by {STOP_WORDS[self.server_stop]}")
+        if self.connections > 1:
+            parts.append(f"{self.connections} connections")
+        if self.client_port is not None:
+            parts.append(f"client port {self.client_port}")
+        elif self.watch_client:
+            parts.append("client watched")
+        if self.final_ack_reset:
+            parts.append("final ACK answered with RST")
+        for side in ("server", "client"):
+            parts += [f"{side} {k}={v}" for k, v in self.sysctls(side).items()]
         return ", ".join(parts)
 
 
@@ -250,6 +309,29 @@ class _Reader:
             )
         raise self.bad(where, f"got {_show(value)}; allowed: {allowed}")
 
+    def sysctls(self, value: Any, where: str) -> Sysctls:
+        """{net.NAME: value}: namespaced sysctls by their dotted names (which ones this kernel has
+        in a network namespace is checked before anything starts, see lab/facts.py)."""
+        allowed = "a mapping of net.* sysctl names to whole numbers or strings"
+        if not isinstance(value, dict):
+            raise self.bad(where, f"got {_show(value)}; allowed: {allowed}")
+        if len(value) > MAX_SYSCTLS:
+            raise self.bad(where, f"{len(value)} sysctls; allowed: up to {MAX_SYSCTLS}")
+        out = []
+        for name, v in value.items():
+            if not isinstance(name, str) or not SYSCTL_NAME.fullmatch(name) or len(name) > 200:
+                raise self.bad(where, f"got the name {_show(name)}; allowed: a dotted sysctl name under net. "
+                                      "(only the network namespace's sysctls can differ per side)")
+            w = f"{where}.{name}"
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise self.bad(w, f"got {_show(v)}; allowed: a whole number or a string")
+            if isinstance(v, str):
+                self.text(v, w, limit=MAX_SYSCTL_VALUE)
+            elif not -2**63 <= v < 2**63:
+                raise self.bad(w, f"got {_show(v)}; allowed: a 64-bit whole number")
+            out.append((name, v))
+        return tuple(sorted(out))
+
     def param(self, name: str, value: Any, where: str) -> Any:
         parsers: dict[str, Callable[[Any, str], Any]] = {
             "close_first": lambda v, w: self.choice(v, w, CLOSE_FIRST),
@@ -258,6 +340,13 @@ class _Reader:
             "final_ack_loss": self.loss,
             "client_close": lambda v, w: self.choice(v, w, CLIENT_CLOSE),
             "family": lambda v, w: self.choice(v, w, FAMILIES),
+            "server_stop": lambda v, w: self.choice(v, w, SERVER_STOPS),
+            "connections": lambda v, w: self.integer(v, w, 1, MAX_CONNECTIONS),
+            "client_port": lambda v, w: self.integer(v, w, 1024, 65535),
+            "watch_client": self.boolean,
+            "final_ack_reset": self.boolean,
+            "server_sysctls": self.sysctls,
+            "client_sysctls": self.sysctls,
         }
         return parsers[name](value, where)
 
@@ -302,8 +391,9 @@ def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:
     if "where" in m:
         for key, value in r.mapping(m["where"], f"{where}.where", ("case",) + PARAM_NAMES).items():
             w = f"{where}.where.{key}"
-            value = r.text(value, w) if key == "case" else r.param(key, value, w)
-            matches.append((key, value.to_json() if isinstance(value, Loss) else value))
+            # A case parameter is matched in its JSON form (a Loss as written, sysctls as a mapping).
+            value = r.text(value, w) if key == "case" else Params(**{key: r.param(key, value, w)}).to_json()[key]
+            matches.append((key, value))
     bounds = tuple(_bound(r, k, v, f"{where}.{k}") for k, v in m.items() if k in MEASURES)
     if not bounds:
         raise r.bad(where, f"bounds no figure; allowed: {', '.join(MEASURES)}")
@@ -315,6 +405,9 @@ def _case(r: _Reader, raw: Any, where: str) -> Case:
     m = r.mapping(raw, where, ("name",) + PARAM_NAMES)
     values = {k: r.param(k, v, f"{where}.{k}") for k, v in m.items() if k != "name"}
     params = Params(**values)
+    conflict = params.conflict()
+    if conflict:
+        raise r.bad(where, conflict)
     name = r.text(m["name"], f"{where}.name") if "name" in m else params.label()
     return Case(name, params)
 
@@ -383,6 +476,20 @@ def parse(text: str, source: str) -> Experiment:
         cases=tuple(cases),
         expect=tuple(expect),
     )
+
+
+def sysctl_fields(exp: Experiment) -> dict[tuple[str, str, str], str]:
+    """Where each (side, name, value as text) of the file's sysctls is first written: the field
+    a message about it names."""
+    out: dict[tuple[str, str, str], str] = {}
+    places = [(f"matrix.{key}[{i}]", key, v) for key, values in exp.matrix for i, v in enumerate(values)]
+    places += [(f"cases[{i}].{key}", key, getattr(c.params, key)) for i, c in enumerate(exp.cases)
+               for key in ("server_sysctls", "client_sysctls")]
+    for where, key, value in places:
+        if key in ("server_sysctls", "client_sysctls"):
+            for name, v in value:
+                out.setdefault((key.split("_")[0], name, str(v)), f"{where}.{name}")
+    return out
 
 
 def load(path: str | Path) -> Experiment:

@@ -15,8 +15,10 @@ def netem_missing(caps: dict[str, bool]) -> list[str]:
     return [k for k in NETEM_NEEDS if not caps.get(k)]
 
 
-def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str) -> tuple[FaultBackend, str]:
-    """(backend, one line saying why) for the losses an experiment asks for."""
+def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: str,
+           resets: bool = False) -> tuple[FaultBackend, str]:
+    """(backend, one line saying why) for the losses an experiment asks for, and its RSTs
+    (final_ack_reset), which only nftables can craft."""
     missing = netem_missing(caps)
     seed = caps.get("netem_seed", False)
     if requested == "netem":
@@ -25,12 +27,15 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
                 f"{source}: fault_backend: netem is not available on this kernel "
                 f"(missing: {', '.join(missing)}); use fault_backend: auto or nftables")
         unsupported = [loss.label() for loss in losses if not supports(loss, seed)]
+        if resets:
+            raise SpecError(source, "fault_backend", "netem cannot answer a final ACK with a RST "
+                                                     "(final_ack_reset); use fault_backend: auto or nftables")
         if unsupported:
             why = "" if seed else " (random loss is reproducible only with a seed, which this iproute2 lacks)"
             raise SpecError(source, "fault_backend", f"netem cannot drop {', '.join(unsupported)}{why}; "
                                                      "use fault_backend: auto or nftables")
         return Netem(), "netem, as the experiment asks"
-    if requested == "auto" and not missing and all(supports(loss, seed) for loss in losses):
+    if requested == "auto" and not missing and not resets and all(supports(loss, seed) for loss in losses):
         return Netem(), "auto: this kernel has netem"
     if not caps.get("nftables"):
         raise EnvironmentProblem("no fault backend works here: this kernel has neither netem nor nftables")
@@ -38,6 +43,8 @@ def choose(requested: str, losses: list[Loss], caps: dict[str, bool], source: st
         return Nftables(), "nftables, as the experiment asks"
     if missing:
         return Nftables(), f"auto: this kernel has no netem (missing: {', '.join(missing)})"
+    if resets:
+        return Nftables(), "auto: only nftables answers a final ACK with a RST"
     return Nftables(), "auto: netem cannot drop every loss pattern asked for"
 
 

@@ -1,4 +1,5 @@
-"""What the engine and kernel are: for the manifest, and for choosing a fault backend.
+"""What the engine and kernel are: for the manifest, for choosing a fault backend, and
+whether the kernel takes the sysctls an experiment sets.
 
 Capabilities are probed once per run, in a throwaway container with its own
 empty network namespace and NET_ADMIN, removed straight after.
@@ -7,11 +8,14 @@ empty network namespace and NET_ADMIN, removed straight after.
 from __future__ import annotations
 
 import platform
+import re
 from typing import Any
 
 import docker
+import docker.errors
 
-from harness.lab.engine import labels, translated
+from harness.errors import LabError, SpecError
+from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 
 # The TCP settings behind TIME_WAIT, FIN retries and port reuse, as a new
@@ -67,3 +71,59 @@ def engine(client: docker.DockerClient) -> dict[str, Any]:
         "cpus": info.get("NCPU"),
         "harness_host": platform.node(),
     }
+
+
+# How the runtime reports a sysctl it could not set, e.g. "open /proc/sys/net/core/rmem_max:
+# no such file or directory" or "write /proc/sys/net/ipv4/tcp_tw_reuse: invalid argument".
+_REFUSAL = re.compile(r"(?:open|write) /proc/sys/([A-Za-z0-9_./-]+): ([a-z][a-z ]*[a-z])")
+
+
+def _refused(client: docker.DockerClient, images: ImageSet, run_id: str,
+             sysctls: dict[str, str]) -> tuple[str, str] | None:
+    """Start a throwaway container whose new network namespace gets these sysctls the way a
+    trial's namespace owner gets them (the runtime writes each before anything runs): the
+    first one the kernel refused and its answer, or None."""
+    doing = "setting the experiment's sysctls in a throwaway network namespace"
+    with translated(doing):
+        c = client.containers.create(images["probe"], ["true"], network_mode="none", sysctls=sysctls,
+                                     cap_drop=["ALL"], labels=labels(run_id, role="probe"))
+    try:
+        c.start()
+        return None
+    except docker.errors.APIError as exc:
+        said = exc.explanation or str(exc)
+        m = _REFUSAL.search(said)
+        if m is None:
+            raise LabError(doing, said) from None
+        return m.group(1).replace("/", "."), m.group(2)
+    finally:
+        with translated(doing):
+            remove_quietly(c.remove, force=True)
+
+
+def _why(answer: str, value: str) -> str:
+    if answer == "no such file or directory":
+        return ("this kernel has no such sysctl in a network namespace (unknown, or not namespaced: "
+                "the host's alone); allowed: the net.* sysctls of a fresh network namespace, "
+                "e.g. net.ipv4.tcp_rfc1337")
+    if answer in ("permission denied", "read-only file system"):
+        return f"read-only in a network namespace ({answer}); allowed: a writable net.* sysctl"
+    return f"the kernel refused {value!r} ({answer}); allowed: a value this sysctl takes"
+
+
+def check_sysctls(client: docker.DockerClient, images: ImageSet, run_id: str,
+                  fields: dict[tuple[str, str, str], str], source: str) -> None:
+    """Every (side, name, value) an experiment sets, applied before any trial starts: the first
+    the kernel refuses is a SpecError naming the field (spec.sysctl_fields) where it is written.
+    One throwaway namespace per round; each round sets one value of every name."""
+    values: dict[str, list[str]] = {}
+    for _, name, value in fields:
+        if value not in values.setdefault(name, []):
+            values[name].append(value)
+    for i in range(max(map(len, values.values()), default=0)):
+        asked = {name: vs[i] for name, vs in values.items() if i < len(vs)}
+        refusal = _refused(client, images, run_id, asked)
+        if refusal is not None:
+            name, answer = refusal
+            where = next((w for (_, n, v), w in fields.items() if n == name and v == asked.get(name)), "sysctls")
+            raise SpecError(source, where, _why(answer, asked[name]))

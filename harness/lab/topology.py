@@ -156,12 +156,14 @@ class TrialLab:
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
     def own(self, side: str, role: str, target: str, command: list[str],
-            caps: tuple[str, ...] = (), data_out: bool = False) -> Any:
+            caps: tuple[str, ...] = (), data_out: bool = False, sysctls: dict[str, str] | None = None) -> Any:
         """Start `side`'s namespace owner on the trial network; its output becomes events.
 
-        data_out: its stdout is data, kept as bytes in outputs[role]; events come from stderr."""
+        data_out: its stdout is data, kept as bytes in outputs[role]; events come from stderr.
+        sysctls: set in the new network namespace before anything runs in it (the runtime writes
+        them; a name this kernel does not have there fails the start)."""
         c = self._run(role, self._images[target], command, data_out, network=self._network.name,
-                      hostname=side, cap_add=list(caps))
+                      hostname=side, cap_add=list(caps), sysctls=sysctls or None)
         self.owners[side] = c
         self.streams[role] = EventStream(c, role, self._sink, self._stopping, stdout=not data_out)
         return c

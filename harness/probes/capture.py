@@ -4,6 +4,11 @@ tcpdump runs in the passive closer's namespace (the receiver of the final
 ACK), so it records each final ACK as it arrives, before the fault drops it,
 and each FIN the passive closer sends. pcap times are wall-clock; the agent's
 "clock" event maps them onto the monotonic axis of every other event.
+
+The timeline is the trial's first connection: the client port of the first
+SYN, up to a new SYN from that port (a client that binds its fixed port again).
+Other connections (a trial's further ones, the client's reconnect probes) are
+left out, so each count below is one connection's.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 import dpkt
 
+from harness.faults.pattern import leading_drops
 from harness.spec import Params
 
 FIN, SYN, RST, ACK = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_ACK
@@ -46,6 +52,24 @@ def _mono_offset(events: list[dict[str, Any]]) -> float | None:
     return clock["realtime"] - clock["mono"] if clock else None
 
 
+def _first_connection(segments: list[tuple[float, Any]], port: int) -> list[tuple[float, Any]]:
+    """The segments of the first connection: its client port, until that port sends a new SYN."""
+    client_port = isn = None
+    out = []
+    for ts, tcp in segments:
+        if client_port is None and tcp.dport == port and tcp.flags & SYN and not tcp.flags & ACK:
+            client_port, isn = tcp.sport, tcp.seq
+        if client_port is None:
+            out.append((ts, tcp))  # a capture that missed the handshake: keep everything
+            continue
+        if client_port not in (tcp.sport, tcp.dport):
+            continue
+        if tcp.sport == client_port and tcp.flags & SYN and tcp.seq != isn:
+            break
+        out.append((ts, tcp))
+    return out
+
+
 def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
              dropped_copies: list[int] | None) -> list[dict[str, Any]]:
     """Each segment of the close, named, with t in seconds after the close (t = 0)."""
@@ -53,11 +77,12 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
     t0 = next((e["mono"] for e in events if e.get("ev") == "close" and e.get("side") == p.close_first), None)
     active = p.close_first
     dropped = set(dropped_copies or ())
+    reset_copy = leading_drops(p.final_ack_loss) if p.final_ack_reset else None
     out: list[dict[str, Any]] = []
     fins: dict[str, int] = {"server": 0, "client": 0}
     isn: dict[str, int] = {}  # each side's initial sequence number, from its SYN
     final_acks = 0
-    for ts, tcp in _segments(pcap):
+    for ts, tcp in _first_connection(_segments(pcap), port):
         sender = "server" if tcp.sport == port else "client"
         flags = tcp.flags & FLAG_MASK
         if flags & SYN:
@@ -75,6 +100,9 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             extra["copy"] = final_acks
             if dropped_copies is not None:
                 extra["dropped"] = final_acks in dropped
+                if reset_copy is not None:
+                    # answered at the receiver's ingress with a RST to its sender (faults/nftables.py)
+                    extra["reset"] = final_acks == reset_copy
             final_acks += 1
         elif flags == ACK and not tcp.data and fins[_other(sender)] and not fins[sender]:
             what = f"{sender} ACK of the {_other(sender)} FIN"
@@ -103,9 +131,12 @@ def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             dropped_copies: list[int] | None) -> dict[str, Any]:
     tl = timeline(pcap, events, port, p, dropped_copies)
     passive = _other(p.close_first)
-    fin_copies = sum(1 for e in tl if e["what"] in (f"{passive} FIN", f"{passive} FIN retransmission"))
+    fins = [e for e in tl if e["what"] in (f"{passive} FIN", f"{passive} FIN retransmission")]
     return {
         "timeline": tl,
-        "fin_retransmits": max(0, fin_copies - 1),
+        "fin_retransmits": max(0, len(fins) - 1),
         "final_acks_seen": sum(1 for e in tl if e["what"].startswith("final ACK")),
+        "last_fin_s": fins[-1]["t"] if fins else None,
+        "server_rsts": sum(1 for e in tl if e["what"] == "server RST"),
+        "client_rsts": sum(1 for e in tl if e["what"] == "client RST"),
     }

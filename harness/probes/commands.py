@@ -4,14 +4,34 @@ from __future__ import annotations
 
 from harness.spec import Experiment, Params
 
+# Read back on each side in every trial, with those the case sets: the sysctls that govern
+# a close (retries, FIN_WAIT_2, TIME_WAIT buckets and reuse, RFC 1337).
+TEARDOWN_SYSCTLS = ("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_orphan_retries",
+                    "net.ipv4.tcp_retries2", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_tw_reuse")
+
+
+def sysctl_flags(p: Params, side: str) -> list[str]:
+    names = dict.fromkeys(TEARDOWN_SYSCTLS + tuple(p.sysctls(side)))
+    return [arg for name in names for arg in ("-S", name)]
+
+
+def served(p: Params) -> int:
+    """Connections the server serves before it exits: the client's, and, when the client closes
+    first and is watched, its reconnect from a fresh socket and the one from its fixed port."""
+    if p.close_first != "client" or not p.watches_client:
+        return p.connections
+    return p.connections + 1 + (p.client_port is not None)
+
 
 def server(exp: Experiment, p: Params) -> list[str]:
     # The server exits on SIGINT, as the book's does; the shell around it then
-    # stays, so the container's end (work for the engine, which would delay
-    # the close's FINs and the agents' polls) comes when the harness removes
-    # it, once TIME_WAIT has begun.
-    return ["sh", "-c", '"$@"; exec sleep infinity', "sh", "echo-server",
-            *(["-r"] if p.server_reuseaddr else []), *(["-6"] if p.family == "ipv6" else []), str(exp.port)]
+    # says how it ended ($?: 128 + the signal's number after one) and stays, so
+    # the container's end (work for the engine, which would delay the close's
+    # FINs and the agents' polls) comes when the harness removes it, once
+    # TIME_WAIT has begun.
+    return ["sh", "-c", '"$@"; printf \'{"src":"server","ev":"exit","status":%d}\\n\' $?; exec sleep infinity',
+            "sh", "echo-server", *(["-r"] if p.server_reuseaddr else []), *(["-6"] if p.family == "ipv6" else []),
+            *(["-n", str(served(p))] if served(p) > 1 else []), str(exp.port)]
 
 
 # The agent raises its own CPU priority so its polls start on time under load.
@@ -19,16 +39,30 @@ AGENT_CAPS = ("SYS_NICE",)
 
 
 def agent(exp: Experiment, p: Params, close_phase: tuple[float, float] | None = None) -> list[str]:
-    return ["tw-agent", "-p", str(exp.port), "-c", p.close_first,
+    return ["tw-agent", "-p", str(exp.port), "-c", p.close_first, "-k", p.server_stop,
             "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms), "-w", f"{exp.max_wait_s:g}",
             *(["-R"] if p.restart_with_reuseaddr else []), *(["-6"] if p.family == "ipv6" else []),
-            *(["-a", "{:.6f},{:.6f}".format(*close_phase)] if close_phase else [])]
+            *(["-a", "{:.6f},{:.6f}".format(*close_phase)] if close_phase else []), *sysctl_flags(p, "server")]
 
 
 def client(exp: Experiment, p: Params, server_address: str) -> list[str]:
     # -w: start early, connect on the harness's first SIGUSR1. "--": a message may start with "-".
-    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "--",
-            server_address, str(exp.port), exp.message]
+    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections),
+            *(["-b", str(p.client_port)] if p.client_port is not None else []), *sysctl_flags(p, "client"),
+            "--", server_address, str(exp.port), exp.message]
+
+
+# The client's side's agent: its container's role and the src of its events.
+CLIENT_AGENT = "client-agent"
+
+
+def client_agent(exp: Experiment, p: Params, server_address: str) -> list[str]:
+    # -r: the book's question, a client started again at once; only a client that closed first
+    # has a TIME_WAIT to try it against (the server keeps listening for it, see served()).
+    return [CLIENT_AGENT, "-H", server_address, "-p", str(exp.port), "-i", str(exp.poll_ms),
+            "-w", f"{exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
+            *(["-r"] if p.close_first == "client" else []),
+            *(["-b", str(p.client_port)] if p.client_port is not None else [])]
 
 
 # tcpdump opens the interface as root, then runs as its own user: it needs

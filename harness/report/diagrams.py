@@ -35,6 +35,7 @@ class Arrow:
     kind: str  # "fin", "fin again", "ack", "final ack", "final ack again", "rst"
     label: str  # flags and relative SEQ/ACK numbers
     dropped: bool  # ends in a cross at the receiver's ingress
+    answered: bool = False  # ends at the receiver's ingress, which sent a RST back (final_ack_reset)
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ def sequence(r: TrialResult, events: list[Event]) -> Sequence:
     t0 = close_time(events, active)
     tw = (r.tw_appear_s, r.tw_gone_s) if r.tw_appear_s is not None and r.tw_gone_s is not None else None
     axis = RowAxis([s["t"] for s in segs] + ([tw[1]] if tw else []))
-    arrows = [Arrow(axis.row(s["t"]), s["t"], s["from"], _kind(s["what"]), _label(s), bool(s.get("dropped")))
-              for s in segs]
+    arrows = [Arrow(axis.row(s["t"]), s["t"], s["from"], _kind(s["what"]), _label(s), bool(s.get("dropped")),
+                    bool(s.get("reset"))) for s in segs]
     restart_ts = [e["mono"] - t0 for e in events if t0 is not None and e.get("ev") == "tw_timer_restart"]
     fins = [a for a in arrows if a.sender == "client" and a.kind in ("fin", "fin again")]  # into the server
     restarts = []

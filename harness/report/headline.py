@@ -45,6 +45,25 @@ def _key(params: dict[str, Any], **changes: Any) -> str:
     return json.dumps({**params, **changes}, sort_keys=True)
 
 
+def _client_time_wait(watched: list[list[TrialResult]]) -> list[str]:
+    """The client's own TIME_WAIT, where its side was watched: how long, and what a fresh socket
+    and one bound to its fixed port could do meanwhile."""
+    plain = [r for rs in watched if rs[0].params.get("client_port") is None for r in rs]
+    fixed = [r for rs in watched if rs[0].params.get("client_port") is not None for r in rs]
+    tw = _median(plain + fixed, "client_tw_s")
+    if tw is None:
+        return []
+    text = f"When the client closed first, its own socket stayed in TIME_WAIT for {seconds(tw)}"
+    again = _median(plain + fixed, "reconnect_s")
+    if again is not None:
+        other = all(r.reconnect_same_port == 0 for r in plain + fixed if r.reconnect_same_port is not None)
+        text += f"; a fresh socket connected again after {again:.3f} s" + (", from another port" if other else "")
+    free = _median(fixed, "fixed_port_s")
+    if free is not None:
+        text += f", one bound to the client's fixed port only after {seconds(free)}"
+    return [text + "."]
+
+
 def sentences(results: list[TrialResult]) -> list[str]:
     cases = by_case(results)
     by_params = {_key(rs[0].params, engine=rs[0].engine): rs for rs in cases.values()}
@@ -85,12 +104,16 @@ def sentences(results: list[TrialResult]) -> list[str]:
             verb = "was enough: the restart took" if restart < tw else "did not help: the restart took"
             out.append(f"SO_REUSEADDR on {which} only {verb} {seconds(restart)}.")
 
+    # A watched client's reconnects keep the server listening, so its restart says nothing here.
     client_first = [r for rs in cases.values() if rs[0].params["close_first"] == "client"
-                    and rs[0].params["final_ack_loss"] == 0 for r in rs]
+                    and rs[0].params["final_ack_loss"] == 0 and not rs[0].params.get("watch_client") for r in rs]
     restart_cf = _median(client_first, "restart_s")
     if restart_cf is not None and _median(client_first, "time_wait_s") is None:
         out.append(f"When the client closed first, the server's socket never entered TIME_WAIT and the "
                    f"server restarted in {seconds(restart_cf)}.")
+
+    out += _client_time_wait([rs for rs in cases.values() if rs[0].params["close_first"] == "client"
+                              and rs[0].params.get("watch_client")])
 
     if not out:
         longest = max((r for r in results if r.ok and r.time_wait_s is not None),

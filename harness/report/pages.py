@@ -72,6 +72,8 @@ def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[
 
 
 def _value(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, dict):

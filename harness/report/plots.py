@@ -75,16 +75,17 @@ def sequence_svg(seq: Sequence, title: str, salt: str) -> str:
             x0, x1 = X[a.sender], X[receiver]
             colour, style = _arrow_style(a.kind, a.dropped)
             y0, y1 = a.row, a.row + SLANT
-            if a.dropped:
+            if a.dropped or a.answered:  # neither reaches the receiver's TCP
                 x_end = x1 - INGRESS if x1 > x0 else x1 + INGRESS
                 y_end = y0 + SLANT * (x_end - x0) / (x1 - x0)
                 ax.plot([x0, x_end], [y0, y_end], color=colour, ls=style, lw=1.3)
-                ax.plot([x_end], [y_end], marker="X", ms=9, color=colour, mec=BLACK, mew=0.5)
+                ax.plot([x_end], [y_end], marker="X" if a.dropped else "o", ms=9 if a.dropped else 6,
+                        color=colour, mec=BLACK, mew=0.5)
             else:
                 ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                             arrowprops={"arrowstyle": "-|>", "color": colour, "ls": style, "lw": 1.3,
                                         "shrinkA": 0, "shrinkB": 0})
-            label = a.label + ("  (dropped)" if a.dropped else "")
+            label = a.label + ("  (dropped)" if a.dropped else "  (answered with a RST)" if a.answered else "")
             ax.text((x0 + x1) / 2, (y0 + y1) / 2 - 0.12, label, ha="center", va="bottom", fontsize=7.5,
                     color=BLACK, rotation=0)
             ax.text(0.01, y0 + SLANT / 2, f"{a.t:8.3f} s", ha="left", va="center", fontsize=7.5,

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from tabulate import tabulate
 
 from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS, by_case as expectations_by_case
-from harness.record import COUNTS, FIGURES, TrialResult, by_case, labeller
+from harness.record import COUNTS, FIGURES, PORTS, SHOWN_FOR, TrialResult, by_case, labeller
+from harness.spec import Params
+
+DEFAULTS = Params().to_json()
 
 NOTE = "Seconds after the close (t = 0: the first FIN's sender closed); several trials show median [min-max]."
 
 
 def _fmt(key: str, x: float) -> str:
-    return f"{x:.0f}" if key in COUNTS else f"{x:.3f}"
+    return f"{x:.0f}" if key in COUNTS or key in PORTS else f"{x:.3f}"
 
 
 def cell(key: str, s: Summary | None) -> str:
@@ -28,8 +32,13 @@ def cell(key: str, s: Summary | None) -> str:
 
 
 def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
-    """Figures some trial has a value for (loss columns appear only with loss)."""
-    return [(k, h) for k, h in FIGURES if any(getattr(t, k) is not None for t in trials)]
+    """Figures some trial has a value for (loss columns appear only with loss); those of
+    record.SHOWN_FOR where some case sets their variable."""
+    def shown(k: str) -> bool:
+        if k in SHOWN_FOR:
+            return any(t.params.get(v, DEFAULTS[v]) != DEFAULTS[v] for t in trials for v in SHOWN_FOR[k])
+        return any(getattr(t, k) is not None for t in trials)
+    return [(k, h) for k, h in FIGURES if shown(k)]
 
 
 def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
@@ -162,10 +171,12 @@ def trials_csv(trials: list[TrialResult]) -> str:
     """Every trial's raw values, one row each."""
     keys = ["trial", "case", "repeat", "engine", "kernel", "status", "why", "coarse",
             *([f"params.{k}" for k in trials[0].params] if trials else []),
-            *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts"]
+            *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts",
+            "server_sysctls", "client_sysctls"]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(keys)
     for t in sorted(trials, key=lambda t: t.index):
-        w.writerow([t.params.get(k[7:]) if k.startswith("params.") else getattr(t, k) for k in keys])
+        values = [t.params.get(k[7:]) if k.startswith("params.") else getattr(t, k) for k in keys]
+        w.writerow([json.dumps(v) if isinstance(v, dict) else v for v in values])  # sysctls as JSON
     return buf.getvalue()

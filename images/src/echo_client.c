@@ -7,11 +7,17 @@
  * the server's socket go on to TIME_WAIT (an orphan left in FIN_WAIT_2 would
  * just expire). Errors print like the server's ("connect() error").
  *
- * echo-client [-c ...] [-m ...] [-w] HOST PORT MESSAGE is the harness's.
- * It connects (with -w, once it gets SIGUSR1), sends one message, reads the
- * echo, then closes in the order the trial asks for:
- *   -c client  wait for SIGUSR1 (the harness's "close now"), then close first;
- *   -c server  wait for the server's FIN (read() == 0), then close second.
+ * echo-client [-c ...] [-m ...] [-w] [-n N] [-b PORT] [-S SYSCTL]... HOST
+ * PORT MESSAGE is the harness's. It first reads back the sysctls named with
+ * -S from its network namespace (sysctls.h). It opens -n connections (with
+ * -w, once it gets SIGUSR1; with -b, the one connection from that local
+ * port, bound before connect() as a client with a fixed port does), sends
+ * the message on each, reads the echoes, then closes in the order the trial
+ * asks for:
+ *   -c client  wait for SIGUSR1 (the harness's "close now"), then close
+ *              every connection first;
+ *   -c server  close each connection when it reads the server's FIN
+ *              (read() == 0), or its RST (read() fails).
  * -m close     close(): the descriptor goes and the kernel keeps an orphan;
  * -m shutdown  shutdown(SHUT_WR) with the descriptor kept open until the
  *              kernel reports the socket CLOSED (the retry limits differ).
@@ -31,27 +37,37 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "anyaddr.h"
 #include "events.h"
+#include "sysctls.h"
 
 #define SRC "client"
+#define MAX_CONNS 32
 
 static void fail(const char *what)
 {
-	emit_at(SRC, "error", mono_now(), "\"what\":\"%s\",\"errno\":%d", what,
-		errno);
+	char esc[200];
+	emit_at(SRC, "error", mono_now(), "\"what\":\"%s\",\"errno\":\"%s\"",
+		what, json_escape(strerror(errno), esc, sizeof(esc)));
 	exit(1);
 }
 
-/* A socket connected to HOST PORT; NULL, or the call that failed. */
-static const char *dial(const char *host, const char *port, int *sock)
+/* A socket connected to HOST PORT, from local port bind_port unless it is
+ * 0; NULL, or the call that failed. */
+static const char *dial(const char *host, const char *port, int bind_port,
+			int *sock)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
 	if (getaddrinfo(host, port, &hints, &ai))
 		return "getaddrinfo";
 	*sock = socket(ai->ai_family, SOCK_STREAM, 0);
+	struct sockaddr_storage local;
+	socklen_t llen = any_addr(ai->ai_family, bind_port, &local);
 	const char *failed = NULL;
 	if (*sock < 0)
 		failed = "socket";
+	else if (bind_port && bind(*sock, (struct sockaddr *)&local, llen))
+		failed = "bind";
 	else if (connect(*sock, ai->ai_addr, ai->ai_addrlen))
 		failed = "connect";
 	freeaddrinfo(ai);
@@ -67,7 +83,7 @@ static void die(const char *what)
 static int interactive(const char *host, const char *port)
 {
 	int sock;
-	const char *failed = dial(host, port, &sock);
+	const char *failed = dial(host, port, 0, &sock);
 	if (failed)
 		die(failed);
 	/* Unbuffered stdin: fgets() then takes exactly one line from fd 0, so
@@ -132,68 +148,123 @@ static void hold(void)
 		pause();
 }
 
-static void finish_close(int sock, int use_shutdown)
+/* Keep each shut-down descriptor until the kernel is done with its
+ * connection: that is what makes shutdown() differ from an orphaned close(). */
+static void wait_closed(const int *socks, int n)
 {
-	double t = mono_now();
-	if (!use_shutdown) {
-		close(sock);
-		emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"close\"");
-		return;
-	}
-	if (shutdown(sock, SHUT_WR))
-		fail("shutdown");
-	emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"shutdown\"");
-	/* Keep the descriptor until the kernel is done with the connection:
-	 * that is what makes shutdown() differ from an orphaned close(). */
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	for (;;) {
-		char c;
-		(void)!recv(sock, &c, 1, MSG_DONTWAIT);
-		if (getsockopt(sock, IPPROTO_TCP, TCP_INFO, &ti, &len))
-			fail("getsockopt");
-		if (ti.tcpi_state == TCP_CLOSE)
-			break;
+	int left = n, done[MAX_CONNS] = {0};
+	while (left > 0) {
+		for (int i = 0; i < n; i++) {
+			struct tcp_info ti;
+			socklen_t len = sizeof(ti);
+			char c;
+			if (done[i])
+				continue;
+			(void)!recv(socks[i], &c, 1, MSG_DONTWAIT);
+			if (getsockopt(socks[i], IPPROTO_TCP, TCP_INFO, &ti, &len))
+				fail("getsockopt");
+			if (ti.tcpi_state != TCP_CLOSE)
+				continue;
+			int err = 0;
+			len = sizeof(err);
+			if (getsockopt(socks[i], SOL_SOCKET, SO_ERROR, &err, &len))
+				fail("getsockopt");
+			emit_at(SRC, "socket_closed", mono_now(),
+				"\"conn\":%d,\"so_error\":%d", i, err);
+			if (close(socks[i]))
+				fail("close");
+			done[i] = 1;
+			left--;
+		}
 		usleep(10000);
 	}
-	int err = 0;
-	len = sizeof(err);
-	if (getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &len))
-		fail("getsockopt");
-	emit_at(SRC, "socket_closed", mono_now(), "\"so_error\":%d", err);
-	close(sock);
+}
+
+/* Close (or shut down) these connections now, as one close. */
+static void close_now(const int *socks, int n, int use_shutdown)
+{
+	double t = mono_now();
+	for (int i = 0; i < n; i++)
+		if (use_shutdown ? shutdown(socks[i], SHUT_WR) : close(socks[i]))
+			fail(use_shutdown ? "shutdown" : "close");
+	emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"%s\",\"connections\":%d",
+		use_shutdown ? "shutdown" : "close", n);
+}
+
+/* The server closed first: close each connection as its FIN (or RST)
+ * arrives, then, after shutdown(), hold them until the kernel is done. */
+static void close_second(const int *socks, int n, int use_shutdown)
+{
+	struct pollfd fds[MAX_CONNS];
+	int open = n, shut[MAX_CONNS], nshut = 0;
+	char buf[256];
+	for (int i = 0; i < n; i++)
+		fds[i] = (struct pollfd){.fd = socks[i], .events = POLLIN};
+	while (open > 0) {
+		if (poll(fds, n, -1) < 0)
+			fail("poll");
+		for (int i = 0; i < n; i++) {
+			if (fds[i].fd < 0 || !fds[i].revents)
+				continue;
+			ssize_t got = read(fds[i].fd, buf, sizeof(buf));
+			if (got > 0)
+				continue;
+			char esc[200];
+			emit_at(SRC, "eof", mono_now(), "\"conn\":%d,\"read\":%zd,\"errno\":\"%s\"",
+				i, got, got < 0 ? json_escape(strerror(errno), esc, sizeof(esc)) : "");
+			if (got < 0) { /* reset: the kernel has closed it already */
+				if (close(fds[i].fd))
+					fail("close");
+			} else {
+				close_now(&fds[i].fd, 1, use_shutdown);
+				if (use_shutdown)
+					shut[nshut++] = fds[i].fd;
+			}
+			fds[i].fd = -1;
+			open--;
+		}
+	}
+	wait_closed(shut, nshut);
 }
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: echo-client HOST PORT (interactive)\n"
-			"       echo-client [-c client|server] "
-			"[-m close|shutdown] [-w] [--] HOST PORT MESSAGE\n");
+			"       echo-client [-c client|server] [-m close|shutdown] [-w] "
+			"[-n CONNECTIONS] [-b LOCAL_PORT] [-S SYSCTL]... [--] HOST PORT MESSAGE\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *close_first = "server", *mode = "close";
-	int opt, wait_to_connect = 0, sig;
+	int opt, wait_to_connect = 0, sig, conns = 1, bind_port = 0, nsysctls = 0;
+	char *sysctls[MAX_SYSCTLS];
 
-	while ((opt = getopt(argc, argv, "c:m:w")) != -1) {
+	while ((opt = getopt(argc, argv, "c:m:wn:b:S:")) != -1) {
 		if (opt == 'c' && (!strcmp(optarg, "client") || !strcmp(optarg, "server")))
 			close_first = optarg;
 		else if (opt == 'm' && (!strcmp(optarg, "close") || !strcmp(optarg, "shutdown")))
 			mode = optarg;
 		else if (opt == 'w')
 			wait_to_connect = 1;
+		else if (opt == 'n')
+			conns = number_arg(optarg, 1, MAX_CONNS, usage);
+		else if (opt == 'b')
+			bind_port = number_arg(optarg, 1, 65535, usage);
+		else if (opt == 'S' && nsysctls < MAX_SYSCTLS && sysctl_name_ok(optarg))
+			sysctls[nsysctls++] = optarg;
 		else
 			usage();
 	}
 	if (optind == 1 && argc == 3) /* no options: by hand */
 		return interactive(argv[1], argv[2]);
-	if (optind != argc - 3)
+	if (optind != argc - 3 || (bind_port && conns > 1))
 		usage();
 	const char *host = argv[optind], *port = argv[optind + 1],
 		   *msg = argv[optind + 2];
 	int use_shutdown = strcmp(mode, "shutdown") == 0;
+	emit_sysctls(SRC, sysctls, nsysctls);
 
 	/* Block SIGUSR1 now so a "close now" sent early stays pending. */
 	sigset_t usr1;
@@ -206,39 +277,41 @@ int main(int argc, char **argv)
 		sigwait(&usr1, &sig);
 	}
 
-	int sock;
-	const char *failed = dial(host, port, &sock);
-	if (failed)
-		fail(failed);
-	struct sockaddr_storage local;
-	socklen_t llen = sizeof(local);
-	if (getsockname(sock, (struct sockaddr *)&local, &llen))
-		fail("getsockname");
-	/* sin_port and sin6_port sit at the same offset */
-	int lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
-	emit_at(SRC, "connected", mono_now(), "\"lport\":%d", lport);
-
-	size_t want = strlen(msg), got = 0;
-	if (write(sock, msg, want) != (ssize_t)want)
-		fail("write");
-	char buf[256];
-	while (got < want) {
-		ssize_t n = read(sock, buf, sizeof(buf));
-		if (n <= 0)
-			fail("read echo");
-		got += n;
+	int socks[MAX_CONNS];
+	for (int i = 0; i < conns; i++) {
+		const char *failed = dial(host, port, bind_port, &socks[i]);
+		if (failed)
+			fail(failed);
+		struct sockaddr_storage local;
+		socklen_t llen = sizeof(local);
+		if (getsockname(socks[i], (struct sockaddr *)&local, &llen))
+			fail("getsockname");
+		/* sin_port and sin6_port sit at the same offset */
+		int lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
+		emit_at(SRC, "connected", mono_now(), "\"conn\":%d,\"lport\":%d", i, lport);
 	}
-	emit_at(SRC, "echoed", mono_now(), "\"bytes\":%zu", got);
+
+	size_t want = strlen(msg);
+	char buf[256];
+	for (int i = 0; i < conns; i++) {
+		if (write(socks[i], msg, want) != (ssize_t)want)
+			fail("write");
+		for (size_t have = 0; have < want;) {
+			ssize_t n = read(socks[i], buf, sizeof(buf));
+			if (n <= 0)
+				fail("read echo");
+			have += (size_t)n;
+		}
+	}
+	emit_at(SRC, "echoed", mono_now(), "\"bytes\":%zu,\"connections\":%d", want, conns);
 
 	if (strcmp(close_first, "client") == 0) {
 		sigwait(&usr1, &sig);
-		finish_close(sock, use_shutdown);
-		hold();
+		close_now(socks, conns, use_shutdown);
+		if (use_shutdown)
+			wait_closed(socks, conns);
+	} else {
+		close_second(socks, conns, use_shutdown);
 	}
-	ssize_t n;
-	while ((n = read(sock, buf, sizeof(buf))) > 0)
-		;
-	emit_at(SRC, "eof", mono_now(), "\"read\":%zd", n);
-	finish_close(sock, use_shutdown);
 	hold();
 }

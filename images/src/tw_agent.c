@@ -6,10 +6,12 @@
  *   1. wait until the server LISTENs on the port;
  *   2. on SIGUSR1 ("close now" from the harness), or with -a PERIOD,PHASE at
  *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE:
- *      with -c server, SIGINT the server as Ctrl+C does; with -c client, only
- *      mark the start (the client closes and reports its own time);
- *   3. every -i ms: look up the connection's TCP socket through netlink
- *      inet_diag (libmnl), try bind() on fresh sockets without and with SO_REUSEADDR,
+ *      with -c server, stop the server as -k says (SIGINT as Ctrl+C does,
+ *      SIGKILL, or a signal that makes it close() its connections itself,
+ *      plainly or after SO_LINGER 0); with -c client, only mark the start
+ *      (the client closes and reports its own time);
+ *   3. every -i ms: look up the connections' TCP sockets through netlink
+ *      inet_diag (diag.h), try bind() on fresh sockets without and with SO_REUSEADDR,
  *      and, once the old server is gone, every -e ms restart the server
  *      program itself until it comes up;
  *   4. stop when all three have bound and the connection is gone, or after
@@ -17,13 +19,12 @@
  * It owns the server's namespaces (its container's), so they outlive the
  * server process, as on the book's single host, and last until the harness
  * has read what it needs from them (fault counters).
+ * It also reads back the sysctls in force in the namespace (-S) and the
+ * namespace's TcpExt counters at the close and at the end.
  * Everything it observes is printed as JSON lines (events.h). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <libmnl/libmnl.h>
-#include <linux/inet_diag.h>
-#include <linux/sock_diag.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -38,120 +39,65 @@
 #include <unistd.h>
 
 #include "anyaddr.h"
+#include "diag.h"
 #include "events.h"
+#include "sysctls.h"
 
 #define SRC "agent"
 #define SERVER_COMM "echo-server"
 
-static const char *const state_names[] = {
-	"?",	     "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1",
-	"FIN_WAIT2", "TIME_WAIT",   "CLOSE",    "CLOSE_WAIT", "LAST_ACK",
-	"LISTEN",    "CLOSING",     "NEW_SYN_RECV",
+/* How -k stops the server: echo-server close()s its connections itself on
+ * SIGUSR1, and sets SO_LINGER {1, 0} first (an abortive close) on SIGUSR2. */
+static const struct {
+	const char *name, *how;
+	int sig;
+} stops[] = {
+	{"sigint", "SIGINT", SIGINT},
+	{"sigkill", "SIGKILL", SIGKILL},
+	{"close", "close()", SIGUSR1},
+	{"linger0", "SO_LINGER 0", SIGUSR2},
 };
-#define N_STATES (int)(sizeof(state_names) / sizeof(state_names[0]))
+#define N_STOPS (int)(sizeof(stops) / sizeof(stops[0]))
 
-/* What inet_diag told us about the sockets we watch on our port. */
-struct snapshot {
-	int port;
-	int count, time_wait;
-	unsigned tw_expires_ms; /* largest TIME_WAIT timer left */
-	char states[512];	/* "TIME_WAIT","LISTEN": the signature we log */
-	/* A dump fills conns with the port's connections (not listeners);
-	 * lookups of those set conns_only, since the kernel answers a lookup
-	 * for a connection that is gone with the listener, if there is one. */
-	struct inet_diag_sockid conns[8];
-	int nconns, conns_only;
-};
-
-static int diag_cb(const struct nlmsghdr *nlh, void *data)
+/* The namespace's TcpExt counters that are not zero, as one event. The
+ * kernel counts some things it does not log: a socket that could not enter
+ * TIME_WAIT because tcp_max_tw_buckets were in use is TCPTimeWaitOverflow
+ * (net/ipv4/tcp_minisocks.c, tcp_time_wait). /proc/net is the reader's
+ * namespace, so these are this trial's alone. */
+static void emit_tcpext(const char *at)
 {
-	struct snapshot *s = data;
-	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
-	int st = m->idiag_state;
+	FILE *f = fopen("/proc/net/netstat", "r");
+	char *line[2] = {NULL, NULL}, out[16384] = "";
+	size_t cap[2] = {0, 0}, used = 0;
+	int got = 0;
 
-	if (ntohs(m->id.idiag_sport) != s->port ||
-	    (s->conns_only && !m->id.idiag_dport))
-		return MNL_CB_OK;
-	if (!s->conns_only && m->id.idiag_dport && s->nconns < 8)
-		s->conns[s->nconns++] = m->id;
-	s->count++;
-	if (st == 6) { /* TCP_TIME_WAIT */
-		s->time_wait++;
-		if (m->idiag_expires > s->tw_expires_ms)
-			s->tw_expires_ms = m->idiag_expires;
+	while (f && got < 2 && getline(&line[got], &cap[got], f) > 0)
+		if (strncmp(line[got], "TcpExt:", 7) == 0)
+			got++;
+	if (f)
+		fclose(f);
+	if (got == 2) {
+		char *sn, *sv, *name = strtok_r(line[0], " \n", &sn),
+				 *value = strtok_r(line[1], " \n", &sv);
+		/* the first token of each line is "TcpExt:" itself */
+		while ((name = strtok_r(NULL, " \n", &sn)) &&
+		       (value = strtok_r(NULL, " \n", &sv))) {
+			char esc[200];
+			long long v = atoll(value);
+			if (v && used < sizeof(out) - 300)
+				used += (size_t)snprintf(out + used, sizeof(out) - used,
+					"%s\"%s\":%lld", used ? "," : "",
+					json_escape(name, esc, sizeof(esc)), v);
+		}
 	}
-	size_t used = strlen(s->states);
-	snprintf(s->states + used, sizeof(s->states) - used, "%s\"%s\"",
-		 used ? "," : "", st < N_STATES ? state_names[st] : "?");
-	return MNL_CB_OK;
-}
-
-/* One inet_diag request. With id == NULL it dumps every TCP socket of the
- * family, which walks the kernel's whole (host-sized) hash table; with an id
- * it asks for that one connection, a single hash-bucket lookup, cheap enough
- * to repeat every few milliseconds however busy the host is. Returns 0 when
- * the socket exists (or the dump ended), 1 when the kernel has no such
- * socket, -1 on error. */
-static int diag_query(struct mnl_socket *nl, int family,
-		      const struct inet_diag_sockid *id, struct snapshot *s)
-{
-	static unsigned seq;
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-	struct inet_diag_req_v2 *req;
-
-	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	nlh->nlmsg_flags = NLM_F_REQUEST | (id ? 0 : NLM_F_DUMP);
-	nlh->nlmsg_seq = ++seq;
-	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
-	req->sdiag_family = family;
-	req->sdiag_protocol = IPPROTO_TCP;
-	req->idiag_states = ~0U;
-	if (id) {
-		req->id = *id;
-		req->id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-		req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-	}
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -1;
-	unsigned portid = mnl_socket_get_portid(nl);
-	for (;;) {
-		int n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-		if (n < 0)
-			return -1;
-		int ret = mnl_cb_run(buf, n, seq, portid, diag_cb, s);
-		if (ret < 0)
-			return errno == ENOENT ? 1 : -1;
-		if (id || ret == MNL_CB_STOP)
-			return 0;
-	}
-}
-
-static void snapshot_reset(struct snapshot *s)
-{
-	s->count = s->time_wait = 0;
-	s->tw_expires_ms = 0;
-	s->states[0] = 0;
-}
-
-/* Dump once: every socket on the port, remembering its connections. */
-static int snapshot_dump(struct mnl_socket *nl, int family, struct snapshot *s)
-{
-	snapshot_reset(s);
-	s->nconns = 0;
-	s->conns_only = 0;
-	return diag_query(nl, family, NULL, s);
-}
-
-/* Look up the remembered connections only: cheap, see diag_query. */
-static int snapshot_conns(struct mnl_socket *nl, int family, struct snapshot *s)
-{
-	snapshot_reset(s);
-	s->conns_only = 1;
-	for (int i = 0; i < s->nconns; i++)
-		if (diag_query(nl, family, &s->conns[i], s) < 0)
-			return -1;
-	return 0;
+	free(line[0]);
+	free(line[1]);
+	if (got == 2)
+		emit_at(SRC, "tcpext", mono_now(), "\"at\":\"%s\",\"counters\":{%s}",
+			at, out);
+	else
+		emit_at(SRC, "tcpext", mono_now(), "\"at\":\"%s\",\"counters\":null",
+			at);
 }
 
 /* A fresh socket's bind(): does the kernel let us have the port now? */
@@ -262,25 +208,6 @@ static int restart_once(const char *path, int family, int port, int reuse,
 	return up;
 }
 
-/* Sleep to the next tick of the grid; ticks already missed are skipped, not
- * caught up in a burst (a late poll is reported, see "late_poll"). */
-static void sleep_until(struct timespec *next, int ms)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	do {
-		next->tv_nsec += ms * 1000000L;
-		while (next->tv_nsec >= 1000000000L) {
-			next->tv_nsec -= 1000000000L;
-			next->tv_sec++;
-		}
-	} while (next->tv_sec < now.tv_sec ||
-		 (next->tv_sec == now.tv_sec && next->tv_nsec <= now.tv_nsec));
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) ==
-	       EINTR)
-		;
-}
-
 /* Sleep to the next instant t >= now with t mod period = phase (seconds, on
  * CLOCK_MONOTONIC). The kernel rounds a TIME_WAIT timer up to its timer
  * wheel's grid, which is fixed on this clock: closes at one phase of a
@@ -310,20 +237,21 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: tw-agent -p PORT [-6] [-c server|client] [-R] "
-		"[-i POLL_MS] [-e RESTART_MS] [-w MAX_WAIT_S] [-s SERVER] "
-		"[-a PERIOD_S,PHASE_S]\n");
+		"[-k sigint|sigkill|close|linger0] [-i POLL_MS] [-e RESTART_MS] "
+		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]...\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	int port = 0, family = AF_INET, restart_reuse = 0, interval_ms = 10,
-	    restart_ms = 100, opt;
+	    restart_ms = 100, opt, stop = 0, nsysctls = 0;
+	char *sysctls[MAX_SYSCTLS];
 	double max_wait = 600, period = 0, phase = 0;
 	const char *close_first = "server",
 		   *server_path = "/usr/local/bin/" SERVER_COMM;
 
-	while ((opt = getopt(argc, argv, "p:6c:Ri:e:w:s:a:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:6c:Rk:i:e:w:s:a:S:")) != -1) {
 		switch (opt) {
 		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
 		case '6': family = AF_INET6; break;
@@ -333,6 +261,17 @@ int main(int argc, char **argv)
 			close_first = optarg;
 			break;
 		case 'R': restart_reuse = 1; break;
+		case 'k':
+			for (stop = 0; stop < N_STOPS && strcmp(optarg, stops[stop].name); stop++)
+				;
+			if (stop == N_STOPS)
+				usage();
+			break;
+		case 'S':
+			if (nsysctls == MAX_SYSCTLS || !sysctl_name_ok(optarg))
+				usage();
+			sysctls[nsysctls++] = optarg;
+			break;
 		case 'i': interval_ms = number_arg(optarg, 1, 1000, usage); break;
 		case 'e': restart_ms = number_arg(optarg, 1, 60000, usage); break;
 		case 'w': max_wait = seconds_arg(optarg, 1, 86400, usage); break;
@@ -366,6 +305,7 @@ int main(int argc, char **argv)
 	/* Lets the harness put pcap (wall-clock) timestamps on this axis. */
 	emit_at(SRC, "clock", mono_now(), "\"realtime\":%.9f,\"nice\":%d",
 		real.tv_sec + real.tv_nsec / 1e9, nice_err ? 0 : -20);
+	emit_sysctls(SRC, sysctls, nsysctls);
 
 	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
 	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -408,10 +348,16 @@ int main(int argc, char **argv)
 			"\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
 			period, phase, woke - asked);
 	}
+	emit_tcpext("close");
 	double t0 = mono_now();
 	if (strcmp(close_first, "server") == 0) {
-		kill(server, SIGINT);
-		emit_at(SRC, "close", t0, "\"side\":\"server\",\"how\":\"SIGINT\"");
+		if (kill(server, stops[stop].sig)) {
+			emit_at(SRC, "error", mono_now(), "\"what\":\"kill: %s\"",
+				strerror(errno));
+			return 1;
+		}
+		emit_at(SRC, "close", t0, "\"side\":\"server\",\"how\":\"%s\"",
+			stops[stop].how);
 	} else {
 		emit_at(SRC, "armed", t0, NULL);
 	}
@@ -420,7 +366,7 @@ int main(int argc, char **argv)
 	int tw_seen = 0, tw_gone = 0, server_gone = 0, restart_up = 0;
 	int bind_ok[2] = {0, 0}, bind_fails[2] = {0, 0}, attempts = 0;
 	unsigned last_expires = 0;
-	char last_states[512] = "-";
+	char last_states[sizeof(snap.states)] = "-";
 	/* The kernel's TIME_WAIT timer, sampled once a second: the report draws
 	 * it (a FIN that arrives restarts it, see tw_timer_restart). */
 	double next_sample = 0;
@@ -518,6 +464,7 @@ int main(int argc, char **argv)
 		}
 		int finished = bind_ok[0] && bind_ok[1] && restart_up && !snap.count;
 		if (finished || mono_now() > end) {
+			emit_tcpext("end");
 			emit_at(SRC, "poll_stats", mono_now(),
 				"\"interval_ms\":%d,\"polls\":%ld,"
 				"\"late_max_ms\":%.3f,\"late_over_5ms\":%ld",

@@ -21,14 +21,26 @@ ARTIFACTS = ROOT / "test-artifacts"  # kept after the run: what a reader would h
 CLOSE_PHASE = "3.0,1.25"
 
 
-BACKGROUND: dict[str, bool] = {}  # whether a selected test needs the long `runs`
+# The long runs, started together as the session starts, so that their minutes of TIME_WAIT pass
+# while other tests run: group (the fixture that returns their results) -> run -> (file, options).
+GROUPS = {
+    "runs": {"paths": (EXPERIMENTS / "paths.yaml", ()),
+             # seeded_again also closes on a set phase of the monotonic clock (--close-phase).
+             "seeded_again": (EXPERIMENTS / "seeded_again.yaml", ("--close-phase", CLOSE_PHASE))},
+    "catalog": {name: ((ROOT / "experiments" / f"{name}.yaml") if name != "catalog_v6"
+                       else EXPERIMENTS / f"{name}.yaml", ("--jobs", str(jobs)))
+                # trials at once per run: 12 in all, each run's longest trials together
+                for name, jobs in (("retries", 4), ("abortive_close", 2), ("client_time_wait", 2),
+                                   ("rst_in_time_wait", 2), ("tw_buckets", 1), ("catalog_v6", 1))},
+}
+NEEDED: set[str] = set()  # the groups some selected test asks for
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.docker)
-    BACKGROUND["runs"] = any("runs" in getattr(item, "fixturenames", ()) for item in items)
+    NEEDED.update(g for g in GROUPS if any(g in getattr(item, "fixturenames", ()) for item in items))
     # The kernel lab's VM takes both cores: its tests go last, after every timing on this host.
     items.sort(key=lambda item: item.get_closest_marker("kernellab") is not None)
 
@@ -97,31 +109,39 @@ def images(engine):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def started_runs(request, tmp_path_factory):
-    """paths.yaml and seeded_again.yaml, started as the session starts (when a selected test needs
-    them) so that their minutes of TIME_WAIT pass while other tests run."""
-    if not BACKGROUND.get("runs"):
-        return {}
-    request.getfixturevalue("images")
-    results = tmp_path_factory.mktemp("results")
-    # seeded_again also closes on a set phase of the monotonic clock (--close-phase).
-    extra = {"paths": (), "seeded_again": ("--close-phase", CLOSE_PHASE)}
-    procs = {name: harness("run", str(EXPERIMENTS / f"{name}.yaml"), "--json", "--results", str(results),
-                           *args) for name, args in extra.items()}
+def started(request, tmp_path_factory):
+    """Every group of long runs a selected test needs, started at once."""
+    procs: dict[str, dict[str, subprocess.Popen]] = {}
+    if NEEDED:
+        request.getfixturevalue("images")
+        results = tmp_path_factory.mktemp("results")
+        procs = {group: {name: harness("run", str(spec), "--json", "--results", str(results / group), *args)
+                         for name, (spec, args) in GROUPS[group].items()} for group in NEEDED}
     yield procs
-    for p in procs.values():
+    for p in (p for group in procs.values() for p in group.values()):
         if p.poll() is None:
             p.terminate()
             p.wait()
 
 
-@pytest.fixture(scope="session")
-def runs(started_runs):
-    """Their results: exit code, JSON document, stderr."""
-    done = {name: finish(p, timeout=900) for name, p in started_runs.items()}
+def results(started: dict, group: str) -> dict[str, tuple[int, dict | None, str]]:
+    """A group's runs, once they are over: exit code, JSON document, stderr."""
+    done = {name: finish(p, timeout=900) for name, p in started[group].items()}
     for name, (rc, doc, err) in done.items():
         assert doc is not None, f"{name}: no JSON (exit {rc}):\n{err[-3000:]}"
     return done
+
+
+@pytest.fixture(scope="session")
+def runs(started):
+    """paths.yaml and seeded_again.yaml: every path the harness runs."""
+    return results(started, "runs")
+
+
+@pytest.fixture(scope="session")
+def catalog(started):
+    """The catalog's experiments (experiments/*.yaml beyond the book) and catalog_v6.yaml."""
+    return results(started, "catalog")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ NETEM = {**NO_NETEM, "u32_mirred": True, "netem": True, "netem_seed": True}
 def test_nft_drops_pure_acks_from_the_server_when_it_closes_first():
     rules = nftables.ruleset(EXP, Params(final_ack_loss=Loss("first", k=2)))
     assert 'hook ingress device "eth0"' in rules
-    assert "meta protocol ip tcp sport 7777 tcp flags & (fin | syn | rst | psh | ack | urg) == ack" in rules
+    assert ("meta protocol ip tcp sport 7777 tcp dport @CLIENT_PORT@ tcp flags & (fin | syn | rst | psh | ack | urg)"
+            " == ack") in rules
     # no payload: IP length == 20 + TCP header length, for every header length
     assert "ip length . @th,96,8 { 40 . 0x50, 44 . 0x60," in rules and "80 . 0xf0 }" in rules
     assert 'counter name "final_acks" numgen inc mod 64 { 0, 1 } counter name "dropped" drop' in rules
@@ -94,7 +95,10 @@ def test_netem_scripts_are_its_commands_in_order():
 def test_nft_scripts_feed_the_ruleset_and_read_counters():
     p = Params(final_ack_loss=Loss("first", k=2))
     install, readout = nftables.Nftables().scripts(EXP, p)
-    assert install == f"nft -f - <<'RULES'\n{nftables.ruleset(EXP, p)}RULES\n"
+    # the rule is for the trial's connection: the client port the namespace has on 7777
+    assert "ss -Htn state established '( sport = :7777 or dport = :7777 )'" in install
+    assert install.endswith(f"sed \"s/@CLIENT_PORT@/${{port:-7777}}/\" <<'RULES' | nft -f -\n"
+                            f"{nftables.ruleset(EXP, p)}RULES\n")
     assert readout == "nft -j list counters"
 
 

@@ -1,0 +1,252 @@
+/* client-agent: the harness's observer inside the client's network namespace.
+ *
+ * The book asks whether the client's socket goes through TIME_WAIT too. This
+ * watches the client's connections from the client's side, on
+ * CLOCK_MONOTONIC, with the same inet_diag lookups as tw-agent (diag.h):
+ *   1. on SIGUSR1 (the harness's "the client is connected"), find the
+ *      client's connections to the server's port;
+ *   2. every -i ms, look them up: their states, when a TIME_WAIT appears
+ *      (and on which local port), when the last one is gone;
+ *   3. with -r, once a connection is in TIME_WAIT, connect() once from a
+ *      fresh socket, as a client started again would: did it work, and from
+ *      which local port did the kernel send it;
+ *   4. with -b PORT, from the close on, every poll: bind() a fresh socket to
+ *      the client's fixed local port and connect(), as a client with a fixed
+ *      port does, until the client's kernel lets it through (connected, or
+ *      refused by the server: either way the SYN left); the first failure and
+ *      the time it worked;
+ *   5. stop when the connections are gone (and the fixed port worked), or
+ *      after -w seconds, then stay (paused) until the harness removes it.
+ * A probe that connects ends with SO_LINGER 0, a RST: it leaves no TIME_WAIT
+ * of its own on either side. The capture owns the namespace; this only
+ * joins it. Events are JSON lines on stdout (events.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "anyaddr.h"
+#include "diag.h"
+#include "events.h"
+
+#define SRC "client-agent"
+#define TCP_STATE_ESTABLISHED 1
+
+/* A fresh socket connect()ed to the server, from local port lport (0: the
+ * kernel picks one). Returns 0 or the errno of the call named in *step; the
+ * local port it had goes to *got. */
+static int probe(const struct sockaddr_storage *server, socklen_t slen,
+		 int lport, int *got, const char **step)
+{
+	struct sockaddr_storage a;
+	socklen_t alen = any_addr(server->ss_family, lport, &a);
+	struct timeval limit = {.tv_sec = 1};
+	struct linger abort = {.l_onoff = 1, .l_linger = 0};
+	int fd = socket(server->ss_family, SOCK_STREAM, 0), err = 0;
+
+	*step = "";
+	if (fd < 0) {
+		*step = "socket";
+		return errno;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit))) {
+		*step = "setsockopt";
+		err = errno;
+	} else if (lport && bind(fd, (struct sockaddr *)&a, alen)) {
+		*step = "bind";
+		err = errno;
+	} else if (connect(fd, (const struct sockaddr *)server, slen)) {
+		*step = "connect";
+		err = errno;
+	}
+	alen = sizeof(a);
+	if (getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+		*got = ntohs(((struct sockaddr_in *)&a)->sin_port); /* same offset in v6 */
+	/* a connection that got through ends with a RST: no TIME_WAIT of its own */
+	if (!err && setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort))) {
+		*step = "setsockopt";
+		err = errno;
+	}
+	if (close(fd) && !err) {
+		*step = "close";
+		err = errno;
+	}
+	return err;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: client-agent -H SERVER_ADDRESS -p SERVER_PORT [-6] [-r] "
+			"[-b FIXED_LOCAL_PORT] [-i POLL_MS] [-w MAX_WAIT_S]\n");
+	exit(2);
+}
+
+static int fail(const char *what)
+{
+	char esc[200];
+	emit_at(SRC, "error", mono_now(), "\"what\":\"%s: %s\"", what,
+		json_escape(strerror(errno), esc, sizeof(esc)));
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	int port = 0, family = AF_INET, reconnect = 0, fixed = 0, interval_ms = 10, opt;
+	double max_wait = 600;
+	const char *host = NULL;
+
+	while ((opt = getopt(argc, argv, "H:p:6rb:i:w:")) != -1) {
+		switch (opt) {
+		case 'H': host = optarg; break;
+		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
+		case '6': family = AF_INET6; break;
+		case 'r': reconnect = 1; break;
+		case 'b': fixed = number_arg(optarg, 1, 65535, usage); break;
+		case 'i': interval_ms = number_arg(optarg, 1, 1000, usage); break;
+		case 'w': max_wait = seconds_arg(optarg, 1, 86400, usage); break;
+		default: usage();
+		}
+	}
+	if (!host || !port || optind != argc)
+		usage();
+	struct sockaddr_storage server = {0};
+	socklen_t slen;
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&server;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		slen = sizeof(*s6);
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			usage();
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&server;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		slen = sizeof(*s4);
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			usage();
+	}
+
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &usr1, NULL))
+		return fail("sigprocmask");
+	/* Polls on time under load, as tw-agent's (CAP_SYS_NICE). */
+	int nice_err = setpriority(PRIO_PROCESS, 0, -20) ? errno : 0;
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		return fail("netlink");
+	emit_at(SRC, "ready", mono_now(), "\"nice\":%d", nice_err ? 0 : -20);
+
+	/* 1. The client's connections, once the harness says they are up. */
+	struct timespec wait_max = {.tv_sec = 120};
+	if (sigtimedwait(&usr1, NULL, &wait_max) < 0)
+		return fail("no watch signal");
+	struct snapshot snap = {.port = port, .remote = 1};
+	if (snapshot_dump(nl, family, &snap) < 0)
+		return fail("inet_diag");
+	if (!snap.nconns) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"no client connection to watch\"");
+		return 1;
+	}
+	char lports[MAX_CONNS * 8] = "";
+	for (int i = 0, used = 0; i < snap.nconns; i++)
+		used += snprintf(lports + used, sizeof(lports) - used, "%s%d",
+				 i ? "," : "", ntohs(snap.conns[i].idiag_sport));
+	emit_at(SRC, "watching", mono_now(), "\"lports\":[%s]", lports);
+
+	/* 2.-5. Observe. */
+	int tw_seen = 0, tw_gone = 0, closing = 0, reconnected = 0, fixed_ok = 0,
+	    fixed_fails = 0;
+	char last_states[sizeof(snap.states)] = "-";
+	double start = mono_now(), end = start + max_wait, prev_poll = start,
+	       late_max = 0;
+	long ticks = 0;
+	struct timespec tick;
+	clock_gettime(CLOCK_MONOTONIC, &tick);
+	for (;;) {
+		double now = mono_now();
+		double late = now - (tick.tv_sec + tick.tv_nsec / 1e9);
+		ticks++;
+		if (late > late_max)
+			late_max = late;
+		if (snapshot_conns(nl, family, &snap) < 0)
+			return fail("inet_diag");
+		double window_ms = (now - prev_poll) * 1000;
+		prev_poll = now;
+		if (strcmp(snap.states, last_states)) {
+			emit_at(SRC, "sockets", now, "\"states\":[%s]", snap.states);
+			strcpy(last_states, snap.states);
+		}
+		int tw_port = 0;
+		for (int i = 0; i < snap.nconns; i++) {
+			if (snap.state[i] == TCP_STATE_TIME_WAIT && !tw_port)
+				tw_port = ntohs(snap.conns[i].idiag_sport);
+			if (snap.state[i] != TCP_STATE_ESTABLISHED)
+				closing = 1;
+		}
+		if (tw_port && !tw_seen) {
+			tw_seen = 1;
+			emit_at(SRC, "tw_appear", now,
+				"\"lport\":%d,\"expires_ms\":%u,\"window_ms\":%.3f",
+				tw_port, snap.tw_expires_ms, window_ms);
+		}
+		if (tw_seen && !snap.time_wait && !tw_gone) {
+			tw_gone = 1;
+			emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f", window_ms);
+		}
+		if (reconnect && tw_port && !reconnected) {
+			const char *step;
+			int got = 0;
+			double t = mono_now();
+			int err = probe(&server, slen, 0, &got, &step);
+			char esc[200];
+			reconnected = 1;
+			emit_at(SRC, "reconnect", t,
+				"\"ok\":%s,\"lport\":%d,\"step\":\"%s\",\"errno\":\"%s\"",
+				err ? "false" : "true", got, step,
+				err ? json_escape(strerror(err), esc, sizeof(esc)) : "");
+		}
+		if (fixed && closing && !fixed_ok) {
+			const char *step;
+			int got = 0;
+			double t = mono_now();
+			int err = probe(&server, slen, fixed, &got, &step);
+			if (!err || (err == ECONNREFUSED && !strcmp(step, "connect"))) {
+				fixed_ok = 1;
+				emit_at(SRC, "fixed_port_ok", t,
+					"\"lport\":%d,\"connected\":%s,\"failures\":%d,"
+					"\"window_ms\":%.3f",
+					got, err ? "false" : "true", fixed_fails, window_ms);
+			} else if (fixed_fails++ == 0) {
+				char esc[200];
+				emit_at(SRC, "fixed_port_fail", t,
+					"\"step\":\"%s\",\"errno\":\"%s\"", step,
+					json_escape(strerror(err), esc, sizeof(esc)));
+			}
+		}
+		int finished = !snap.count && (!fixed || fixed_ok);
+		if (finished || mono_now() > end) {
+			emit_at(SRC, "poll_stats", mono_now(),
+				"\"interval_ms\":%d,\"polls\":%ld,\"late_max_ms\":%.3f",
+				interval_ms, ticks, late_max * 1000);
+			if (finished)
+				emit_at(SRC, "done", mono_now(), NULL);
+			else
+				emit_at(SRC, "timeout", mono_now(), "\"after_s\":%.0f", max_wait);
+			mnl_socket_close(nl);
+			for (;;)
+				pause();
+		}
+		sleep_until(&tick, interval_ms);
+	}
+}

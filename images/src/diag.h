@@ -1,0 +1,159 @@
+/* The TCP sockets of one port, as the kernel reports them through netlink
+ * inet_diag (libmnl): what tw-agent (the server's side) and client-agent (the
+ * client's side) poll every few milliseconds, and the poll clock they share. */
+#ifndef HARNESS_DIAG_H
+#define HARNESS_DIAG_H
+
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define TCP_STATE_TIME_WAIT 6
+#define MAX_CONNS 32 /* connections of one trial (spec: connections <= 32) */
+
+static const char *const state_names[] = {
+	"?",	     "ESTABLISHED", "SYN_SENT", "SYN_RECV",   "FIN_WAIT1",
+	"FIN_WAIT2", "TIME_WAIT",   "CLOSE",    "CLOSE_WAIT", "LAST_ACK",
+	"LISTEN",    "CLOSING",     "NEW_SYN_RECV",
+};
+#define N_STATES (int)(sizeof(state_names) / sizeof(state_names[0]))
+
+/* What inet_diag told us about the sockets we watch on our port. */
+struct snapshot {
+	int port;
+	int remote; /* 1: port is the peer's (the client's side), else ours */
+	int count, time_wait;
+	unsigned tw_expires_ms; /* largest TIME_WAIT timer left */
+	char states[1024];	/* "TIME_WAIT","LISTEN": the signature we log */
+	/* A dump fills conns with the port's connections (not listeners);
+	 * lookups of those set conns_only, since the kernel answers a lookup
+	 * for a connection that is gone with the listener, if there is one.
+	 * state[i] is conns[i]'s state at the last lookup, -1 once gone. */
+	struct inet_diag_sockid conns[MAX_CONNS];
+	int state[MAX_CONNS];
+	int nconns, conns_only, cur;
+};
+
+static int diag_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct snapshot *s = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	int st = m->idiag_state;
+	int port = ntohs(s->remote ? m->id.idiag_dport : m->id.idiag_sport);
+
+	if (port != s->port || (s->conns_only && !m->id.idiag_dport))
+		return MNL_CB_OK;
+	if (s->conns_only)
+		s->state[s->cur] = st;
+	else if (m->id.idiag_dport && s->nconns < MAX_CONNS) {
+		s->state[s->nconns] = st;
+		s->conns[s->nconns++] = m->id;
+	}
+	s->count++;
+	if (st == TCP_STATE_TIME_WAIT) {
+		s->time_wait++;
+		if (m->idiag_expires > s->tw_expires_ms)
+			s->tw_expires_ms = m->idiag_expires;
+	}
+	size_t used = strlen(s->states);
+	snprintf(s->states + used, sizeof(s->states) - used, "%s\"%s\"",
+		 used ? "," : "", st < N_STATES ? state_names[st] : "?");
+	return MNL_CB_OK;
+}
+
+/* One inet_diag request. With id == NULL it dumps every TCP socket of the
+ * family, which walks the kernel's whole (host-sized) hash table; with an id
+ * it asks for that one connection, a single hash-bucket lookup, cheap enough
+ * to repeat every few milliseconds however busy the host is. Returns 0 when
+ * the socket exists (or the dump ended), 1 when the kernel has no such
+ * socket, -1 on error. */
+static int diag_query(struct mnl_socket *nl, int family,
+		      const struct inet_diag_sockid *id, struct snapshot *s)
+{
+	static unsigned seq;
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct inet_diag_req_v2 *req;
+
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST | (id ? 0 : NLM_F_DUMP);
+	nlh->nlmsg_seq = ++seq;
+	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = family;
+	req->sdiag_protocol = IPPROTO_TCP;
+	req->idiag_states = ~0U;
+	if (id) {
+		req->id = *id;
+		req->id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+		req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	}
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -1;
+	unsigned portid = mnl_socket_get_portid(nl);
+	for (;;) {
+		int n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+		if (n < 0)
+			return -1;
+		int ret = mnl_cb_run(buf, n, seq, portid, diag_cb, s);
+		if (ret < 0)
+			return errno == ENOENT ? 1 : -1;
+		if (id || ret == MNL_CB_STOP)
+			return 0;
+	}
+}
+
+static void snapshot_reset(struct snapshot *s)
+{
+	s->count = s->time_wait = 0;
+	s->tw_expires_ms = 0;
+	s->states[0] = 0;
+}
+
+/* Dump once: every socket on the port, remembering its connections. */
+static int snapshot_dump(struct mnl_socket *nl, int family, struct snapshot *s)
+{
+	snapshot_reset(s);
+	s->nconns = 0;
+	s->conns_only = 0;
+	return diag_query(nl, family, NULL, s);
+}
+
+/* Look up the remembered connections only: cheap, see diag_query. */
+static int snapshot_conns(struct mnl_socket *nl, int family, struct snapshot *s)
+{
+	snapshot_reset(s);
+	s->conns_only = 1;
+	for (s->cur = 0; s->cur < s->nconns; s->cur++) {
+		s->state[s->cur] = -1;
+		if (diag_query(nl, family, &s->conns[s->cur], s) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sleep to the next tick of the grid; ticks already missed are skipped, not
+ * caught up in a burst (a late poll is reported, see "late_poll"). */
+static void sleep_until(struct timespec *next, int ms)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	do {
+		next->tv_nsec += ms * 1000000L;
+		while (next->tv_nsec >= 1000000000L) {
+			next->tv_nsec -= 1000000000L;
+			next->tv_sec++;
+		}
+	} while (next->tv_sec < now.tv_sec ||
+		 (next->tv_sec == now.tv_sec && next->tv_nsec <= now.tv_nsec));
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) ==
+	       EINTR)
+		;
+}
+
+#endif

@@ -1,0 +1,157 @@
+"""The catalog's case variables: how they parse, how they are refused, what they plan."""
+
+import pytest
+
+from harness import plan, spec
+from harness.errors import SpecError
+
+BASE = "name: t\ndescription: d\n"
+
+
+def parse(text: str) -> spec.Experiment:
+    return spec.parse(BASE + text, "exp.yaml")
+
+
+def error(text: str) -> str:
+    with pytest.raises(SpecError) as exc:
+        parse(text)
+    return str(exc.value)
+
+
+def test_new_variables_and_their_defaults():
+    (case,) = parse("cases:\n  - {server_stop: sigkill, connections: 3, watch_client: true}\n").cases
+    p = case.params
+    assert (p.server_stop, p.connections, p.watch_client, p.client_port, p.final_ack_reset) == \
+        ("sigkill", 3, True, None, False)
+    (default,) = parse("cases: [{}]\n").cases
+    assert default.params.to_json()["server_stop"] == "sigint"
+    assert default.params.to_json()["server_sysctls"] == {} and default.params.watches_client is False
+
+
+def test_sysctls_are_kept_as_written_in_name_order():
+    (case,) = parse("cases:\n  - client_sysctls: {net.ipv4.tcp_retries2: 3, net.ipv4.ip_local_port_range: "
+                    "'40000 40100'}\n").cases
+    assert case.params.client_sysctls == (("net.ipv4.ip_local_port_range", "40000 40100"),
+                                          ("net.ipv4.tcp_retries2", 3))
+    assert case.params.to_json()["client_sysctls"] == {"net.ipv4.ip_local_port_range": "40000 40100",
+                                                       "net.ipv4.tcp_retries2": 3}
+    assert "client net.ipv4.tcp_retries2=3" in case.params.label()
+
+
+def test_sysctls_as_matrix_values_and_in_where():
+    exp = parse("matrix:\n  client_sysctls: [{net.ipv4.tcp_orphan_retries: 2}, {net.ipv4.tcp_orphan_retries: 4}]\n"
+                "expect:\n  - where: {client_sysctls: {net.ipv4.tcp_orphan_retries: 4}}\n    fin_retransmits: 5\n")
+    cases = plan.cases(exp)
+    assert [c.params.sysctls("client") for c in cases] == [{"net.ipv4.tcp_orphan_retries": 2},
+                                                          {"net.ipv4.tcp_orphan_retries": 4}]
+    assert [exp.expect[0].applies(c) for c in cases] == [False, True]
+
+
+def test_a_fixed_client_port_means_the_client_is_watched():
+    (case,) = parse("cases:\n  - {close_first: client, client_port: 40000}\n").cases
+    assert case.params.watches_client and case.params.to_json()["watch_client"] is True
+
+
+def test_sysctl_fields_name_where_each_value_is_first_written():
+    exp = parse("matrix:\n  server_sysctls: [{net.ipv4.tcp_rfc1337: 0}, {net.ipv4.tcp_rfc1337: 1}]\n"
+                "cases:\n  - {close_first: client, client_sysctls: {net.ipv4.tcp_rfc1337: 1}}\n")
+    assert spec.sysctl_fields(exp) == {
+        ("server", "net.ipv4.tcp_rfc1337", "0"): "matrix.server_sysctls[0].net.ipv4.tcp_rfc1337",
+        ("server", "net.ipv4.tcp_rfc1337", "1"): "matrix.server_sysctls[1].net.ipv4.tcp_rfc1337",
+        ("client", "net.ipv4.tcp_rfc1337", "1"): "cases[0].client_sysctls.net.ipv4.tcp_rfc1337",
+    }
+
+
+@pytest.mark.parametrize("text, field, allowed", [
+    ("cases:\n  - server_stop: kill\n", "cases[0].server_stop", "sigint, sigkill, close, linger0"),
+    ("cases:\n  - connections: 0\n", "cases[0].connections", "from 1 to 32"),
+    ("cases:\n  - connections: 33\n", "cases[0].connections", "from 1 to 32"),
+    ("cases:\n  - client_port: 80\n", "cases[0].client_port", "from 1024 to 65535"),
+    ("cases:\n  - watch_client: 1\n", "cases[0].watch_client", "true, false"),
+    ("cases:\n  - final_ack_reset: yes\n", "cases[0].final_ack_reset", "true, false"),
+    ("cases:\n  - server_sysctls: [net.ipv4.tcp_rfc1337]\n", "cases[0].server_sysctls", "a mapping of net.*"),
+    ("cases:\n  - server_sysctls: {kernel.shmmax: 1}\n", "cases[0].server_sysctls", "under net."),
+    ("cases:\n  - server_sysctls: {net/ipv4/tcp_rfc1337: 1}\n", "cases[0].server_sysctls", "under net."),
+    ("cases:\n  - client_sysctls: {net.ipv4..x: 1}\n", "cases[0].client_sysctls", "under net."),
+    ("cases:\n  - client_sysctls: {net.ipv4.tcp_rfc1337: true}\n", "cases[0].client_sysctls.net.ipv4.tcp_rfc1337",
+     "a whole number or a string"),
+    ("cases:\n  - client_sysctls: {net.ipv4.tcp_rfc1337: 0.5}\n", "cases[0].client_sysctls.net.ipv4.tcp_rfc1337",
+     "a whole number or a string"),
+    ("cases:\n  - client_sysctls: {net.ipv4.tcp_rfc1337: \"1\\e[2J\"}\n",
+     "cases[0].client_sysctls.net.ipv4.tcp_rfc1337", "printable text"),
+    ("matrix:\n  server_sysctls: [1]\n", "matrix.server_sysctls[0]", "a mapping of net.*"),
+    # variables that cannot go together, in one line naming the case
+    ("cases:\n  - {close_first: client, server_stop: sigkill}\n", "cases[0]", "needs close_first: server"),
+    ("cases:\n  - {server_stop: linger0, final_ack_loss: 1}\n", "cases[0]", "no final ACK"),
+    ("cases:\n  - {connections: 2, final_ack_loss: all}\n", "cases[0]", "need connections: 1"),
+    ("cases:\n  - {final_ack_reset: true, final_ack_loss: all}\n", "cases[0]", "final_ack_loss 0 or k"),
+    ("cases:\n  - {client_port: 40000, connections: 2}\n", "cases[0]", "client_port needs connections: 1"),
+])
+def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
+    msg = error(text)
+    assert msg.startswith(f"exp.yaml: {field}: ")
+    assert allowed in msg
+    assert "\n" not in msg
+
+
+def test_too_many_sysctls():
+    many = ", ".join(f"net.ipv4.x{i}: 1" for i in range(spec.MAX_SYSCTLS + 1))
+    assert "allowed: up to 24" in error(f"cases:\n  - server_sysctls: {{{many}}}\n")
+
+
+def test_a_matrix_combination_that_conflicts_names_the_case():
+    exp = parse("matrix:\n  close_first: [server, client]\n  server_stop: [sigint, linger0]\n")
+    with pytest.raises(SpecError) as exc:
+        plan.cases(exp)
+    assert str(exc.value).startswith("exp.yaml: matrix: the case 'client closes first")
+    assert "needs close_first: server" in str(exc.value)
+
+
+P = spec.Params
+ALL = spec.Loss("all")
+
+
+@pytest.mark.parametrize("params, low, high", [
+    # every final ACK lost: the last FIN copy, then 60 s
+    (P(final_ack_loss=ALL, client_sysctls=(("net.ipv4.tcp_orphan_retries", 2),)), 62, 65),
+    (P(final_ack_loss=ALL, client_sysctls=(("net.ipv4.tcp_orphan_retries", 4),)), 65, 68),
+    (P(final_ack_loss=ALL, client_sysctls=(("net.ipv4.tcp_orphan_retries", 0),)), 110, 120),
+    # tcp_retries2 governs only a socket whose program holds it
+    (P(final_ack_loss=ALL, client_close="shutdown", client_sysctls=(("net.ipv4.tcp_retries2", 3),)), 63, 66),
+    (P(final_ack_loss=ALL, client_sysctls=(("net.ipv4.tcp_retries2", 3),)), 110, 120),
+    # no TIME_WAIT: an abortive close, no buckets, a RST with tcp_rfc1337 0
+    (P(server_stop="linger0"), 2, 5),
+    (P(connections=8, server_sysctls=(("net.ipv4.tcp_max_tw_buckets", 0),)), 2, 5),
+    (P(final_ack_loss=spec.Loss("first", k=1), final_ack_reset=True), 2, 5),
+    (P(final_ack_loss=spec.Loss("first", k=1), final_ack_reset=True,
+       server_sysctls=(("net.ipv4.tcp_rfc1337", 1),)), 60, 65),
+    # the client's TIME_WAIT, watched from its side, lasts as long as the server's would
+    (P(close_first="client", watch_client=True), 60, 65),
+    (P(close_first="client"), 1, 5),
+])
+def test_expected_seconds_follow_the_kernels_rules(params, low, high):
+    assert low < plan.expected_seconds(params) < high
+
+
+def test_sysctls_are_checked_in_rounds_and_a_refusal_names_its_field(monkeypatch):
+    from harness.lab import facts
+
+    exp = parse("matrix:\n  client_sysctls: [{net.ipv4.tcp_orphan_retries: 2}, {net.ipv4.tcp_orphan_retries: 4}]\n"
+                "cases:\n  - {name: x, server_sysctls: {net.ipv4.tcp_tw_reuse: 7}}\n")
+    rounds = []
+
+    def refused(client, images, run_id, sysctls):
+        rounds.append(sysctls)
+        return ("net.ipv4.tcp_tw_reuse", "invalid argument") if "net.ipv4.tcp_tw_reuse" in sysctls else None
+
+    monkeypatch.setattr(facts, "_refused", refused)
+    with pytest.raises(SpecError) as exc:
+        facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
+    # one value of every name per round: the first round sets both names
+    assert rounds == [{"net.ipv4.tcp_orphan_retries": "2", "net.ipv4.tcp_tw_reuse": "7"}]
+    assert str(exc.value) == ("exp.yaml: cases[0].server_sysctls.net.ipv4.tcp_tw_reuse: the kernel refused '7' "
+                              "(invalid argument); allowed: a value this sysctl takes")
+    rounds.clear()
+    monkeypatch.setattr(facts, "_refused", lambda *a: rounds.append(a[3]))
+    facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
+    assert rounds[1] == {"net.ipv4.tcp_orphan_retries": "4"}
