@@ -141,44 +141,41 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
 
     fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
     sysctls = {side: {k: str(v) for k, v in p.sysctls(side).items()} for side in ("server", "client")}
-    # The owners first (each side's sysctls set in its new namespace), then what joins them, all
-    # at once: the agents wait for the server to listen or a signal, the client and the fault
-    # agent for a signal.
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        owners = [pool.submit(lab.own, "server", OWNER_ROLE["server"], "probe",
-                              commands.agent(exp, p, ctx.close_phase), caps=commands.AGENT_CAPS,
-                              sysctls=sysctls["server"]),
-                  pool.submit(lab.own, "client", OWNER_ROLE["client"], "probe", commands.capture(exp),
-                              caps=commands.CAPTURE_CAPS, data_out=True, sysctls=sysctls["client"])]
+    # What each side's container holds: its programs' capabilities (each drops the rest).
+    programs = {"server": [commands.AGENT_CAPS], "client": [commands.CAPTURE_CAPS]}
+    if p.watches_client:
+        programs["client"].append(commands.AGENT_CAPS)
+    if fault_backend:
+        programs[passive].append(commands.FAULT_CAPS)
+    # One container a side, both at once (each side's sysctls set in its new namespace); the
+    # client's side's programs then start in the capture's container.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        owners = [pool.submit(lab.own, "server", OWNER_ROLE["server"], commands.agent(exp, p, ctx.close_phase),
+                              commands.side_caps(*programs["server"]), sysctls=sysctls["server"]),
+                  pool.submit(lab.own, "client", OWNER_ROLE["client"], commands.capture(exp),
+                              commands.side_caps(*programs["client"]), data_out=True, sysctls=sysctls["client"])]
         agent, cap = (f.result() for f in owners)
-        server_address = lab.address("server")
-        joined = {"server": pool.submit(lab.start, "server", "server", "server", commands.server(exp, p)),
-                  "client": pool.submit(lab.start, "client", "client", "client",
-                                        commands.client(exp, p, server_address), own_pid=True)}
-        if p.watches_client:
-            joined[WATCHER] = pool.submit(lab.start, WATCHER, "client", "probe",
-                                          commands.client_agent(exp, p, server_address),
-                                          caps=commands.AGENT_CAPS, own_pid=True)
-        if fault_backend:
-            argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
-            joined["fault"] = pool.submit(lab.start, "fault", passive, "probe", argv,
-                                          caps=commands.FAULT_CAPS, own_pid=True, env=env)
-        started = {role: f.result() for role, f in joined.items()}
-    client, watcher, fault_container = started["client"], started.get(WATCHER), started.get("fault")
+    server_address = lab.address("server")
+    lab.exec("client", "client", commands.client(exp, p, server_address), user=commands.NOBODY)
+    if p.watches_client:
+        lab.exec(WATCHER, "client", commands.client_agent(exp, p, server_address))
+    if fault_backend:
+        argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
+        lab.exec("fault", passive, argv, env=env)
     _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
     _need(lab.streams["agent"], "server did not listen", _ev("listening"))
     _need(lab.streams["client"], "client start", _ev("ready"))
-    lab.signal(client, "SIGUSR1")  # connect
+    lab.send("client", "connect")
     _need(lab.streams["client"], "echo exchange", _ev("echoed"))
-    if watcher is not None:  # the client's connections are up: its agent finds them
+    if p.watches_client:  # the client's connections are up: its agent finds them
         _need(lab.streams[WATCHER], "client agent start", _ev("ready"))
-        lab.signal(watcher, "SIGUSR1")
+        lab.send(WATCHER, "watch")
         _need(lab.streams[WATCHER], "client agent", _ev("watching"))
 
     if fault_backend is not None:
         say("installing fault")
-        _need(lab.streams["fault"], "fault agent start", _ev("ready"))  # its handlers are set
-        lab.signal(fault_container, "SIGUSR1")
+        _need(lab.streams["fault"], "fault agent start", _ev("ready"))
+        lab.send("fault", "install")
         _need(lab.streams["fault"], "fault install", _ev("installed"))
         say_fault(fault_backend, passive)
 
@@ -188,34 +185,25 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
     lab.signal(agent, "SIGUSR1")
     if p.close_first == "client":
         _need(lab.streams["agent"], "agent arming", _ev("armed"), START_TIMEOUT_S + aligning)
-        lab.signal(client, "SIGUSR1")  # close
+        lab.send("client", "close")
         _need(lab.streams["client"], "client close", _ev("close"))
     else:
         _need(lab.streams["agent"], "server close", _ev("close"), START_TIMEOUT_S + aligning)
-        # Once the server's socket is in TIME_WAIT, the server and a client that
-        # closed (not one holding its descriptor after shutdown()) are done:
-        # their containers go now, while the trial only waits, rather than
-        # adding to the teardown at the end.
-        _need(lab.streams["agent"], "TIME_WAIT", lambda e: e.get("ev") in ("tw_appear", "done", "timeout"))
-        _need(lab.streams["server"], "server exit", _ev("exit"))  # how it ended, before it goes
-        concurrent.futures.wait(lab.release("server", *(["client"] if p.client_close == "close" else [])))
     # The close is made; from here on this trial only waits. The next setup's
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
     say("waiting")
-    for role in ("agent", *([WATCHER] if watcher is not None else [])):
+    for role in ("agent", *([WATCHER] if p.watches_client else [])):
         _need(lab.streams[role], "measurement", lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
     mark("observe")
 
-    # What the collection below does not read goes now, while it runs.
-    needed = {"capture"} | ({"fault", OWNER_ROLE[passive]} if fault_backend else set())
-    lab.release(*sorted({"agent", "server", "client", WATCHER} - needed))
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pcap_out = pool.submit(_pcap, lab, cap)
-        if fault_backend is not None:
-            # The counters outlive the capture's exit: they belong to the table, not its chain.
-            _stop_fault_agent(lab, fault_container)
-        pcap = pcap_out.result()
+    if fault_backend is None or passive == "client":  # the agent's side is not read below: it goes now
+        lab.release("agent")
+    if fault_backend is not None:
+        # The counters come before tcpdump stops: it owns the client's side, where they may be.
+        lab.send("fault", "readout")
+        _need(lab.streams["fault"], "fault readout", _ev("counted"))
+    pcap = _pcap(lab, cap)
     mark("collect")
     return pcap
 
@@ -227,12 +215,6 @@ def _pcap(lab: TrialLab, cap: Any) -> bytes:
     if pcap is None:
         raise TrialFailed("capture: tcpdump did not stop")
     return pcap
-
-
-def _stop_fault_agent(lab: TrialLab, container: Any) -> None:
-    """The fault agent prints the kernel's counters as it exits (analysis reads them)."""
-    lab.signal(container, "SIGTERM")
-    _need(lab.streams["fault"], "fault readout", _ev("counted"))
 
 
 def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:

@@ -36,14 +36,14 @@ def _waiting(stopping: threading.Event, timeout: float, ready: Callable[[float],
 
 
 class EventStream:
-    """Follows one container's logs in a thread; others wait for named events."""
+    """Follows one program's output (byte chunks: a container's logs, or an exec's) in a thread;
+    others wait for named events."""
 
-    def __init__(self, container: Any, source: str, sink: Callable[[Event], None], stopping: threading.Event,
-                 stdout: bool = True):
+    def __init__(self, chunks: Iterable[bytes], source: str, sink: Callable[[Event], None],
+                 stopping: threading.Event):
         self.source = source
         self._stopping = stopping
-        self._container = container
-        self._stdout = stdout  # False: stdout is data (see ByteStream), events come from stderr
+        self._chunks = chunks
         self._sink = sink
         self._events: list[Event] = []
         self._cond = threading.Condition()
@@ -54,7 +54,7 @@ class EventStream:
     def _follow(self) -> None:
         pending = b""
         try:
-            for chunk in self._container.logs(stream=True, follow=True, stdout=self._stdout):
+            for chunk in self._chunks:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:

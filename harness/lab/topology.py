@@ -1,14 +1,15 @@
 """One trial's private network and containers, removed together whatever happens.
 
-Each side's namespaces belong to a long-lived program of the trial, started on
-the network first; the others join it:
-  server side: the agent owns the network and PID namespaces; the server
-    joins both, so a SIGINT to the server and its restarts happen in a
-    namespace that outlives the process, as on the book's single host;
-  client side: the capture (tcpdump) owns the network namespace; the client
-    joins it, so the client's kernel keeps its socket (and its FIN
-    retransmissions) after the client program is gone.
-A fault container joins the side that receives the final ACK.
+One container a side, whose first program owns the side's namespaces, so
+they outlive the programs that come and go in them:
+  server side: the agent, which starts the server itself, so a SIGINT to the
+    server and its restarts happen in a namespace that outlives the process,
+    as on the book's single host;
+  client side: the capture (tcpdump); the client, and the client's side's
+    agent, start in it by `docker exec`, so the client's kernel keeps its
+    socket (and its FIN retransmissions) after the client program is gone.
+The fault agent starts, by `docker exec` too, in the side that receives the
+final ACK. Programs started so take the harness's commands on stdin.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+from docker.utils.socket import frames_iter
 
 from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
@@ -31,6 +33,7 @@ from harness.lab.streams import ByteStream, Event, EventStream, Stopped
 from harness.lab.subnets import Subnets
 
 NETWORK_TRIES = 20
+IMAGE = "probe"  # every program of a trial is in it (images/Dockerfile)
 
 
 class TrialLab:
@@ -54,6 +57,7 @@ class TrialLab:
         self._network: Any = None
         self.owners: dict[str, Any] = {}  # side -> the container owning its namespaces
         self.streams: dict[str, EventStream] = {}
+        self._execs: dict[str, Any] = {}  # role -> the socket of a program exec() started
         self.outputs: dict[str, ByteStream] = {}
 
     # --- lifecycle -------------------------------------------------------
@@ -139,13 +143,6 @@ class TrialLab:
         if self._stopping.is_set():
             raise Stopped()
 
-    def _join(self, side: str, pid: bool) -> dict[str, str]:
-        owner = self.owners[side]
-        joined = {"network_mode": f"container:{owner.id}"}
-        if pid:
-            joined["pid_mode"] = f"container:{owner.id}"
-        return joined
-
     # --- what a trial starts ---------------------------------------------
 
     def address(self, side: str) -> str:
@@ -155,31 +152,42 @@ class TrialLab:
         net = owner.attrs["NetworkSettings"]["Networks"][self._network.name]
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
-    def own(self, side: str, role: str, target: str, command: list[str],
-            caps: tuple[str, ...] = (), data_out: bool = False, sysctls: dict[str, str] | None = None) -> Any:
-        """Start `side`'s namespace owner on the trial network; its output becomes events.
+    def own(self, side: str, role: str, command: list[str], caps: list[str], data_out: bool = False,
+            sysctls: dict[str, str] | None = None) -> Any:
+        """Start `side`'s container on the trial network, its namespaces' owner; its output becomes events.
 
         data_out: its stdout is data, kept as bytes in outputs[role]; events come from stderr.
         sysctls: set in the new network namespace before anything runs in it (the runtime writes
         them; a name this kernel does not have there fails the start)."""
-        c = self._run(role, self._images[target], command, data_out, network=self._network.name,
-                      hostname=side, cap_add=list(caps), sysctls=sysctls or None)
+        c = self._run(role, self._images[IMAGE], command, data_out, network=self._network.name,
+                      hostname=side, cap_add=caps, sysctls=sysctls or None)
         self.owners[side] = c
-        self.streams[role] = EventStream(c, role, self._sink, self._stopping, stdout=not data_out)
+        self.streams[role] = EventStream(c.logs(stream=True, follow=True, stdout=not data_out), role, self._sink,
+                                         self._stopping)
         return c
 
-    def start(self, role: str, side: str, target: str, command: list[str],
-              caps: tuple[str, ...] = (), own_pid: bool = False, env: dict[str, str] | None = None) -> Any:
-        """A container of `target`'s image inside `side`'s namespaces; its output becomes events.
+    def exec(self, role: str, side: str, command: list[str], user: str = "root",
+             env: dict[str, str] | None = None) -> None:
+        """Start a program in `side`'s container (cheaper for the engine than a container of its
+        own); its output becomes events, and send() writes commands to its stdin."""
+        owner = self.owners[side]
+        with translated(f"starting {role} in the {side} side of {self._trial}"):
+            self._unless_stopping()
+            ex = self._docker.api.exec_create(owner.id, command, stdin=True, stdout=True, stderr=True, user=user,
+                                              environment=env)
+            sock = self._docker.api.exec_start(ex["Id"], socket=True)
+        sock._sock.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
+        self._execs[role] = sock
+        frames = (data for _, data in frames_iter(sock, tty=False))
+        self.streams[role] = EventStream(frames, role, self._sink, self._stopping)
 
-        own_pid keeps a PID namespace of its own; otherwise it joins the owner's
-        too (the server must: it is then not PID 1, so SIGINT acts as Ctrl+C)."""
-        c = self._run(role, self._images[target], command, cap_add=list(caps), environment=env,
-                      **self._join(side, pid=not own_pid))
-        self.streams[role] = EventStream(c, role, self._sink, self._stopping)
-        return c
+    def send(self, role: str, command: str) -> None:
+        """One command line to a program exec() started."""
+        try:
+            self._execs[role]._sock.sendall(command.encode() + b"\n")
+        except OSError as exc:
+            raise LabError(f"telling {role} to {command}", str(exc)) from None
 
     def signal(self, container: Any, sig: str) -> None:
         with translated(f"sending {sig} to {container.name}"):
             container.kill(signal=sig)
-

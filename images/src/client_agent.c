@@ -3,8 +3,8 @@
  * The book asks whether the client's socket goes through TIME_WAIT too. This
  * watches the client's connections from the client's side, on
  * CLOCK_MONOTONIC, with the same inet_diag lookups as tw-agent (diag.h):
- *   1. on SIGUSR1 (the harness's "the client is connected"), find the
- *      client's connections to the server's port;
+ *   1. on "watch" on stdin (the harness's "the client is connected"), find
+ *      the client's connections to the server's port;
  *   2. every -i ms, look them up: their states, when a TIME_WAIT appears
  *      (and on which local port), when the last one is gone;
  *   3. with -r, once a connection is in TIME_WAIT, connect() once from a
@@ -135,11 +135,6 @@ int main(int argc, char **argv)
 			usage();
 	}
 
-	sigset_t usr1;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	if (sigprocmask(SIG_BLOCK, &usr1, NULL))
-		return fail("sigprocmask");
 	/* Polls on time under load, as tw-agent's (CAP_SYS_NICE). */
 	int nice_err = setpriority(PRIO_PROCESS, 0, -20) ? errno : 0;
 	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
@@ -148,9 +143,8 @@ int main(int argc, char **argv)
 	emit_at(SRC, "ready", mono_now(), "\"nice\":%d", nice_err ? 0 : -20);
 
 	/* 1. The client's connections, once the harness says they are up. */
-	struct timespec wait_max = {.tv_sec = 120};
-	if (sigtimedwait(&usr1, NULL, &wait_max) < 0)
-		return fail("no watch signal");
+	if (await_command("watch", 120))
+		return fail("no watch command");
 	struct snapshot snap = {.port = port, .remote = 1};
 	if (snapshot_dump(nl, family, &snap) < 0)
 		return fail("inet_diag");

@@ -10,20 +10,19 @@
  * echo-client [-c ...] [-m ...] [-w] [-n N] [-b PORT] [-S SYSCTL]... HOST
  * PORT MESSAGE is the harness's. It first reads back the sysctls named with
  * -S from its network namespace (sysctls.h). It opens -n connections (with
- * -w, once it gets SIGUSR1; with -b, the one connection from that local
- * port, bound before connect() as a client with a fixed port does), sends
- * the message on each, reads the echoes, then closes in the order the trial
- * asks for:
- *   -c client  wait for SIGUSR1 (the harness's "close now"), then close
- *              every connection first;
+ * -w, once the harness says "connect" on its stdin; with -b, the one
+ * connection from that local port, bound before connect() as a client with a
+ * fixed port does), sends the message on each, reads the echoes, then closes
+ * in the order the trial asks for:
+ *   -c client  wait for "close" on stdin (the harness's "close now"), then
+ *              close every connection first;
  *   -c server  close each connection when it reads the server's FIN
  *              (read() == 0), or its RST (read() fails).
  * -m close     close(): the descriptor goes and the kernel keeps an orphan;
  * -m shutdown  shutdown(SHUT_WR) with the descriptor kept open until the
  *              kernel reports the socket CLOSED (the retry limits differ).
- * Then it stays until the harness removes it: its container's end is work
- * for the engine, which would otherwise fall in the middle of the
- * measurement. Events are JSON lines on stdout (see events.h). */
+ * Then it stays until the harness removes the container it runs in. Events are
+ * JSON lines on stdout (see events.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -42,6 +41,7 @@
 #include "sysctls.h"
 
 #define SRC "client"
+#define COMMAND_WAIT_S 600 /* the harness's next word comes within a trial's time */
 #define MAX_CONNS 32
 
 static void fail(const char *what)
@@ -238,7 +238,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	const char *close_first = "server", *mode = "close";
-	int opt, wait_to_connect = 0, sig, conns = 1, bind_port = 0, nsysctls = 0;
+	int opt, wait_to_connect = 0, conns = 1, bind_port = 0, nsysctls = 0;
 	char *sysctls[MAX_SYSCTLS];
 
 	while ((opt = getopt(argc, argv, "c:m:wn:b:S:")) != -1) {
@@ -266,15 +266,10 @@ int main(int argc, char **argv)
 	int use_shutdown = strcmp(mode, "shutdown") == 0;
 	emit_sysctls(SRC, sysctls, nsysctls);
 
-	/* Block SIGUSR1 now so a "close now" sent early stays pending. */
-	sigset_t usr1;
-	sigemptyset(&usr1);
-	sigaddset(&usr1, SIGUSR1);
-	if (sigprocmask(SIG_BLOCK, &usr1, NULL))
-		fail("sigprocmask");
 	if (wait_to_connect) {
 		emit_at(SRC, "ready", mono_now(), NULL);
-		sigwait(&usr1, &sig);
+		if (await_command("connect", COMMAND_WAIT_S))
+			fail("no connect command");
 	}
 
 	int socks[MAX_CONNS];
@@ -306,7 +301,8 @@ int main(int argc, char **argv)
 	emit_at(SRC, "echoed", mono_now(), "\"bytes\":%zu,\"connections\":%d", want, conns);
 
 	if (strcmp(close_first, "client") == 0) {
-		sigwait(&usr1, &sig);
+		if (await_command("close", COMMAND_WAIT_S))
+			fail("no close command");
 		close_now(socks, conns, use_shutdown);
 		if (use_shutdown)
 			wait_closed(socks, conns);

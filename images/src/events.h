@@ -4,11 +4,13 @@
 #ifndef HARNESS_EVENTS_H
 #define HARNESS_EVENTS_H
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double mono_now(void)
 {
@@ -65,6 +67,31 @@ static inline long number_arg(const char *text, long lo, long hi,
 	if (!*text || *end || v < lo || v > hi)
 		usage();
 	return v;
+}
+
+/* Wait up to timeout_s for the harness's next command, one line on stdin
+ * (it talks to a program it started with `docker exec` through its stdin, as
+ * a signal cannot reach it): 0 when the line is `word`, -1 when time ran out,
+ * the input ended or another line came. A command sent early waits in the
+ * pipe, as a blocked signal would. */
+static inline int await_command(const char *word, int timeout_s)
+{
+	struct pollfd in = {.fd = 0, .events = POLLIN};
+	char line[64];
+	size_t used = 0;
+	for (;;) {
+		if (poll(&in, 1, timeout_s * 1000) != 1)
+			return -1;
+		ssize_t n = read(0, line + used, 1); /* byte by byte: no more than our line */
+		if (n <= 0)
+			return -1;
+		if (line[used] == '\n') {
+			line[used] = 0;
+			return strcmp(line, word) ? -1 : 0;
+		}
+		if (++used == sizeof(line))
+			return -1;
+	}
 }
 
 /* The same for a number of seconds that may have decimals. */

@@ -1,8 +1,9 @@
 /* tw-agent: the harness's observer inside the server's network namespace.
  *
- * It shares the network and PID namespaces of the server, so it sees what the
- * book's reader sees on one host, and it does every time-critical step itself,
- * on CLOCK_MONOTONIC:
+ * It starts the server itself (-r, -n: the old server's SO_REUSEADDR, the
+ * connections it serves), so the two share every namespace, and it sees what
+ * the book's reader sees on one host; it does every time-critical step
+ * itself, on CLOCK_MONOTONIC:
  *   1. wait until the server LISTENs on the port;
  *   2. on SIGUSR1 ("close now" from the harness), or with -a PERIOD,PHASE at
  *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE:
@@ -18,13 +19,15 @@
  *      -w seconds, then stay (paused) until the harness removes it.
  * It owns the server's namespaces (its container's), so they outlive the
  * server process, as on the book's single host, and last until the harness
- * has read what it needs from them (fault counters).
+ * has read what it needs from them (fault counters). The server's own lines
+ * come out as events of src "server" ("output", and "exit" with its status
+ * as a shell reports it: 128 + the signal's number after one).
  * It also reads back the sysctls in force in the namespace (-S) and the
  * namespace's TcpExt counters at the close and at the end.
  * Everything it observes is printed as JSON lines (events.h). */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -116,28 +119,87 @@ static int try_bind(int family, int port, int reuse)
 	return err;
 }
 
-static pid_t find_server(void)
+/* The server, started as the book's reader starts it; its stdout and stderr
+ * come back through *out (non-blocking), read by drain_server(). */
+static pid_t spawn_server(const char *path, int family, int port, int reuse,
+			  int serve, int *out)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t found = 0;
+	int pipefd[2];
+	char portstr[16], servestr[16];
 
-	while (d && (e = readdir(d)) && !found) {
-		char path[300], comm[64] = "";
-		pid_t pid = atoi(e->d_name);
-		if (pid <= 0 || pid == getpid())
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-		FILE *f = fopen(path, "r");
-		if (f && fgets(comm, sizeof(comm), f) &&
-		    strncmp(comm, SERVER_COMM, strlen(SERVER_COMM)) == 0)
-			found = pid;
-		if (f)
-			fclose(f);
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(servestr, sizeof(servestr), "%d", serve);
+	if (pipe(pipefd))
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -1;
 	}
-	if (d)
-		closedir(d);
-	return found;
+	if (pid == 0) {
+		/* the server as the book runs it: our CPU priority is not its */
+		if (setpriority(PRIO_PROCESS, 0, 0) || dup2(pipefd[1], 1) < 0 ||
+		    dup2(pipefd[1], 2) < 0)
+			_exit(126);
+		close(pipefd[0]);
+		char *argv[8];
+		int i = 0;
+		argv[i++] = SERVER_COMM;
+		if (reuse)
+			argv[i++] = "-r";
+		if (family == AF_INET6)
+			argv[i++] = "-6";
+		if (serve > 1) {
+			argv[i++] = "-n";
+			argv[i++] = servestr;
+		}
+		argv[i++] = portstr;
+		argv[i] = NULL;
+		execv(path, argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	if (fcntl(pipefd[0], F_SETFL, O_NONBLOCK)) {
+		close(pipefd[0]);
+		return -1;
+	}
+	*out = pipefd[0];
+	return pid;
+}
+
+/* The server's complete lines so far, each an "output" event of its own. */
+static void drain_server(int fd, char *buf, size_t size, size_t *used)
+{
+	ssize_t n;
+	while (fd >= 0 && (n = read(fd, buf + *used, size - 1 - *used)) > 0) {
+		*used += (size_t)n;
+		buf[*used] = 0;
+		char *line = buf, *nl;
+		while ((nl = strchr(line, '\n'))) {
+			*nl = 0;
+			char esc[1200];
+			emit_at("server", "output", mono_now(), "\"text\":\"%s\"",
+				json_escape(line, esc, sizeof(esc)));
+			line = nl + 1;
+		}
+		*used -= (size_t)(line - buf);
+		memmove(buf, line, *used + 1);
+		if (*used == size - 1) /* a line longer than the buffer: as it is */
+			*used = 0;
+	}
+}
+
+/* Has the server ended? Reaps it and says how, once. */
+static int server_ended(pid_t server)
+{
+	int status;
+	pid_t r = waitpid(server, &status, WNOHANG);
+	if (r != server)
+		return 0;
+	emit_at("server", "exit", mono_now(), "\"status\":%d",
+		WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status));
+	return 1;
 }
 
 /* Run the server program once, as the book's reader does by hand.
@@ -236,7 +298,7 @@ static void hold_namespaces(struct mnl_socket *nl)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tw-agent -p PORT [-6] [-c server|client] [-R] "
+		"usage: tw-agent -p PORT [-6] [-r] [-n SERVE] [-c server|client] [-R] "
 		"[-k sigint|sigkill|close|linger0] [-i POLL_MS] [-e RESTART_MS] "
 		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]...\n");
 	exit(2);
@@ -244,17 +306,19 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	int port = 0, family = AF_INET, restart_reuse = 0, interval_ms = 10,
-	    restart_ms = 100, opt, stop = 0, nsysctls = 0;
+	int port = 0, family = AF_INET, old_reuse = 0, serve = 1, restart_reuse = 0,
+	    interval_ms = 10, restart_ms = 100, opt, stop = 0, nsysctls = 0;
 	char *sysctls[MAX_SYSCTLS];
 	double max_wait = 600, period = 0, phase = 0;
 	const char *close_first = "server",
 		   *server_path = "/usr/local/bin/" SERVER_COMM;
 
-	while ((opt = getopt(argc, argv, "p:6c:Rk:i:e:w:s:a:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:6rn:c:Rk:i:e:w:s:a:S:")) != -1) {
 		switch (opt) {
 		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
 		case '6': family = AF_INET6; break;
+		case 'r': old_reuse = 1; break;
+		case 'n': serve = number_arg(optarg, 1, 64, usage); break;
 		case 'c':
 			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
 				usage();
@@ -314,19 +378,27 @@ int main(int argc, char **argv)
 	}
 	struct snapshot snap = {.port = port};
 
-	/* 1. The server is up when the kernel shows its LISTEN socket. */
+	/* 1. Start the server; it is up when the kernel shows its LISTEN socket. */
+	char sbuf[4096];
+	size_t sused = 0;
+	int sout = -1;
+	pid_t server = spawn_server(server_path, family, port, old_reuse, serve, &sout);
+	if (server < 0) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"starting the server: %s\"",
+			strerror(errno));
+		return 1;
+	}
 	double deadline = mono_now() + 30;
-	pid_t server = 0;
-	while (!(server = find_server()) ||
-	       snapshot_dump(nl, family, &snap) < 0 ||
-	       !strstr(snap.states, "LISTEN")) {
-		if (mono_now() > deadline) {
+	while (snapshot_dump(nl, family, &snap) < 0 || !strstr(snap.states, "LISTEN")) {
+		drain_server(sout, sbuf, sizeof(sbuf), &sused);
+		if (mono_now() > deadline || server_ended(server)) {
 			emit_at(SRC, "error", mono_now(),
 				"\"what\":\"server never listened\"");
 			return 1;
 		}
 		usleep(5000);
 	}
+	drain_server(sout, sbuf, sizeof(sbuf), &sused);
 	emit_at(SRC, "listening", mono_now(), "\"pid\":%d", server);
 
 	/* 2. Wait for the harness's "close now". */
@@ -422,8 +494,12 @@ int main(int argc, char **argv)
 			emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f",
 				window_ms);
 		}
-		if (!server_gone && kill(server, 0) && errno == ESRCH) {
+		drain_server(sout, sbuf, sizeof(sbuf), &sused);
+		if (!server_gone && server_ended(server)) {
 			server_gone = 1;
+			drain_server(sout, sbuf, sizeof(sbuf), &sused);
+			close(sout);
+			sout = -1;
 			emit_at(SRC, "server_exit", now, NULL);
 		}
 		for (int reuse = 0; reuse < 2; reuse++) {
