@@ -67,8 +67,9 @@ def first_close(doc: dict) -> float:
 
 
 def wheel_grid(docs: list[dict]) -> tuple[float, float] | None:
-    """(grid, phase) of the kernel's timer wheel, read from where these runs' TIME_WAITs ended."""
-    return timerwheel.grid([e["mono"] for doc in docs for e in events(doc, "tw_gone")])
+    """(grid, phase) of the kernel's timer wheel, read from where these runs' TIME_WAITs ended (those
+    seen within one poll interval of it: a late poll would place an end off the grid)."""
+    return timerwheel.grid([e["mono"] for doc in docs for e in events(doc, "tw_gone") if e["window_ms"] <= 11])
 
 
 def close_phase(grid: float, phase: float) -> str:

@@ -31,7 +31,7 @@ from tabulate import tabulate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.bench import close_phase, wheel_grid  # noqa: E402
+from bench import close_phase, wheel_grid  # noqa: E402  (bench/bench.py, beside this file)
 from harness import store  # noqa: E402
 
 TARGETS = {"a": 1.5, "window_ms": 11.0, "p99_ms": 20.0, "c_ms": 20.0}
@@ -69,6 +69,13 @@ def p99(total: int, late: list[float]) -> str:
     return f"{late[k]:.1f} ms" if len(late) > k else f"<= {LATE_MS:.0f} ms"
 
 
+def show(rows: list[list]) -> None:
+    print(f"harness study benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.uname().release}, "
+          f"{os.cpu_count()} cores\n")
+    print(tabulate([[r[0], r[1], r[2], {True: "met", False: "MISSED"}.get(r[3], "")] for r in rows],
+                   ["figure", "measured", "target", ""], tablefmt="github"), flush=True)
+
+
 def main() -> None:
     client = docker.from_env()
     tmp = Path(tempfile.mkdtemp(prefix="harness-study-"))
@@ -99,6 +106,7 @@ def main() -> None:
             ["(b) latest poll", f"{max(t['poll_late_max_ms'] for t in ok):.1f} ms", "", ""],
         ]
 
+        show(rows)
         # (c): 20 at once against one alone, every close on one phase of the wheel's grid.
         found = wheel_grid([study])
         if found is None:
@@ -135,9 +143,7 @@ def main() -> None:
         for n in own:
             n.remove()
 
-    print(f"harness study benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().release}, {os.cpu_count()} cores\n")
-    print(tabulate([[r[0], r[1], r[2], {True: "met", False: "MISSED"}.get(r[3], "")] for r in rows],
-                   ["figure", "measured", "target", ""], tablefmt="github"))
+    show(rows)
     print(f"\n(c) every close at --close-phase {phase}; run directories: {tmp}")
 
 

@@ -57,6 +57,9 @@ def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
     agent = [e for e in events if e.get("src") == AGENT]
     appear, gone, done = _first(agent, "tw_appear"), _first(agent, "tw_gone"), _first(agent, "done")
     restarts = [e for e in agent if e.get("ev") == "restart_fail"]
+    # The agent counts its failed restarts (restart_stats), listing only those that failed
+    # otherwise than the one before; runs made before it did list every one.
+    counted = _first(agent, "restart_stats")
     polls = _first(agent, "poll_stats") or {}
     exited = _first(events, "exit", src="server")
     return {
@@ -67,8 +70,10 @@ def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
         "rebind_plain_s": since(_first(agent, "bind_ok", reuseaddr=False)),
         "rebind_reuseaddr_s": since(_first(agent, "bind_ok", reuseaddr=True)),
         "restart_s": since(_first(agent, "restart_up")),
-        "bind_errors": sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
-        "restart_failures_other": sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
+        "bind_errors": counted["bind_errors"] if counted else
+        sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
+        "restart_failures_other": counted["other"] if counted else
+        sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
         "observed_s": since(done),
         "poll_late_max_ms": polls.get("late_max_ms"),
         "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),

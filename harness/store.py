@@ -138,11 +138,12 @@ NUMBER = (int, float)
 # The type of every field an event may carry; readers rely on them, so a damaged file is refused
 # here, naming its line, rather than failing somewhere in the analysis.
 EVENT_FIELDS: dict[str, tuple[type, ...]] = {
-    **dict.fromkeys(("trial", "src", "ev", "text", "stderr", "side", "how", "what", "backend", "logs"), (str,)),
+    **dict.fromkeys(("trial", "src", "ev", "text", "stderr", "side", "how", "what", "backend", "logs", "subnet"),
+                    (str,)),
     **dict.fromkeys(("mono", "realtime", "expires_ms", "window_ms", "late_ms", "late_max_ms", "after_s",
                      "period_s", "phase_s", "waited_s", "wall_s"), NUMBER),
-    **dict.fromkeys(("attempt", "failures", "polls", "interval_ms", "late_over_5ms", "pid", "lport", "bytes",
-                     "read", "so_error", "nice"), (int,)),
+    **dict.fromkeys(("attempt", "attempts", "failures", "polls", "interval_ms", "late_over_5ms", "pid", "lport",
+                     "bytes", "read", "so_error", "nice", "bind_errors", "other", "status"), (int,)),
     "reuseaddr": (bool,), "states": (list,), "phases": (dict,), "errno": (str, int),
     **dict.fromkeys(("injection_point", "error", "capture"), (str, type(None))),
 }

@@ -169,11 +169,13 @@ def countdown(readings: list[tuple[float, float]], gone: float | None) -> list[t
     return out
 
 
-def _attempts(events: list[Event], since: Any, fail: Any, ok: Any, end: float) -> Attempts:
+def _attempts(events: list[Event], since: Any, fail: Any, ok: Any, end: float, count: int | None = None) -> Attempts:
+    """From the first failure to the success; `count` the failures, where the agent only counted them."""
     fails = [e for e in events if fail(e)]
     good = next((e for e in events if ok(e)), None)
     ok_at = since(good) if good else None
-    count = good.get("failures", len(fails)) if good and "failures" in good else len(fails)
+    if count is None:
+        count = good.get("failures", len(fails)) if good and "failures" in good else len(fails)
     span = Span(since(fails[0]), ok_at if ok_at is not None else end, "failing") if fails else None
     return Attempts(span, ok_at, count)
 
@@ -209,7 +211,7 @@ def socket_timeline(r: TrialResult, events: list[Event]) -> SocketTimeline | Non
         bind_reuseaddr=_attempts(agent, since, lambda e: e.get("ev") == "bind_fail" and e.get("reuseaddr"),
                                  lambda e: e.get("ev") == "bind_ok" and e.get("reuseaddr"), end),
         restart=_attempts(agent, since, lambda e: e.get("ev") == "restart_fail",
-                          lambda e: e.get("ev") == "restart_up", end),
+                          lambda e: e.get("ev") == "restart_up", end, r.bind_errors + r.restart_failures_other),
         fins=[s["t"] for s in r.timeline if s.get("t") is not None and s["from"] == passive
               and _kind(s["what"]) in ("fin", "fin again")],
         drops=[s["t"] for s in r.timeline if s.get("t") is not None and s.get("dropped")],

@@ -30,6 +30,7 @@ struct snapshot {
 	int remote; /* 1: port is the peer's (the client's side), else ours */
 	int count, time_wait;
 	unsigned tw_expires_ms; /* largest TIME_WAIT timer left */
+	unsigned tw_soonest_ms; /* smallest: the first TIME_WAIT that can end */
 	char states[1024];	/* "TIME_WAIT","LISTEN": the signature we log */
 	/* A dump fills conns with the port's connections (not listeners);
 	 * lookups of those set conns_only, since the kernel answers a lookup
@@ -60,6 +61,8 @@ static int diag_cb(const struct nlmsghdr *nlh, void *data)
 		s->time_wait++;
 		if (m->idiag_expires > s->tw_expires_ms)
 			s->tw_expires_ms = m->idiag_expires;
+		if (m->idiag_expires < s->tw_soonest_ms)
+			s->tw_soonest_ms = m->idiag_expires;
 	}
 	size_t used = strlen(s->states);
 	snprintf(s->states + used, sizeof(s->states) - used, "%s\"%s\"",
@@ -112,6 +115,7 @@ static void snapshot_reset(struct snapshot *s)
 {
 	s->count = s->time_wait = 0;
 	s->tw_expires_ms = 0;
+	s->tw_soonest_ms = ~0U;
 	s->states[0] = 0;
 }
 

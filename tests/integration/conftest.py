@@ -27,6 +27,8 @@ GROUPS = {
     "runs": {"paths": (EXPERIMENTS / "paths.yaml", ()),
              # seeded_again also closes on a set phase of the monotonic clock (--close-phase).
              "seeded_again": (EXPERIMENTS / "seeded_again.yaml", ("--close-phase", CLOSE_PHASE))},
+    # More trial networks at once than Docker's default address pools hold (about 30).
+    "forty": {"forty": (EXPERIMENTS / "forty.yaml", ("--jobs", "40"))},
     "catalog": {name: ((ROOT / "experiments" / f"{name}.yaml") if name != "catalog_v6"
                        else EXPERIMENTS / f"{name}.yaml", ("--jobs", str(jobs)))
                 # trials at once per run: 12 in all, each run's longest trials together
@@ -136,6 +138,11 @@ def results(started: dict, group: str) -> dict[str, tuple[int, dict | None, str]
 def runs(started):
     """paths.yaml and seeded_again.yaml: every path the harness runs."""
     return results(started, "runs")
+
+
+@pytest.fixture(scope="session")
+def forty(started):
+    return results(started, "forty")
 
 
 @pytest.fixture(scope="session")

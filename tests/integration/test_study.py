@@ -1,0 +1,37 @@
+"""Study-sized runs: more trials at once than Docker's default address pools allow networks."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+from harness import store
+
+from .conftest import run_objects
+
+
+def test_forty_trials_at_once_all_measure_on_subnets_of_the_harness(engine, forty):
+    ((rc, doc, err),) = forty.values()
+    assert rc == 0, err[-3000:]
+    trials = doc["trials"]
+    assert len(trials) == 40 and all(t["status"] == "ok" for t in trials)
+    # all forty were waiting out their TIME_WAIT at the same time
+    starts = sorted(t["close_mono"] for t in trials)
+    ends = sorted(t["close_mono"] + t["tw_gone_s"] for t in trials)
+    assert starts[-1] < ends[0]
+    run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
+    assert run_objects(engine, run_id) == ([], [])
+
+
+def test_each_trial_network_had_a_subnet_of_its_own_from_the_pool(engine, forty):
+    ((_, doc, _),) = forty.values()
+    events = store.load(Path(doc["run_dir"])).events
+    subnets = [ipaddress.ip_network(e["subnet"]) for e in events if e.get("ev") == "network"]
+    assert len(subnets) == 40 and len(set(subnets)) == 40
+    assert all(n.prefixlen == 29 and n.subnet_of(ipaddress.ip_network("10.199.0.0/16")) for n in subnets)
+    # none overlaps a network of the engine's own (the allocator's rules: tests/unit/test_subnets.py)
+    others = [ipaddress.ip_network(cfg["Subnet"]) for n in engine.networks.list()
+              if not (n.attrs.get("Labels") or {}).get("io.harness.run")
+              for cfg in (n.attrs.get("IPAM") or {}).get("Config") or [] if "Subnet" in cfg]
+    assert not any(o.version == 4 and o.overlaps(n) for o in others for n in subnets)
