@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -108,7 +109,7 @@ class TrialLab:
                     self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
                     ipam=docker.types.IPAMConfig(pool_configs=pools),
                     labels=labels(self._run_id, self._trial, "network"))
-                self._sink({"src": "harness", "ev": "network", "subnet": str(self._subnet)})
+                self._sink({"src": "harness", "ev": "network", "subnet": str(self._subnet), "mono": time.monotonic()})
                 return
             except docker.errors.APIError as exc:
                 if "overlap" not in str(exc.explanation or exc):
