@@ -111,10 +111,22 @@ def main() -> None:
     samples: list[tuple[float, int, int]] = []
     done = threading.Event()
     started = time.monotonic()
-    proc = harness("run", str(spec), "--json", "--quiet", "--jobs", "25", "--results", str(tmp))
+    proc = harness("run", str(spec), "--json", "--jobs", "25", "--results", str(tmp))
     threading.Thread(target=sample, args=(proc.pid, samples, done), daemon=True).start()
-    out, err = proc.communicate()
+    # Sampled while trials run: the report written after them (a process pool, matplotlib's
+    # fonts) is not a wave, and would look like growth in the last quarter.
+    stdout: list[str] = []
+    reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("writing the report"):
+            done.set()
     done.set()
+    reader.join()
+    proc.wait()
+    out, err = stdout[0], "".join(lines)
     wall = time.monotonic() - started
     if proc.returncode not in (0, 4):
         sys.exit(f"soak run failed (exit {proc.returncode}):\n{err[-3000:]}")

@@ -26,9 +26,9 @@ from harness.record import TrialResult
 
 
 def default_jobs(n_trials: int) -> int:
-    # Trials mostly wait on kernel timers; ~10 per core keeps the agents' 10 ms
-    # polls on time. Docker's default address pools allow about 30 networks.
-    return max(1, min(n_trials, 10 * (os.cpu_count() or 1), 24))
+    # Trials mostly wait on kernel timers; ~10 per core keeps the agents' 10 ms polls on time.
+    # More at once (--jobs) trades poll lateness for wall time (README, "Study-sized runs").
+    return max(1, min(n_trials, 10 * (os.cpu_count() or 1), MAX_JOBS))
 
 
 MAX_JOBS = 256

@@ -178,15 +178,17 @@ class TrialLab:
             ex = self._docker.api.exec_create(owner.id, command, stdin=True, stdout=True, stderr=True, user=user,
                                               environment=env)
             sock = self._docker.api.exec_start(ex["Id"], socket=True)
-        sock._sock.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
-        self._execs[role] = sock
+        # the SDK hands back a SocketIO over a unix or plain TCP engine, the socket itself over TLS
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
+        self._execs[role] = raw
         frames = (data for _, data in frames_iter(sock, tty=False))
         self.streams[role] = EventStream(frames, role, self._sink, self._stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""
         try:
-            self._execs[role]._sock.sendall(command.encode() + b"\n")
+            self._execs[role].sendall(command.encode() + b"\n")
         except OSError as exc:
             raise LabError(f"telling {role} to {command}", str(exc)) from None
 

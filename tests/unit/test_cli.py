@@ -1,3 +1,5 @@
+import os
+
 from harness import cli
 
 
@@ -28,7 +30,7 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 def test_default_jobs_is_bounded():
     assert cli.default_jobs(3) == 3
-    assert 1 <= cli.default_jobs(1000) <= 24
+    assert cli.default_jobs(1000) == min(10 * (os.cpu_count() or 1), cli.MAX_JOBS)
 
 
 def test_close_phase_takes_period_and_phase(capsys):
