@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
 import docker.errors
 import docker.types
 import requests.exceptions
-from docker.utils.socket import frames_iter
 
 from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
@@ -35,6 +35,15 @@ from harness.lab.subnets import Subnets
 
 NETWORK_TRIES = 20
 IMAGE = "probe"  # every program of a trial is in it (images/Dockerfile)
+
+
+def _frames(stream: Any) -> Iterator[bytes]:
+    """The payloads of an exec's output stream (8-byte headers: stream, 3 zeros, big-endian length).
+    Not the SDK's frames_iter: it polls the socket before every read, and over TLS the next frames
+    may already sit decrypted in the TLS buffer, so it would wait for bytes it already has."""
+    with stream:
+        while len(header := stream.read(8)) == 8:
+            yield stream.read(struct.unpack(">4xL", header)[0])
 
 
 class TrialLab:
@@ -182,8 +191,7 @@ class TrialLab:
         raw = getattr(sock, "_sock", sock)
         raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
         self._execs[role] = raw
-        frames = (data for _, data in frames_iter(sock, tty=False))
-        self.streams[role] = EventStream(frames, role, self._sink, self._stopping)
+        self.streams[role] = EventStream(_frames(raw.makefile("rb")), role, self._sink, self._stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""
