@@ -162,21 +162,14 @@ int main(int argc, char **argv)
 	int tw_seen = 0, tw_gone = 0, closing = 0, reconnected = 0, fixed_ok = 0,
 	    fixed_fails = 0;
 	char last_states[sizeof(snap.states)] = "-";
-	double start = mono_now(), end = start + max_wait, prev_poll = start,
-	       late_max = 0;
-	long ticks = 0;
-	struct timespec tick;
-	clock_gettime(CLOCK_MONOTONIC, &tick);
+	double start = mono_now(), end = start + max_wait;
+	struct poll_clock pc;
+	poll_clock_start(&pc, start);
 	for (;;) {
-		double now = mono_now();
-		double late = now - (tick.tv_sec + tick.tv_nsec / 1e9);
-		ticks++;
-		if (late > late_max)
-			late_max = late;
+		double now = mono_now(), window_ms;
+		poll_begin(&pc, now, &window_ms);
 		if (snapshot_conns(nl, family, &snap) < 0)
 			return fail("inet_diag");
-		double window_ms = (now - prev_poll) * 1000;
-		prev_poll = now;
 		if (strcmp(snap.states, last_states)) {
 			emit_at(SRC, "sockets", now, "\"states\":[%s]", snap.states);
 			strcpy(last_states, snap.states);
@@ -230,9 +223,7 @@ int main(int argc, char **argv)
 		}
 		int finished = !snap.count && (!fixed || fixed_ok);
 		if (finished || mono_now() > end) {
-			emit_at(SRC, "poll_stats", mono_now(),
-				"\"interval_ms\":%d,\"polls\":%ld,\"late_max_ms\":%.3f",
-				interval_ms, ticks, late_max * 1000);
+			emit_poll_stats(SRC, &pc, interval_ms);
 			if (finished)
 				emit_at(SRC, "done", mono_now(), NULL);
 			else
@@ -241,6 +232,6 @@ int main(int argc, char **argv)
 			for (;;)
 				pause();
 		}
-		sleep_until(&tick, interval_ms);
+		poll_wait(&pc, interval_ms);
 	}
 }

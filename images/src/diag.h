@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "events.h"
+
 #define TCP_STATE_TIME_WAIT 6
 #define MAX_CONNS 32 /* connections of one trial (spec: connections <= 32) */
 
@@ -141,11 +143,54 @@ static int snapshot_conns(struct mnl_socket *nl, int family, struct snapshot *s)
 	return 0;
 }
 
-/* Sleep to the next tick of the grid; ticks already missed are skipped, not
- * caught up in a burst (a late poll is reported, see "late_poll"). */
-static void sleep_until(struct timespec *next, int ms)
+/* The poll clock: polls due every interval on a grid of CLOCK_MONOTONIC, and
+ * how late each started, which is what limits the precision of every time an
+ * agent reports and what a loaded machine shows first. */
+struct poll_clock {
+	struct timespec due; /* when the current poll was due */
+	double prev;	     /* when the previous poll started */
+	double late_max;
+	long polls, late_5ms;
+};
+
+/* since: where the first poll's window begins (the close, say) */
+static void poll_clock_start(struct poll_clock *c, double since)
 {
-	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &c->due);
+	c->prev = since;
+	c->late_max = 0;
+	c->polls = c->late_5ms = 0;
+}
+
+/* At a poll's start (now): how late it started (s). *window_ms is the time
+ * since the previous poll: a change seen now happened within it. */
+static double poll_begin(struct poll_clock *c, double now, double *window_ms)
+{
+	double late = now - (c->due.tv_sec + c->due.tv_nsec / 1e9);
+	c->polls++;
+	if (late > c->late_max)
+		c->late_max = late;
+	if (late > 0.005)
+		c->late_5ms++;
+	*window_ms = (now - c->prev) * 1000;
+	c->prev = now;
+	return late;
+}
+
+static void emit_poll_stats(const char *src, const struct poll_clock *c,
+			    int interval_ms)
+{
+	emit_at(src, "poll_stats", mono_now(),
+		"\"interval_ms\":%d,\"polls\":%ld,"
+		"\"late_max_ms\":%.3f,\"late_over_5ms\":%ld",
+		interval_ms, c->polls, c->late_max * 1000, c->late_5ms);
+}
+
+/* Sleep to the next poll, ms after the last one due; polls already missed
+ * are skipped, not caught up in a burst (a late poll is reported). */
+static void poll_wait(struct poll_clock *c, int ms)
+{
+	struct timespec now, *next = &c->due;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	do {
 		next->tv_nsec += ms * 1000000L;

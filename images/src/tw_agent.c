@@ -128,16 +128,39 @@ static int try_bind(int family, int port, int reuse)
 	return err;
 }
 
+/* In a forked child: become the server, started as the book's reader starts
+ * it (serve: the clients it serves, 1 as in the book). */
+static void exec_server(const char *path, int family, int port, int reuse,
+			int serve)
+{
+	char portstr[16], servestr[16];
+	char *argv[8];
+	int i = 0;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	snprintf(servestr, sizeof(servestr), "%d", serve);
+	argv[i++] = SERVER_COMM;
+	if (reuse)
+		argv[i++] = "-r";
+	if (family == AF_INET6)
+		argv[i++] = "-6";
+	if (serve > 1) {
+		argv[i++] = "-n";
+		argv[i++] = servestr;
+	}
+	argv[i++] = portstr;
+	argv[i] = NULL;
+	execv(path, argv);
+	_exit(127);
+}
+
 /* The server, started as the book's reader starts it; its stdout and stderr
  * come back through *out (non-blocking), read by drain_server(). */
 static pid_t spawn_server(const char *path, int family, int port, int reuse,
 			  int serve, int *out)
 {
 	int pipefd[2];
-	char portstr[16], servestr[16];
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	snprintf(servestr, sizeof(servestr), "%d", serve);
 	if (pipe(pipefd))
 		return -1;
 	pid_t pid = fork();
@@ -152,21 +175,7 @@ static pid_t spawn_server(const char *path, int family, int port, int reuse,
 		    dup2(pipefd[1], 2) < 0)
 			_exit(126);
 		close(pipefd[0]);
-		char *argv[8];
-		int i = 0;
-		argv[i++] = SERVER_COMM;
-		if (reuse)
-			argv[i++] = "-r";
-		if (family == AF_INET6)
-			argv[i++] = "-6";
-		if (serve > 1) {
-			argv[i++] = "-n";
-			argv[i++] = servestr;
-		}
-		argv[i++] = portstr;
-		argv[i] = NULL;
-		execv(path, argv);
-		_exit(127);
+		exec_server(path, family, port, reuse, serve);
 	}
 	close(pipefd[1]);
 	if (fcntl(pipefd[0], F_SETFL, O_NONBLOCK)) {
@@ -218,9 +227,7 @@ static int restart_once(const char *path, int family, int port, int reuse,
 			char *why, size_t whylen)
 {
 	int out[2], err[2];
-	char portstr[16];
 
-	snprintf(portstr, sizeof(portstr), "%d", port);
 	if (pipe(out)) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		return 0;
@@ -248,17 +255,7 @@ static int restart_once(const char *path, int family, int port, int reuse,
 			_exit(126);
 		close(out[0]);
 		close(err[0]);
-		char *argv[5];
-		int i = 0;
-		argv[i++] = SERVER_COMM;
-		if (reuse)
-			argv[i++] = "-r";
-		if (family == AF_INET6)
-			argv[i++] = "-6";
-		argv[i++] = portstr;
-		argv[i] = NULL;
-		execv(path, argv);
-		_exit(127);
+		exec_server(path, family, port, reuse, 1);
 	}
 	close(out[1]);
 	close(err[1]);
@@ -458,21 +455,12 @@ int main(int argc, char **argv)
 	 * it (a FIN that arrives restarts it, see tw_timer_restart). */
 	double next_sample = 0;
 	double next_restart = 0, end = t0 + max_wait;
-	/* How late each poll starts: what limits the precision of every time
-	 * below, and what a loaded machine would show first. */
-	double late_max = 0, prev_poll = t0;
-	long ticks = 0, late_5ms = 0;
-	struct timespec tick;
-	clock_gettime(CLOCK_MONOTONIC, &tick);
+	struct poll_clock pc;
+	poll_clock_start(&pc, t0);
 
 	for (;;) {
-		double now = mono_now();
-		double late = now - (tick.tv_sec + tick.tv_nsec / 1e9);
-		ticks++;
-		if (late > late_max)
-			late_max = late;
-		if (late > 0.005)
-			late_5ms++;
+		double now = mono_now(), window_ms;
+		double late = poll_begin(&pc, now, &window_ms);
 		if (late > 0.020) /* worth a line: it blurs the times below */
 			emit_at(SRC, "late_poll", now, "\"late_ms\":%.3f", late * 1000);
 		if (snapshot_conns(nl, family, &snap) < 0) {
@@ -483,10 +471,6 @@ int main(int argc, char **argv)
 			emit_at(SRC, "sockets", now, "\"states\":[%s]", snap.states);
 			strcpy(last_states, snap.states);
 		}
-		/* A change seen now happened since the previous poll: window_ms
-		 * bounds the error of the time we give it. */
-		double window_ms = (now - prev_poll) * 1000;
-		prev_poll = now;
 		if (snap.time_wait && !tw_seen) {
 			tw_seen = 1;
 			emit_at(SRC, "tw_appear", now,
@@ -567,10 +551,7 @@ int main(int argc, char **argv)
 			emit_at(SRC, "restart_stats", mono_now(),
 				"\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
 				attempts, restart_bind_errors, restart_other);
-			emit_at(SRC, "poll_stats", mono_now(),
-				"\"interval_ms\":%d,\"polls\":%ld,"
-				"\"late_max_ms\":%.3f,\"late_over_5ms\":%ld",
-				interval_ms, ticks, late_max * 1000, late_5ms);
+			emit_poll_stats(SRC, &pc, interval_ms);
 			if (finished)
 				emit_at(SRC, "done", mono_now(), NULL);
 			else
@@ -580,6 +561,6 @@ int main(int argc, char **argv)
 		}
 		int quiet = snap.time_wait && snap.time_wait == snap.count &&
 			    snap.tw_soonest_ms > FAST_BEFORE_MS;
-		sleep_until(&tick, quiet && slow_ms > interval_ms ? slow_ms : interval_ms);
+		poll_wait(&pc, quiet && slow_ms > interval_ms ? slow_ms : interval_ms);
 	}
 }
