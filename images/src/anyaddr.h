@@ -1,5 +1,6 @@
-/* The wildcard address of a family on a port: what the server and the
- * agent's bind probes both bind to, so they contend for the same port. */
+/* Socket addresses. any_addr: the wildcard address of a family on a port,
+ * what the server and the agent's bind probes both bind to, so they contend
+ * for the same port. */
 #ifndef HARNESS_ANYADDR_H
 #define HARNESS_ANYADDR_H
 
@@ -23,6 +24,16 @@ static inline socklen_t any_addr(int family, int port, struct sockaddr_storage *
 	a4->sin_addr.s_addr = htonl(INADDR_ANY);
 	a4->sin_port = htons(port);
 	return sizeof(*a4);
+}
+
+/* A socket's local port, or -1 (errno set) when the kernel will not say. */
+static inline int local_port(int fd)
+{
+	struct sockaddr_storage a;
+	socklen_t len = sizeof(a);
+	if (getsockname(fd, (struct sockaddr *)&a, &len))
+		return -1;
+	return ntohs(((struct sockaddr_in *)&a)->sin_port); /* sin6_port: same offset */
 }
 
 #endif

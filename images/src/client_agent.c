@@ -23,7 +23,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +66,9 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 		*step = "connect";
 		err = errno;
 	}
-	alen = sizeof(a);
-	if (getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
-		*got = ntohs(((struct sockaddr_in *)&a)->sin_port); /* same offset in v6 */
+	int bound = local_port(fd);
+	if (bound >= 0)
+		*got = bound;
 	/* a connection that got through ends with a RST: no TIME_WAIT of its own */
 	if (!err && setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort))) {
 		*step = "setsockopt";
@@ -117,23 +116,12 @@ int main(int argc, char **argv)
 	}
 	if (!host || !port || optind != argc)
 		usage();
-	struct sockaddr_storage server = {0};
-	socklen_t slen;
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&server;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		slen = sizeof(*s6);
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
-			usage();
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&server;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		slen = sizeof(*s4);
-		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
-			usage();
-	}
+	struct sockaddr_storage server;
+	socklen_t slen = any_addr(family, port, &server);
+	void *addr = family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&server)->sin6_addr
+					: (void *)&((struct sockaddr_in *)&server)->sin_addr;
+	if (inet_pton(family, host, addr) != 1)
+		usage();
 
 	/* Polls on time under load, as tw-agent's (CAP_SYS_NICE). */
 	int nice_err = setpriority(PRIO_PROCESS, 0, -20) ? errno : 0;

@@ -29,7 +29,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,12 +276,9 @@ int main(int argc, char **argv)
 		const char *failed = dial(host, port, bind_port, &socks[i]);
 		if (failed)
 			fail(failed);
-		struct sockaddr_storage local;
-		socklen_t llen = sizeof(local);
-		if (getsockname(socks[i], (struct sockaddr *)&local, &llen))
+		int lport = local_port(socks[i]);
+		if (lport < 0)
 			fail("getsockname");
-		/* sin_port and sin6_port sit at the same offset */
-		int lport = ntohs(((struct sockaddr_in *)&local)->sin_port);
 		emit_at(SRC, "connected", mono_now(), "\"conn\":%d,\"lport\":%d", i, lport);
 	}
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "anyaddr.h"
+#include "events.h" /* number_arg */
 
 #define MAX_CLIENTS 64
 
@@ -47,16 +48,6 @@ static void die(const char *what)
 static void usage(void)
 {
 	die("usage: echo-server [-r] [-6] [-n CLIENTS] PORT");
-}
-
-/* A whole number from lo to hi, or the usage line. */
-static long number(const char *text, long lo, long hi)
-{
-	char *end;
-	long v = strtol(text, &end, 10);
-	if (!*text || *end || v < lo || v > hi)
-		usage();
-	return v;
 }
 
 /* Close every connection, abortively with SO_LINGER 0 on SIGUSR2. */
@@ -85,13 +76,13 @@ int main(int argc, char **argv)
 		else if (opt == '6')
 			family = AF_INET6;
 		else if (opt == 'n')
-			clients = number(optarg, 1, MAX_CLIENTS);
+			clients = number_arg(optarg, 1, MAX_CLIENTS, usage);
 		else
 			usage();
 	}
 	if (optind != argc - 1)
 		usage();
-	long port = number(argv[optind], 1, 65535);
+	long port = number_arg(argv[optind], 1, 65535, usage);
 
 	/* SIGUSR1 and SIGUSR2 are taken only inside ppoll(): a stop that comes
 	 * between two polls waits for the next one instead of being missed. */

@@ -25,12 +25,12 @@
  * It also reads back the sysctls in force in the namespace (-S) and the
  * namespace's TcpExt counters at the close and at the end.
  * Everything it observes is printed as JSON lines (events.h). */
+#define _GNU_SOURCE /* pipe2 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,15 +128,23 @@ static int try_bind(int family, int port, int reuse)
 	return err;
 }
 
-/* In a forked child: become the server, started as the book's reader starts
- * it (serve: the clients it serves, 1 as in the book). */
-static void exec_server(const char *path, int family, int port, int reuse,
-			int serve)
+/* Fork the server, started as the book's reader starts it (serve: the clients
+ * it serves, 1 as in the book), its stdout on out and its stderr on err.
+ * Pipes come with O_CLOEXEC: the server keeps only its own ends, as 1 and 2. */
+static pid_t fork_server(const char *path, int family, int port, int reuse,
+			 int serve, int out, int err)
 {
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	/* our CPU priority is not the server's; a failure here is the child's,
+	 * and it exits saying nothing (the start failed) */
+	if (setpriority(PRIO_PROCESS, 0, 0) || dup2(out, 1) < 0 ||
+	    dup2(err, 2) < 0)
+		_exit(126);
 	char portstr[16], servestr[16];
 	char *argv[8];
 	int i = 0;
-
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	snprintf(servestr, sizeof(servestr), "%d", serve);
 	argv[i++] = SERVER_COMM;
@@ -154,31 +162,19 @@ static void exec_server(const char *path, int family, int port, int reuse,
 	_exit(127);
 }
 
-/* The server, started as the book's reader starts it; its stdout and stderr
- * come back through *out (non-blocking), read by drain_server(). */
+/* The server, for the trial; its stdout and stderr come back through *out
+ * (non-blocking), read by drain_server(). */
 static pid_t spawn_server(const char *path, int family, int port, int reuse,
 			  int serve, int *out)
 {
 	int pipefd[2];
 
-	if (pipe(pipefd))
+	if (pipe2(pipefd, O_CLOEXEC))
 		return -1;
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		/* the server as the book runs it: our CPU priority is not its */
-		if (setpriority(PRIO_PROCESS, 0, 0) || dup2(pipefd[1], 1) < 0 ||
-		    dup2(pipefd[1], 2) < 0)
-			_exit(126);
-		close(pipefd[0]);
-		exec_server(path, family, port, reuse, serve);
-	}
+	pid_t pid = fork_server(path, family, port, reuse, serve, pipefd[1],
+				pipefd[1]);
 	close(pipefd[1]);
-	if (fcntl(pipefd[0], F_SETFL, O_NONBLOCK)) {
+	if (pid < 0 || fcntl(pipefd[0], F_SETFL, O_NONBLOCK)) {
 		close(pipefd[0]);
 		return -1;
 	}
@@ -228,37 +224,25 @@ static int restart_once(const char *path, int family, int port, int reuse,
 {
 	int out[2], err[2];
 
-	if (pipe(out)) {
+	if (pipe2(out, O_CLOEXEC)) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		return 0;
 	}
-	if (pipe(err)) {
+	if (pipe2(err, O_CLOEXEC)) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		close(out[0]);
 		close(out[1]);
 		return 0;
 	}
-	pid_t pid = fork();
+	pid_t pid = fork_server(path, family, port, reuse, 1, out[1], err[1]);
+	close(out[1]);
+	close(err[1]);
 	if (pid < 0) {
 		snprintf(why, whylen, "fork: %s", strerror(errno));
 		close(out[0]);
-		close(out[1]);
 		close(err[0]);
-		close(err[1]);
 		return 0;
 	}
-	if (pid == 0) {
-		/* the server as the book runs it; a failure here is the
-		 * child's, and it exits saying nothing (the restart failed) */
-		if (setpriority(PRIO_PROCESS, 0, 0) || dup2(out[1], 1) < 0 ||
-		    dup2(err[1], 2) < 0)
-			_exit(126);
-		close(out[0]);
-		close(err[0]);
-		exec_server(path, family, port, reuse, 1);
-	}
-	close(out[1]);
-	close(err[1]);
 
 	char obuf[256] = "";
 	ssize_t n = read(out[0], obuf, sizeof(obuf) - 1); /* EOF if it died */
@@ -357,8 +341,11 @@ int main(int argc, char **argv)
 	}
 	if (!port || optind != argc)
 		usage();
-	/* restarts are tried on polls: a quiet poll comes no later than the next restart */
+	/* restarts are tried on polls: a quiet poll comes no later than the next
+	 * restart, and never sooner than a busy one */
 	int slow_ms = restart_ms < SLOW_MS ? restart_ms : SLOW_MS;
+	if (slow_ms < interval_ms)
+		slow_ms = interval_ms;
 
 	sigset_t usr1;
 	sigemptyset(&usr1);
@@ -561,6 +548,6 @@ int main(int argc, char **argv)
 		}
 		int quiet = snap.time_wait && snap.time_wait == snap.count &&
 			    snap.tw_soonest_ms > FAST_BEFORE_MS;
-		poll_wait(&pc, quiet && slow_ms > interval_ms ? slow_ms : interval_ms);
+		poll_wait(&pc, quiet ? slow_ms : interval_ms);
 	}
 }
