@@ -38,6 +38,7 @@ GROUPS = {
 NEEDED: set[str] = set()  # the groups some selected test asks for
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: NEEDED is what the selected tests ask for
 def pytest_collection_modifyitems(items):
     for item in items:
         if HERE in Path(item.fspath).parents:
@@ -86,6 +87,11 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> str:
         if text in line:
             return seen
     raise AssertionError(f"no {text!r} within {timeout} s:\n{seen[-3000:]}")
+
+
+def run_id(doc: dict) -> str:
+    """The id of the run a --json document reports (from its run directory's manifest)."""
+    return json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
 
 
 def run_id_of(progress: str) -> str:

@@ -21,14 +21,15 @@ import pytest
 
 from harness.kernellab import lab as kl
 
-from .conftest import EXPERIMENTS, default_signals
+from .conftest import EXPERIMENTS, default_signals, finish, harness, run_id, wait_for_line
 
 pytestmark = pytest.mark.kernellab
 NAME = "harness-test"  # the lab most tests share
 SCRATCH = "harness-test-interrupted"  # one that is interrupted while it boots
 
 
-def harness(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+def harness_done(*args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    """A harness command run to its end (conftest's harness() starts one and returns at once)."""
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
                           timeout=timeout)
 
@@ -57,11 +58,11 @@ def context_exists(name: str) -> bool:
 @pytest.fixture(scope="module")
 def lab(images):
     t0 = time.monotonic()
-    up = harness("kernel-lab", "up", "--name", NAME)
+    up = harness_done("kernel-lab", "up", "--name", NAME)
     print(f"kernel-lab up: {time.monotonic() - t0:.0f} s\n{up.stderr}")
     assert up.returncode == 0, up.stderr[-3000:]
     yield json.loads((kl.lab_dir(NAME) / "lab.json").read_text())
-    harness("kernel-lab", "down", NAME)  # a no-op when test_down ran
+    harness_done("kernel-lab", "down", NAME)  # a no-op when test_down ran
 
 
 def test_the_context_reaches_dockerd_on_the_debian_kernel(lab):
@@ -102,7 +103,7 @@ def test_only_the_holder_of_the_client_key_gets_in(lab):
 
 
 def test_up_again_reuses_the_running_lab_and_its_images(lab):
-    again = harness("kernel-lab", "up", "--name", NAME, timeout=300)
+    again = harness_done("kernel-lab", "up", "--name", NAME, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "is already up" in again.stderr and "already in the lab" in again.stderr
     assert f"DOCKER_HOST=tcp://127.0.0.1:{lab['port']}" in again.stdout
@@ -115,15 +116,18 @@ def lab_runs(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab-runs")
     runs = {"netem": ("netem.yaml", "--engine", NAME),
             "each": ("ci_small.yaml", "--engine", "default", "--engine", NAME, "--engines", "each", "--jobs", "2")}
-    procs = {k: subprocess.Popen([sys.executable, "-m", "harness", "run", str(EXPERIMENTS / spec), *args, "--json",
-                                  "--quiet", "--results", str(out / k)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+    procs = {k: harness("run", str(EXPERIMENTS / spec), *args, "--json", "--quiet", "--results", str(out / k))
              for k, (spec, *args) in runs.items()}
     done = {}
-    for k, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=1200)
-        assert stdout.strip(), f"{k}: exit {proc.returncode}\n{stderr[-3000:]}"
-        done[k] = (proc.returncode, json.loads(stdout), stderr)
+    try:
+        for k, proc in procs.items():
+            rc, doc, stderr = done[k] = finish(proc, timeout=1200)
+            assert doc is not None, f"{k}: exit {rc}\n{stderr[-3000:]}"
+    finally:  # a timeout (or a failed run) leaves no run going on
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate()
     return done
 
 
@@ -155,9 +159,8 @@ def test_each_engine_runs_every_trial_and_both_kernels_appear(lab, lab_runs):
 
 def test_nothing_is_left_on_either_engine(lab, lab_runs):
     for _, doc, _ in lab_runs.values():
-        run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
         for context in ("default", NAME):
-            label = f"label=io.harness.run={run_id}"
+            label = f"label=io.harness.run={run_id(doc)}"
             left = subprocess.run(["docker", "--context", context, "ps", "-aq", "--filter", label],
                                   capture_output=True, text=True, timeout=120)
             nets = subprocess.run(["docker", "--context", context, "network", "ls", "-q", "--filter", label],
@@ -169,11 +172,9 @@ def test_ctrl_c_while_booting_leaves_nothing(lab):
     # The disk image is cached by now: this boots straight away, and we interrupt the boot.
     proc = subprocess.Popen([sys.executable, "-m", "harness", "kernel-lab", "up", "--name", SCRATCH,
                              "--no-images"], stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_signals)
     try:
-        for line in proc.stderr:
-            if line.startswith("starting QEMU"):
-                break
+        wait_for_line(proc, "starting QEMU", timeout=600)
         deadline = time.monotonic() + 60
         while not qemu_running(SCRATCH) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -183,13 +184,13 @@ def test_ctrl_c_while_booting_leaves_nothing(lab):
         assert not qemu_running(SCRATCH) and not context_exists(SCRATCH)
     finally:
         proc.kill()
-        harness("kernel-lab", "down", SCRATCH, "--purge")
+        harness_done("kernel-lab", "down", SCRATCH, "--purge")
 
 
 def test_down_stops_the_vm_and_removes_the_context(lab):
     assert qemu_running(NAME) and context_exists(NAME)
-    down = harness("kernel-lab", "down", NAME, timeout=300)
+    down = harness_done("kernel-lab", "down", NAME, timeout=300)
     assert down.returncode == 0, down.stderr
     assert not qemu_running(NAME) and not context_exists(NAME)
-    ls = harness("kernel-lab", "ls").stdout
+    ls = harness_done("kernel-lab", "ls").stdout
     assert any(line.split()[:1] == [NAME] and " down " in line for line in ls.splitlines())

@@ -9,7 +9,7 @@ from docker.utils.socket import frames_iter
 
 from harness import store
 
-from .conftest import CLOSE_PHASE, EXPERIMENTS, finish, harness, run_objects
+from .conftest import CLOSE_PHASE, EXPERIMENTS, finish, harness, run_id, run_objects
 
 TIME_WAIT_RANGE = (55.0, 65.0)  # TCP_TIMEWAIT_LEN is 60 s; the timer wheel rounds it up
 
@@ -51,8 +51,7 @@ def test_every_trial_measured_and_the_run_directory_is_complete(runs):
 
 def test_nothing_is_left_behind(engine, runs):
     for _, doc, _ in runs.values():
-        run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
-        assert run_objects(engine, run_id) == ([], [])
+        assert run_objects(engine, run_id(doc)) == ([], [])
 
 
 def test_client_closes_first_no_time_wait_on_the_server_and_an_immediate_restart(runs):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 
 from harness import store
 
-from .conftest import run_objects
+from .conftest import run_id, run_objects
 
 DOCKER_POOLS = 30  # about as many networks as Docker's default address pools give
 
@@ -24,8 +23,7 @@ def test_forty_trials_at_once_all_measure_on_subnets_of_the_harness(engine, fort
     spans = [(made[t["trial"]], t["close_mono"] + t["tw_gone_s"]) for t in trials]
     at_once = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
     assert at_once > DOCKER_POOLS, at_once
-    run_id = json.loads((Path(doc["run_dir"]) / "manifest.json").read_text())["run_id"]
-    assert run_objects(engine, run_id) == ([], [])
+    assert run_objects(engine, run_id(doc)) == ([], [])
 
 
 def test_each_trial_network_had_a_subnet_of_its_own_from_the_pool(engine, forty):

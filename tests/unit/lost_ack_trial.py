@@ -15,7 +15,7 @@ import dpkt
 from harness import plan, spec
 
 SERVER, CLIENT, PORT, CPORT = "10.9.0.2", "10.9.0.3", 7777, 40000
-SYN, F, A, P = dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH
+SYN, F, A, P, RST = dpkt.tcp.TH_SYN, dpkt.tcp.TH_FIN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_RST
 S_ISN, C_ISN = 5000, 9000
 WALL = 1000.0
 
@@ -25,6 +25,11 @@ cases:
   - {name: all lost, close_first: server, final_ack_loss: all}
 """, "t.yaml")
 (TRIAL,) = plan.trials(EXPERIMENT)
+
+# A bare experiment and the host features a fault backend is chosen from (shared by the fault tests).
+EXP = spec.Experiment(name="t", description="d", source="t.yaml", text="", port=7777)
+NO_NETEM = {"nftables": True, "ifb": True, "ingress_qdisc": True, "u32_mirred": False, "netem": False}
+NETEM = {**NO_NETEM, "u32_mirred": True, "netem": True, "netem_seed": True}
 
 
 def seg(src, flags, seq, ack=0, data=b""):

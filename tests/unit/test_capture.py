@@ -1,17 +1,13 @@
-import dpkt
-
 from harness.probes import capture
 from harness.spec import Params
 
-from .lost_ack_trial import CLIENT, PORT, SERVER, pcap, seg
-
-F, A = dpkt.tcp.TH_FIN, dpkt.tcp.TH_ACK
+from .lost_ack_trial import CLIENT, PORT, SERVER, A, F, P, pcap, seg
 
 
 # Wall clock 1000.0 is monotonic 10.0; the server closed at monotonic 10.0.
 EVENTS = [{"ev": "clock", "mono": 5.0, "realtime": 995.0}, {"ev": "close", "side": "server", "mono": 10.0}]
 CLOSE = pcap([
-    (999.9, seg(CLIENT, A | dpkt.tcp.TH_PUSH, 1, data=b"hello")),  # data: not part of the close
+    (999.9, seg(CLIENT, A | P, 1, data=b"hello")),  # data: not part of the close
     (1000.001, seg(SERVER, F | A, 100)),
     (1000.002, seg(CLIENT, A, 2)),  # the client's ACK of the server's FIN
     (1000.003, seg(CLIENT, F | A, 2)),

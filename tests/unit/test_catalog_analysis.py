@@ -13,10 +13,7 @@ from harness.probes import capture
 from harness.record import FAILED, OK, TrialResult
 from harness.report import headline, tables
 
-from .lost_ack_trial import CLIENT, C_ISN, S_ISN, SERVER, A, F, at, pcap, seg
-from .test_faults import EXP, NETEM
-
-RST, SYN = 0x04, 0x02
+from .lost_ack_trial import CLIENT, C_ISN, EXP, NETEM, RST, S_ISN, SERVER, SYN, A, F, at, pcap, seg
 
 
 def test_nft_answers_the_first_copy_after_the_lost_ones_with_a_rst():

@@ -4,8 +4,8 @@ import pytest
 
 from harness import plan, spec
 from harness.errors import SpecError
-
-BASE = "name: t\ndescription: d\n"
+from tests.unit import test_spec
+from tests.unit.test_spec import BASE
 
 
 def parse(text: str) -> spec.Experiment:
@@ -13,9 +13,7 @@ def parse(text: str) -> spec.Experiment:
 
 
 def error(text: str) -> str:
-    with pytest.raises(SpecError) as exc:
-        parse(text)
-    return str(exc.value)
+    return test_spec.error(BASE + text)
 
 
 def test_new_variables_and_their_defaults():
@@ -88,10 +86,7 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {client_port: 40000, connections: 2}\n", "cases[0]", "client_port needs connections: 1"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
-    msg = error(text)
-    assert msg.startswith(f"exp.yaml: {field}: ")
-    assert allowed in msg
-    assert "\n" not in msg
+    test_spec.assert_refused(BASE + text, field, allowed)
 
 
 def test_too_many_sysctls():

@@ -4,11 +4,9 @@ import pytest
 
 from harness.errors import EnvironmentProblem, SpecError
 from harness.faults import choose, netem, nftables
-from harness.spec import Experiment, Loss, Params
+from harness.spec import Loss, Params
 
-EXP = Experiment(name="t", description="d", source="t.yaml", text="", port=7777)
-NO_NETEM = {"nftables": True, "ifb": True, "ingress_qdisc": True, "u32_mirred": False, "netem": False}
-NETEM = {**NO_NETEM, "u32_mirred": True, "netem": True, "netem_seed": True}
+from .lost_ack_trial import EXP, NETEM, NO_NETEM
 
 
 def test_nft_drops_pure_acks_from_the_server_when_it_closes_first():

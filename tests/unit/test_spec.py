@@ -18,6 +18,14 @@ def error(text: str) -> str:
     return str(exc.value)
 
 
+def assert_refused(text: str, field: str, allowed: str) -> None:
+    """Refused in one line that names the file, the field and what is allowed."""
+    msg = error(text)
+    assert msg.startswith(f"exp.yaml: {field}: ")
+    assert allowed in msg
+    assert "\n" not in msg
+
+
 BASE = "name: t\ndescription: d\n"
 
 
@@ -79,10 +87,7 @@ def test_loss_json_is_the_form_written():
     (BASE + "colour: blue\n", "colour", "unknown field"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
-    msg = error(text)
-    assert msg.startswith(f"exp.yaml: {field}: ")
-    assert allowed in msg
-    assert "\n" not in msg
+    assert_refused(text, field, allowed)
 
 
 def test_bad_yaml_names_the_line():
