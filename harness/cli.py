@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from harness import __version__, plan, spec, stopping, store
 from harness.errors import EngineGone, Exit, HarnessError, UsageError
-from harness.lab.subnets import DEFAULT_POOL
+from harness.lab.subnets import DEFAULT_POOL, PREFIX
 from harness.record import TrialResult
 
 
@@ -48,8 +48,8 @@ def subnet_pool(text: str) -> str:
         net = ipaddress.IPv4Network(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{printable(text[:40])!r}: want an IPv4 network, e.g. 10.199.0.0/16") from None
-    if net.prefixlen > 29:
-        raise argparse.ArgumentTypeError(f"{text}: want /29 or wider (one /29 per trial)")
+    if net.prefixlen > PREFIX:
+        raise argparse.ArgumentTypeError(f"{text}: want /{PREFIX} or wider (one /{PREFIX} per trial)")
     return str(net)
 
 
@@ -105,10 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
         ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop, args.close_phase)
         progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-        _measure(ctx, trials, jobs, ready.pings)
+        _measure(ctx, trials, jobs)
     except (stopping.Stop, HarnessError) as exc:
         progress.end()
-        if not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
+        if ctx is None and not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
             _remove_run(run_id, refs)
         if isinstance(exc, stopping.Stop):
             print(f"harness: stopped by {exc}; every container and network of run {run_id} is removed",
@@ -127,13 +127,13 @@ def _remove_run(run_id: str, refs: list[Any]) -> None:
             engine.remove_labelled(engines.client(ref, engine.QUICK_TIMEOUT_S), run_id)
 
 
-def _measure(ctx: Any, trials: list[plan.Trial], jobs: int, pings: dict[str, Any]) -> None:
+def _measure(ctx: Any, trials: list[plan.Trial], jobs: int) -> None:
     """Every trial; when the run is cut short, each trial's record says why."""
     from harness import analyze, execute
 
     ctx.progress.begin(len(trials))
     try:
-        execute.run_all(ctx, trials, jobs, pings)
+        execute.run_all(ctx, trials, jobs)
     except (stopping.Stop, HarnessError):
         run = ctx.store
         with contextlib.suppress(HarnessError, OSError):

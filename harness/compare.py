@@ -25,6 +25,7 @@ from harness.errors import UsageError
 from harness.record import COUNTS, FIGURES, LABELS, TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
+COMPARED = tuple(k for k, _ in FIGURES if k not in LABELS)  # the figures compare judges
 RANK_TEST_MIN = 5  # trials on each side before the rank test decides
 ALPHA = 0.01
 TW_BOUND_S = 0.1  # a figure within this of the case's TIME_WAIT end ends with it (the wheel's rounding)
@@ -44,7 +45,7 @@ class Threshold:
     def parse(cls, text: str) -> Threshold:
         """FIGURE=SECONDS (or a count) or FIGURE=PERCENT%, e.g. time_wait_s=0.5 or restart_s=10%."""
         figure, sep, value = text.partition("=")
-        names = [k for k, _ in FIGURES if k not in LABELS]
+        names = COMPARED
         if not sep or figure not in names:
             raise UsageError(f"--threshold {text[:60]!r}: want FIGURE=VALUE or FIGURE=PERCENT%, "
                              f"FIGURE one of {', '.join(names)}")
@@ -65,9 +66,6 @@ class Side:
     name: str
     manifest: dict[str, Any]
     results: list[TrialResult]
-
-    def case(self, case: str) -> list[TrialResult]:
-        return [r for r in by_case(self.results).get(case, []) if r.ok]
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,8 @@ def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> 
 
 
 def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_every_s: float) -> Comparison:
-    cases_a, cases_b = list(by_case(base.results)), list(by_case(new.results))
+    groups_a, groups_b = by_case(base.results), by_case(new.results)
+    cases_a, cases_b = list(groups_a), list(groups_b)
     same_phase = base.manifest.get("close_phase") is not None and \
         base.manifest.get("close_phase") == new.manifest.get("close_phase")
     wheel = max(timerwheel.resolution(_ends(base.results)), timerwheel.resolution(_ends(new.results)))
@@ -165,8 +164,8 @@ def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_eve
                      only_base=[c for c in cases_a if c not in cases_b],
                      only_new=[c for c in cases_b if c not in cases_a])
     for case in (c for c in cases_a if c in cases_b):
-        ta, tb = base.case(case), new.case(case)
-        for figure in (k for k, _ in FIGURES if k not in LABELS):
+        ta, tb = ([r for r in groups[case] if r.ok] for groups in (groups_a, groups_b))
+        for figure in COMPARED:
             va, vb = [getattr(r, figure) for r in ta], [getattr(r, figure) for r in tb]
             if not va or not vb or all(v is None for v in va + vb):
                 continue

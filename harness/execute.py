@@ -32,7 +32,7 @@ from harness.spec import Experiment
 from harness.store import RunDir
 
 if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed on
-    import docker
+    from docker import DockerClient
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
 OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
@@ -50,8 +50,9 @@ class Engine:
 
     name: str
     kernel: str
-    docker: docker.DockerClient
-    quick: docker.DockerClient  # short timeouts: removal after a stop must not hang with the engine
+    docker: DockerClient
+    quick: DockerClient  # short timeouts: removal after a stop must not hang with the engine
+    ping: DockerClient  # shorter still: is the engine still there? (EngineWatch)
     images: ImageSet
     subnets: Subnets
     fault: FaultBackend | None
@@ -277,9 +278,8 @@ class EngineWatch:
     """Asks the engine, every ENGINE_CHECK_S, whether it still answers; when it has not
     ENGINE_MISSES times in a row, the run fails (exit 3) instead of waiting on it."""
 
-    def __init__(self, ctx: RunContext, pings: dict[str, docker.DockerClient]):
+    def __init__(self, ctx: RunContext):
         self._ctx = ctx
-        self._pings = pings  # a short-timeout client per engine
         self._done = threading.Event()
         self.gone = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="engine-watch", daemon=True)
@@ -292,12 +292,13 @@ class EngineWatch:
         self._done.set()
 
     def _watch(self) -> None:
-        misses = dict.fromkeys(self._pings, 0)
+        engines = self._ctx.engines
+        misses = dict.fromkeys(engines, 0)
         while not self._done.wait(ENGINE_CHECK_S):
-            for name, client in self._pings.items():
-                misses[name] = 0 if alive(client) else misses[name] + 1
+            for name, e in engines.items():
+                misses[name] = 0 if alive(e.ping) else misses[name] + 1
                 if misses[name] >= ENGINE_MISSES:
-                    which = f" {name}" if len(self._pings) > 1 else ""
+                    which = f" {name}" if len(engines) > 1 else ""
                     self.gone.set()
                     self._ctx.fail(EngineGone(
                         f"the Docker engine{which} stopped answering ({ENGINE_MISSES} pings in a row went "
@@ -305,15 +306,15 @@ class EngineWatch:
                     return
 
 
-def run_all(ctx: RunContext, trials: list[Trial], jobs: int, pings: dict[str, docker.DockerClient]) -> list[TrialResult]:
-    """Longest trials first, `jobs` at a time; `pings` watch that every engine still answers.
+def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult]:
+    """Longest trials first, `jobs` at a time, while EngineWatch checks that every engine answers.
 
     Raises the fatal error when the run had to end (engine gone, run directory unwritable), and
     whatever the main thread got (stopping.Stop), after every container of the run is removed."""
     records: list[TrialResult] = []
     futures: dict[concurrent.futures.Future[TrialResult], Trial] = {}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
-    with EngineWatch(ctx, pings) as watch:
+    with EngineWatch(ctx) as watch:
         try:
             with stopping.deferred():
                 futures.update((pool.submit(run_trial, ctx, t), t) for t in schedule(trials))

@@ -30,7 +30,6 @@ Say = Callable[[str], None]
 @dataclass
 class Prepared:
     engines: dict[str, Engine]
-    pings: dict[str, Any]  # a client per engine with a short timeout: is it still there?
     facts: dict[str, dict[str, Any]]  # per engine, for the manifest
 
 
@@ -60,13 +59,11 @@ def engines_named(given: list[str] | None) -> list[engines.EngineRef]:
 def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial], run_id: str,
             base_image: str | None, pool: str, say: Say) -> Prepared:
     engines_: dict[str, Engine] = {}
-    pings: dict[str, Any] = {}
     all_facts: dict[str, dict[str, Any]] = {}
     first: images.ImageSet | None = None
     for ref in refs:
         client = engines.client(ref, lab_engine.TIMEOUT_S)
         quick = engines.client(ref, lab_engine.QUICK_TIMEOUT_S)
-        pings[ref.name] = engines.client(ref, lab_engine.PING_TIMEOUT_S)
         label = "" if len(refs) == 1 else f"engine {ref.name}: "
         if first is None:
             imgs = first = images.ensure(client, say, base_image)
@@ -89,10 +86,11 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
             "fault_backend_why": why,
             "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids}}
-        engines_[ref.name] = Engine(ref.name, engine_facts["kernel"] or "", client, quick, imgs,
+        engines_[ref.name] = Engine(ref.name, engine_facts["kernel"] or "", client, quick,
+                                    engines.client(ref, lab_engine.PING_TIMEOUT_S), imgs,
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))))
-    return Prepared(engines_, pings, all_facts)
+    return Prepared(engines_, all_facts)
 
 
 def git() -> dict[str, Any]:

@@ -32,8 +32,8 @@ CLIENT_CLOSE = ("close", "shutdown")
 FAMILIES = ("ipv4", "ipv6")
 BACKENDS = ("auto", "nftables", "netem")
 # How the agent stops the server when it closes first (images/src/echo_server.c).
-SERVER_STOPS = ("sigint", "sigkill", "close", "linger0")
 STOP_WORDS = {"sigint": "SIGINT", "sigkill": "SIGKILL", "close": "close()", "linger0": "SO_LINGER 0"}
+SERVER_STOPS = tuple(STOP_WORDS)
 MAX_CONNECTIONS = 32  # the agents watch up to this many (images/src/diag.h)
 MAX_SYSCTLS = 24  # per side; the programs read back these and a few more
 SYSCTL_NAME = re.compile(r"net(\.[A-Za-z0-9_-]+)+")

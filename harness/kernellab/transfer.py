@@ -3,24 +3,13 @@ guest, streamed through us so there is progress. The guest has no registry to pu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.kernellab import context, proc
 from harness.kernellab.api import Api
+from harness.lab import engines
 from harness.lab import images as lab_images
-
-
-def host_env() -> dict[str, str]:
-    # Without DOCKER_HOST, docker-py talks to the local socket; make the CLI do the
-    # same even if the user switched its current context to another engine.
-    return dict(os.environ) if "DOCKER_HOST" in os.environ else {**os.environ, "DOCKER_CONTEXT": "default"}
-
-
-def guest_env(port: int, certs: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}
-    return {**env, **context.env(port, certs)}
 
 
 def images(refs: list[str], api: Api, port: int, certs: Path, say: Callable[[str], None]) -> list[str]:
@@ -30,5 +19,7 @@ def images(refs: list[str], api: Api, port: int, certs: Path, say: Callable[[str
         say(f"images: all {len(refs)} already in the lab")
         return []
     proc.need("docker")
-    lab_images.copy(need, host_env(), guest_env(port, certs), say)
+    # from the engine the images were built on (the environment's, as `harness images` finds it)
+    host = engines.resolve(None).env()
+    lab_images.copy(need, host, engines.EngineRef("kernel-lab", context.host(port), certs).env(), say)
     return need

@@ -78,9 +78,9 @@ def translated(doing: str) -> Iterator[None]:
         raise LabError(doing, str(exc)) from None
 
 
-def connect(timeout: float = TIMEOUT_S, name: str | None = None) -> docker.DockerClient:
-    """A client for the engine `name` names (engines.py), or the environment's."""
-    return engines.client(engines.resolve(name), timeout)
+def connect(timeout: float = TIMEOUT_S) -> docker.DockerClient:
+    """A client for the environment's engine (engines.py: DOCKER_HOST, else the current context)."""
+    return engines.client(engines.resolve(None), timeout)
 
 
 def is_local(client: docker.DockerClient) -> bool:

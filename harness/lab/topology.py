@@ -31,7 +31,7 @@ from harness.errors import LabError
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
-from harness.lab.subnets import Subnets
+from harness.lab.subnets import Exhausted, Subnets
 
 NETWORK_TRIES = 20
 IMAGE = "probe"  # every program of a trial is in it (images/Dockerfile)
@@ -94,45 +94,44 @@ class TrialLab:
         if errors:
             raise LabError(f"removing the containers of {self._trial}", str(errors[0]))
 
-    def release(self, *roles: str) -> list[concurrent.futures.Future[None]]:
+    def release(self, *roles: str) -> None:
         """Start removing these roles' containers; close() waits for them (and reports errors)."""
-        started = []
         for role in roles:
             c = self._containers.pop(role, None)
             if c is not None:
-                started.append(self._remover.submit(remove_quietly, c.remove, force=True))
-        self._removals += started
-        return started
+                self._removals.append(self._remover.submit(remove_quietly, c.remove, force=True))
 
     def _create_network(self) -> None:
         """The trial's network, on a subnet of the harness's own pool (subnets.py), not Docker's."""
+        what = f"creating the trial network {self._prefix}"
+        pools = []
+        if self._family == "ipv6":
+            # A unique-local /64 per trial, derived from its name so parallel trials differ.
+            h = hashlib.sha256(self._prefix.encode()).hexdigest()
+            pools.append(docker.types.IPAMPool(subnet=f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"))
         for _ in range(NETWORK_TRIES):
-            self._subnet = self._subnets.acquire()
-            pools = [docker.types.IPAMPool(subnet=str(self._subnet))]
-            if self._family == "ipv6":
-                # A unique-local /64 per trial, derived from its name so parallel trials differ.
-                h = hashlib.sha256(self._prefix.encode()).hexdigest()
-                pools.append(docker.types.IPAMPool(subnet=f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"))
+            try:
+                subnet = self._subnets.acquire()
+            except Exhausted as exc:
+                raise LabError(what, f"{exc} (--subnet-pool): run fewer trials at once (--jobs), or give a larger pool") from None
             try:
                 self._network = self._docker.networks.create(
                     self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
-                    ipam=docker.types.IPAMConfig(pool_configs=pools),
+                    ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet)), *pools]),
                     labels=labels(self._run_id, self._trial, "network"))
-                self._sink({"src": "harness", "ev": "network", "subnet": str(self._subnet), "mono": time.monotonic()})
-                return
             except docker.errors.APIError as exc:
-                if "overlap" not in str(exc.explanation or exc):
-                    self._subnets.release(self._subnet)
-                    raise LabError(f"creating the trial network {self._prefix}", exc.explanation or str(exc)) from None
-                self._subnets.refused(self._subnet)  # another run took it meanwhile
+                if "overlap" in str(exc.explanation or exc):
+                    self._subnets.refused(subnet)  # another run took it meanwhile
+                    continue
+                self._subnets.release(subnet)
+                raise LabError(what, exc.explanation or str(exc)) from None
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                self._subnets.release(self._subnet)
-                raise LabError(f"creating the trial network {self._prefix}", str(exc)) from None
-            finally:
-                if self._network is None:
-                    self._subnet = None
-        raise LabError(f"creating the trial network {self._prefix}",
-                       f"{NETWORK_TRIES} subnets in a row were taken by others meanwhile")
+                self._subnets.release(subnet)
+                raise LabError(what, str(exc)) from None
+            self._subnet = subnet
+            self._sink({"src": "harness", "ev": "network", "subnet": str(subnet), "mono": time.monotonic()})
+            return
+        raise LabError(what, f"{NETWORK_TRIES} subnets in a row were taken by others meanwhile")
 
     def _run(self, role: str, image: str, command: list[str], data_out: bool = False, **kwargs: Any) -> Any:
         """Create and start; data_out attaches to stdout first, so not a byte of it is missed."""

@@ -99,7 +99,7 @@ def test_the_kernel_is_a_dimension_of_the_results():
 def test_the_manifest_records_each_engines_facts():
     facts = {"host": {"host": "unix:///var/run/docker.sock", "kernel": "6.18", "sysctls": {}},
              "lab": {"host": "tcp://127.0.0.1:55505", "kernel": "6.1.0-56-cloud-amd64", "sysctls": {}}}
-    ready = prepare.Prepared(engines={}, pings={}, facts=facts)
+    ready = prepare.Prepared(engines={}, facts=facts)
     ts = plan.on_engines(plan.trials(EXP), ["host", "lab"], "each")
     m = prepare.manifest(EXP, "abc", ready, ts, 4, "each", None)
     assert m["kernel"] == "6.18" and m["engines"] == facts and m["engine_mode"] == "each"
