@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness import __version__, plan, spec, stopping, store
+from harness import __version__, plan, provenance, spec, stopping, store
 from harness.errors import EngineGone, Exit, HarnessError, UsageError
 from harness.lab.subnets import DEFAULT_POOL, PREFIX
 from harness.record import TrialResult
@@ -256,6 +256,23 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from harness.machine import setup
+
+    setup.run(lambda line: print(f"setup: {line}", file=sys.stderr, flush=True), args.kernel_lab)
+    return Exit.OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.machine import doctor
+
+    print(provenance.describe())
+    found = doctor.findings(args.engine)
+    for f in found:
+        print(printable(f.line()))
+    return Exit.ENVIRONMENT if doctor.needs_fixing(found) else Exit.OK
+
+
 def cmd_kernel_lab(args: argparse.Namespace) -> int:
     from harness.kernellab import lab
 
@@ -298,7 +315,7 @@ def ci_outputs(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="harness", description="TCP teardown experiments on real containers.")
-    ap.add_argument("--version", action="version", version=f"harness {__version__}")
+    ap.add_argument("--version", action="version", version=provenance.describe())
     sub = ap.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment file and write a run directory")
@@ -358,6 +375,17 @@ def parser() -> argparse.ArgumentParser:
                                       "(after a crash or SIGKILL)")
     cl.add_argument("--all", action="store_true", help="remove those of every harness run, running ones too")
     cl.set_defaults(func=cmd_clean)
+
+    st = sub.add_parser("setup", help="make this machine ready: install and start what is missing "
+                                      "(a Docker engine, mmdebstrap); does nothing where all is there")
+    st.add_argument("--kernel-lab", action="store_true", help="also the tools `harness kernel-lab up` needs")
+    st.set_defaults(func=cmd_setup)
+
+    dr = sub.add_parser("doctor", help="what the harness finds here (engine, kernel, fault backends, base image, "
+                                       "kernel labs); exit 3 when a run would lack something")
+    dr.add_argument("--engine", metavar="NAME|URL", help="a Docker context or an address (default: the "
+                                                         "environment's engine)")
+    dr.set_defaults(func=cmd_doctor)
 
     kl = sub.add_parser("kernel-lab", help="a Docker engine on a Debian kernel, in a QEMU VM "
                                            "(docs/kernel-lab.md)")

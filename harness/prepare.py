@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import datetime
 import shlex
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
-from harness import __version__, spec
+from harness import __version__, provenance, spec
 from harness.execute import Engine
 from harness.faults.choose import choose
 from harness.lab import engine as lab_engine
@@ -93,20 +91,6 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
     return Prepared(engines_, all_facts)
 
 
-def git() -> dict[str, Any]:
-    """The commit the harness runs from, and whether it has local changes (None when installed
-    from a wheel: no checkout)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
 def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Trial], jobs: int, mode: str,
              close_phase: tuple[float, float] | None) -> dict[str, Any]:
     """What the run directory says about the run; the first engine's facts at the top as well."""
@@ -114,7 +98,7 @@ def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Tria
     return {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(sys.argv), "git": git(),
+        "command": shlex.join(sys.argv), "git": provenance.git(),
         **{k: v for k, v in first.items() if k != "host"},
         "engines": prepared.facts, "engine_mode": mode,
         "jobs": jobs, "close_phase": close_phase,

@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 
 from harness.errors import EnvironmentProblem, LabError
-
-# tool -> the Debian package that has it
-TOOLS = {
-    "qemu-system-x86_64": "qemu-system-x86",
-    "mmdebstrap": "mmdebstrap",
-    "mke2fs": "e2fsprogs",
-    "tar": "tar",
-    "openssl": "openssl",
-    "docker": "docker.io",
-    "apt-cache": "apt",
-}
-
-
-def missing(tools: list[str], which: Callable[[str], str | None] = shutil.which) -> list[str]:
-    return [t for t in tools if which(t) is None]
+from harness.machine.tools import apt_command, missing, packages
 
 
 def need(*tools: str) -> None:
-    gone = missing(list(tools), shutil.which)
+    gone = missing(tools)
     if gone:
-        pkgs = " ".join(sorted({TOOLS[t] for t in gone}))
         raise EnvironmentProblem(f"the kernel lab needs {', '.join(gone)}, not installed here "
-                                 f"(apt-get install -y {pkgs})")
+                                 f"({apt_command(packages(gone))}, or harness setup --kernel-lab)")
 
 
 def run(cmd: list[str], doing: str, on_line: Callable[[str], None] | None = None) -> str:

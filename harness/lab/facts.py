@@ -40,24 +40,34 @@ _CHECKS = {
 }
 
 
-def _script() -> str:
-    lines = [f'echo "{k}=$(sysctl -n {k} 2>/dev/null | tr "\\t" " ")"' for k in SYSCTLS]
-    lines += [f"if {cmd} >/dev/null 2>&1; then echo {name}=yes; else echo {name}=no; fi"
-              for name, cmd in _CHECKS.items()]
-    return "\n".join(lines)
+_SYSCTL_LINES = [f'echo "{k}=$(sysctl -n {k} 2>/dev/null | tr "\\t" " ")"' for k in SYSCTLS]
+_CHECK_LINES = [f"if {cmd} >/dev/null 2>&1; then echo {name}=yes; else echo {name}=no; fi"
+                for name, cmd in _CHECKS.items()]
+
+
+def _probe(client: docker.DockerClient, image: str, run_id: str, lines: list[str]) -> dict[str, str]:
+    """name=value lines printed by a script run in a throwaway container with its own empty
+    network namespace and NET_ADMIN."""
+    with translated("probing the kernel in a throwaway container"):
+        out = client.containers.run(
+            image, ["sh", "-c", "\n".join(lines)], network_mode="none", remove=True,
+            cap_drop=["ALL"], cap_add=["NET_ADMIN"], labels=labels(run_id, role="probe"))
+    return dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
 
 
 def probe(client: docker.DockerClient, images: ImageSet, run_id: str) -> dict[str, Any]:
     """Sysctls and fault capabilities of a fresh namespace on this engine's kernel."""
-    with translated("probing the kernel in a throwaway container"):
-        out = client.containers.run(
-            images["probe"], ["sh", "-c", _script()], network_mode="none", remove=True,
-            cap_drop=["ALL"], cap_add=["NET_ADMIN"], labels=labels(run_id, role="probe"))
-    values = dict(line.split("=", 1) for line in out.decode().splitlines() if "=" in line)
+    values = _probe(client, images["probe"], run_id, _SYSCTL_LINES + _CHECK_LINES)
     return {
         "sysctls": {k: values.get(k, "") for k in SYSCTLS},
         "capabilities": {k: values.get(k) == "yes" for k in _CHECKS},
     }
+
+
+def capabilities(client: docker.DockerClient, image: str) -> dict[str, bool]:
+    """The fault capabilities alone, in any image that has nft and tc (`harness doctor`)."""
+    values = _probe(client, image, "doctor", _CHECK_LINES)
+    return {k: values.get(k) == "yes" for k in _CHECKS}
 
 
 def engine(client: docker.DockerClient) -> dict[str, Any]:

@@ -70,9 +70,14 @@ def _exists(client: docker.DockerClient, ref: str) -> bool:
         return False
 
 
+def local_base_tag(root: Path) -> str:
+    """The locally made base's tag: named by the packages it holds."""
+    return f"{LOCAL_BASE_REPO}:bookworm-{hashlib.sha256(' '.join(_packages(root)).encode()).hexdigest()[:12]}"
+
+
 def _make_local_base(client: docker.DockerClient, root: Path, say: Say) -> str:
     pkgs = _packages(root)
-    tag = f"{LOCAL_BASE_REPO}:bookworm-{hashlib.sha256(' '.join(pkgs).encode()).hexdigest()[:12]}"
+    tag = local_base_tag(root)
     if _exists(client, tag):
         return tag
     if shutil.which("mmdebstrap") is None:
@@ -110,6 +115,30 @@ def resolve_base(client: docker.DockerClient, root: Path, say: Say, given: str |
         return _make_local_base(client, root, say), "local mmdebstrap"
 
 
+@dataclass(frozen=True)
+class BaseSource:
+    """Where the next run's base image comes from, found without pulling or building anything."""
+
+    origin: str  # "registry" or "local mmdebstrap"; "" when neither can give one
+    image: str
+    present: bool  # already on the engine
+
+
+def base_source(client: docker.DockerClient) -> BaseSource:
+    root = images_dir()
+    local = local_base_tag(root)
+    with translated("looking up images"):
+        for image, origin in ((REGISTRY_BASE, "registry"), (local, "local mmdebstrap")):
+            if _exists(client, image):
+                return BaseSource(origin, image, True)
+    try:
+        client.api.inspect_distribution(REGISTRY_BASE)  # asks the registry, downloads nothing
+        return BaseSource("registry", REGISTRY_BASE, False)
+    except (docker.errors.APIError, docker.errors.DockerException):
+        pass
+    return BaseSource("local mmdebstrap" if shutil.which("mmdebstrap") else "", local, False)
+
+
 def _build(client: docker.DockerClient, root: Path, target: str, tag: str, base: str, say: Say) -> None:
     say(f"building image {tag} (target {target}) from {base}")
     log: list[str] = []
@@ -125,15 +154,29 @@ def _build(client: docker.DockerClient, root: Path, target: str, tag: str, base:
                 say(f"  {target}: {line.strip()}")
 
 
+def _tags(client: docker.DockerClient, root: Path, base: str) -> dict[str, str]:
+    """Each target's tag: named by the build context's content and the base it builds on."""
+    with translated("looking up images"):
+        digest = _content_hash(root, client.images.get(base).id)
+    return {t: f"harness-{t}:{digest}" for t in TARGETS}
+
+
+def present_tags(client: docker.DockerClient) -> dict[str, str]:
+    """The current lab images the engine already has (none before a base exists)."""
+    base = base_source(client)
+    if not base.present:
+        return {}
+    with translated("looking up images"):
+        return {t: tag for t, tag in _tags(client, images_dir(), base.image).items() if _exists(client, tag)}
+
+
 def ensure(client: docker.DockerClient, say: Say, base_image: str | None = None,
            force: bool = False) -> ImageSet:
     """Every lab image present and current; builds what is missing (or all, with force)."""
     root = images_dir()
     with translated("looking up images"):
         base, origin = resolve_base(client, root, say, base_image)
-        base_id = client.images.get(base).id
-    digest = _content_hash(root, base_id)
-    tags = {t: f"harness-{t}:{digest}" for t in TARGETS}
+    tags = _tags(client, root, base)
     for target, tag in tags.items():
         if force or not _exists(client, tag):
             _build(client, root, target, tag, base, say)

@@ -5,6 +5,7 @@ import pytest
 from harness import cli
 from harness.errors import EnvironmentProblem
 from harness.kernellab import context, kernel, proc, qemu, rootfs, tls
+from harness.machine import tools
 
 AVAILABLE = [
     "linux-image-6.1.0-47-cloud-amd64", "linux-image-6.1.0-56-cloud-amd64", "linux-image-6.1.0-56-amd64",
@@ -46,12 +47,12 @@ def test_kernel_package_names_and_missing_ones():
 
 
 def test_missing_tools_name_their_packages(monkeypatch):
-    assert proc.missing(["qemu-system-x86_64", "mke2fs"], lambda t: None if t == "mke2fs" else "/x") == ["mke2fs"]
-    monkeypatch.setattr(proc.shutil, "which", lambda t: None)
+    assert tools.missing(["qemu-system-x86_64", "mke2fs"], lambda t: None if t == "mke2fs" else "/x") == ["mke2fs"]
+    monkeypatch.setattr(tools.shutil, "which", lambda t: None)
     with pytest.raises(EnvironmentProblem) as exc:
         proc.need("qemu-system-x86_64", "mmdebstrap")
     assert str(exc.value) == ("the kernel lab needs qemu-system-x86_64, mmdebstrap, not installed here "
-                              "(apt-get install -y mmdebstrap qemu-system-x86)")
+                              "(apt-get install -y mmdebstrap qemu-system-x86, or harness setup --kernel-lab)")
 
 
 def test_qemu_argv_forwards_only_loopback_and_shares_the_root_read_only(tmp_path):
