@@ -4,7 +4,7 @@ The threshold of "same" is never finer than the instrument: the widest poll
 window either run's agents reported around a change, and, for figures that
 end with a TIME_WAIT, the kernel's timer-wheel grid (timerwheel.py) unless
 both runs closed on the same phase of it (--close-phase). With 5 or more
-trials on each side a Mann-Whitney rank test decides whether a difference
+trials on each side a Mann-Whitney rank test (ranktest.py) decides whether a difference
 beyond the threshold is real; with fewer, the two ranges must not overlap.
 A figure that never happened counts as below any value (no TIME_WAIT is
 shorter than one).
@@ -17,9 +17,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy.stats import mannwhitneyu
-
-from harness import timerwheel
+from harness import ranktest, timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
 from harness.record import COUNTS, FIGURES, LABELS, TrialResult, by_case
@@ -148,7 +146,7 @@ def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> 
         return shown, "within the threshold", SAME
     worse = REGRESSED if diff > 0 else IMPROVED
     if len(xa) >= RANK_TEST_MIN and len(xb) >= RANK_TEST_MIN:
-        p = mannwhitneyu([max(v, -1e18) for v in xa], [max(v, -1e18) for v in xb]).pvalue
+        p = ranktest.p_value(xa, xb)
         return shown, f"Mann-Whitney U p={p:.2g}", worse if p < ALPHA else INCONCLUSIVE
     separated = sb[0] - sa[-1] > threshold if diff > 0 else sa[0] - sb[-1] > threshold
     return shown, "ranges " + ("apart" if separated else "overlap"), worse if separated else INCONCLUSIVE
