@@ -120,7 +120,7 @@ def main() -> None:
     phase = close_phase(*found)
     alone_g, _, _, rss_alone_g = run(alone_spec, tmp, "--jobs", "1", "--close-phase", phase)
     crowd_g, _, _, rss_crowd_g = run(crowd_spec, tmp, "--jobs", "20", "--close-phase", phase)
-    worst = lambda doc, key: max(t[key] for t in doc["trials"])  # noqa: E731
+    worst = lambda doc, key: max(t[key] for t in doc["trials"])
     for label, lone, many, judged in (("any instant", alone, crowd, False), ("one grid phase", alone_g, crowd_g, True)):
         a_med, a_lo, a_hi = tw_range(lone)
         c_med, c_lo, c_hi = tw_range(many)

@@ -57,7 +57,8 @@ def sample(pid: int, out: list[tuple[float, int, int]], done: threading.Event) -
     while not done.wait(1.0):
         try:
             fds = len(os.listdir(f"/proc/{pid}/fd"))
-            rss = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS"))
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
         except (OSError, StopIteration):
             return
         out.append((time.monotonic() - start, fds, rss))

@@ -1,3 +1,3 @@
 """harness: reproducible TCP teardown experiments on real containers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

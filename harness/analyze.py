@@ -46,9 +46,10 @@ def _since(events: list[Event], close_first: str) -> Any:
 def _tcpext_delta(agent: list[Event], counter: str) -> int | None:
     """How much one of the namespace's TcpExt counters grew from the close to the end."""
     at = {e.get("at"): e.get("counters") for e in agent if e.get("ev") == "tcpext"}
-    if at.get("close") is None or at.get("end") is None:
+    close, end = at.get("close"), at.get("end")
+    if close is None or end is None:
         return None
-    return at["end"].get(counter, 0) - at["close"].get(counter, 0)
+    return end.get(counter, 0) - close.get(counter, 0)
 
 
 def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         status, why = FAILED, problems[0]
     r.status, r.why = status, why
     if status != OK:
-        r.logs = end.get("logs") if end and end.get("logs") else logs(events)
+        r.logs = end["logs"] if end and end.get("logs") else logs(events)
     r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params),
                                                            r.to_json() if r.ok else None)]
     return r

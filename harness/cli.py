@@ -247,10 +247,8 @@ def cmd_images(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from harness.lab import engine
 
-    def dead(labels: dict[str, str]) -> bool:
-        return args.all or not engine.owner_alive(labels.get(engine.OWNER_LABEL))
-
-    containers, networks = engine.remove_labelled(engine.connect(engine.QUICK_TIMEOUT_S), only=dead)
+    client = engine.connect(engine.QUICK_TIMEOUT_S)
+    containers, networks = engine.remove_labelled(client) if args.all else engine.remove_dead(client)
     whose = "of every harness run" if args.all else "of harness runs that are no longer running"
     print(f"removed {containers} container(s) and {networks} network(s) {whose}")
     return Exit.OK
@@ -442,9 +440,9 @@ def main(argv: list[str] | None = None) -> int:
             code = exc.exit_code
         except HarnessError as exc:
             print(f"harness: {printable(str(exc))}", file=sys.stderr)
-            if getattr(exc, "logs", ""):
+            if exc.logs:
                 print(printable(exc.logs), file=sys.stderr)
             code = exc.exit_code
-        except Exception as exc:  # noqa: BLE001 - the one place a bug becomes an exit code
+        except Exception as exc:
             code = _internal(exc)
     return _leave(code)

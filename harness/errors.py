@@ -27,6 +27,7 @@ class HarnessError(Exception):
     """Something the user can act on; str() is the one line they see."""
 
     exit_code = Exit.ENVIRONMENT
+    logs: str = ""  # what the failing programs said, when there is something (LabError)
 
 
 class SpecError(HarnessError):

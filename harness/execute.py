@@ -138,12 +138,12 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[
     Returns the pcap; everything else the trial yields is in its events."""
     exp, p = ctx.exp, trial.params
     passive = "client" if p.close_first == "server" else "server"
-    say = lambda state: ctx.progress.state(trial, state)  # noqa: E731
+    say = lambda state: ctx.progress.state(trial, state)
 
     fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
     sysctls = {side: {k: str(v) for k, v in p.sysctls(side).items()} for side in ("server", "client")}
     # What each side's container holds: its programs' capabilities (each drops the rest).
-    programs = {"server": [commands.AGENT_CAPS], "client": [commands.CAPTURE_CAPS]}
+    programs: dict[str, list[tuple[str, ...]]] = {"server": [commands.AGENT_CAPS], "client": [commands.CAPTURE_CAPS]}
     if p.watches_client:
         programs["client"].append(commands.AGENT_CAPS)
     if fault_backend:
@@ -260,7 +260,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
         end["capture"] = ctx.write(lambda: ctx.store.capture(trial.id, pcap))
     except HarnessError as exc:
         end["error"] = ctx.stop_reason if ctx.stopping.is_set() else str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bug in one trial must not lose the others
+    except Exception as exc:
         end["error"] = f"internal error: {exc!r}"
         end["logs"] = traceback.format_exc()
     mark("teardown")

@@ -46,8 +46,8 @@ def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str
             return FAIL, None, f"{bound.of} never happened"
         x = round(x - ref, 6)
     name = f"{bound.figure} - {bound.of}" if bound.of else bound.figure
-    if (bound.within is not None and abs(x) > bound.within
-            or bound.min is not None and x < bound.min or bound.max is not None and x > bound.max):
+    if ((bound.within is not None and abs(x) > bound.within)
+            or (bound.min is not None and x < bound.min) or (bound.max is not None and x > bound.max)):
         return FAIL, x, f"{name} is {x:.3f}"
     return PASS, x, ""
 

@@ -131,7 +131,7 @@ def trials(exp: Experiment) -> list[Trial]:
         if e.where and not any(e.applies(c) for c in all_cases):
             raise SpecError(exp.source, f"expect[{e.index}].where", f"matches none of the {len(all_cases)} cases "
                             f"({e.where_text()}); name a case or parameters some case has")
-    out = []
+    out: list[Trial] = []
     for repeat in range(exp.repeat):
         for case in all_cases:
             out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params)))

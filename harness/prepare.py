@@ -11,8 +11,9 @@ import datetime
 import shlex
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from harness import __version__, provenance, spec
 from harness.execute import Engine
@@ -48,7 +49,7 @@ def trial_subnets(client: Any, pool: str) -> subnets.Subnets:
 def engines_named(given: list[str] | None) -> list[engines.EngineRef]:
     """The engines --engine names (none: the environment's), each once."""
     refs: dict[str, engines.EngineRef] = {}
-    for name in given or [None]:
+    for name in given if given else [None]:
         ref = engines.resolve(name)
         refs.setdefault(ref.name, ref)
     return list(refs.values())
@@ -59,17 +60,24 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
     engines_: dict[str, Engine] = {}
     all_facts: dict[str, dict[str, Any]] = {}
     first: images.ImageSet | None = None
+    imgs: images.ImageSet | None  # this engine's: declared so the copy branch below is type-checked
     for ref in refs:
         client = engines.client(ref, lab_engine.TIMEOUT_S)
         quick = engines.client(ref, lab_engine.QUICK_TIMEOUT_S)
         label = "" if len(refs) == 1 else f"engine {ref.name}: "
+        containers, networks = lab_engine.remove_dead(quick)  # so a crashed run never fails this one
+        if containers or networks:
+            say(f"{label}removed {containers} container(s) and {networks} network(s) left by harness runs "
+                "that are no longer running")
         if first is None:
             imgs = first = images.ensure(client, say, base_image)
         else:
             imgs = images.present(client, first)
             if imgs is None:
-                images.copy([first.base, *first.tags.values()], refs[0].env(), ref.env(),
-                             lambda line, label=label: say(label + line))
+                def say_here(line: str, label: str = label) -> None:
+                    say(label + line)
+
+                images.copy([first.base, *first.tags.values()], refs[0].env(), ref.env(), say_here)
                 imgs = images.present(client, first)
                 assert imgs is not None, "the copied images are there"
         engine_facts = {**facts.engine(client), **facts.probe(client, imgs, run_id)}
@@ -97,7 +105,7 @@ def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Tria
     first = next(iter(prepared.facts.values()))
     return {
         "experiment": exp.name, "run_id": run_id, "harness_version": __version__,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": shlex.join(sys.argv), "git": provenance.git(),
         **{k: v for k, v in first.items() if k != "host"},
         "engines": prepared.facts, "engine_mode": mode,

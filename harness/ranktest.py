@@ -55,7 +55,7 @@ def _normal(ranks: list[float], n1: int, n2: int, rank_sum: float) -> float:
     n = n1 + n2
     u = rank_sum - n1 * (n1 + 1) / 2
     mean = n1 * n2 / 2
-    ties = {}
+    ties: dict[float, int] = {}
     for r in ranks:
         ties[r] = ties.get(r, 0) + 1
     tie_term = sum(t ** 3 - t for t in ties.values())

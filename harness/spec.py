@@ -10,9 +10,10 @@ import json
 import re
 import reprlib
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -138,7 +139,7 @@ class Params:
 
     def label(self) -> str:
         """A short, readable case name for tables when the file gives none."""
-        onoff = lambda b: "on" if b else "off"  # noqa: E731
+        onoff = lambda b: "on" if b else "off"
         parts = [
             f"{self.close_first} closes first",
             f"old SO_REUSEADDR {onoff(self.server_reuseaddr)}",
@@ -381,7 +382,7 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
         raise r.bad(where, f"bounds nothing; allowed: {allowed}")
     if "min" in nums and "max" in nums and nums["min"] > nums["max"]:
         raise r.bad(where, f"min {nums['min']:g} is above max {nums['max']:g}")
-    return Bound(figure, of=of, **nums)
+    return Bound(figure, of=of, min=nums.get("min"), max=nums.get("max"), within=nums.get("within"))
 
 
 def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:

@@ -64,7 +64,7 @@ class RunDir:
 
     @classmethod
     def create(cls, results: Path, experiment: str, spec_text: str, manifest: dict[str, Any]) -> RunDir:
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
         base = results / experiment
         base.mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.kernellab import proc
@@ -44,7 +45,7 @@ def commands(d: Path, name: str) -> list[list[str]]:
 
 
 @contextlib.contextmanager
-def _owner_only():
+def _owner_only() -> Iterator[None]:
     old = os.umask(0o077)
     try:
         yield

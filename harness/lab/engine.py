@@ -127,6 +127,11 @@ def remove_labelled(client: docker.DockerClient, run_id: str | None = None, netw
     return len(found), len(nets)
 
 
+def remove_dead(client: docker.DockerClient) -> tuple[int, int]:
+    """Remove what runs whose process is gone left behind (a crash, a SIGKILL); returns the counts."""
+    return remove_labelled(client, only=lambda labels: not owner_alive(labels.get(OWNER_LABEL)))
+
+
 def remove_quietly(remove: Callable[..., None], **kwargs: Any) -> None:
     """Remove, where gone already or being removed by another thread counts as done."""
     try:

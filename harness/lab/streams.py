@@ -61,7 +61,7 @@ class EventStream:
                     self._take(line)
             if pending:
                 self._take(pending)
-        except Exception:  # noqa: BLE001 - a removed container ends its stream; waiters see `ended`
+        except Exception:
             pass
         finally:
             with self._cond:
@@ -87,7 +87,7 @@ class EventStream:
         """The first event matching pred, or None if the stream ended or time ran out; Stopped
         if the run stops meanwhile."""
         with self._cond:
-            seen = lambda: self._ended or any(pred(e) for e in self._events)  # noqa: E731
+            seen = lambda: self._ended or any(pred(e) for e in self._events)
             if not _waiting(self._stopping, timeout, lambda t: self._cond.wait_for(seen, t)):
                 return None
             return next((e for e in self._events if pred(e)), None)
@@ -117,7 +117,7 @@ class ByteStream:
         try:
             for chunk in chunks:
                 self._data += chunk
-        except Exception:  # noqa: BLE001 - a removed container ends its stream
+        except Exception:
             pass
         finally:
             self._done.set()

@@ -23,7 +23,7 @@ Net = ipaddress.IPv4Network
 
 def host_routes(route_file: Path = Path("/proc/net/route")) -> list[Net]:
     """The IPv4 destinations this host routes (not its default route), from the kernel's table."""
-    out = []
+    out: list[Net] = []
     try:
         lines = route_file.read_text().splitlines()[1:]
     except OSError:

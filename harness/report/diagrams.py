@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from harness.analyze import close_time
 from harness.record import TrialResult, by_case
@@ -250,5 +250,5 @@ def case_points(results: list[TrialResult]) -> list[CasePoints]:
 
 def representative(results: list[TrialResult]) -> TrialResult:
     """The case's median trial by the kernel's part of it (its lower median), measured ones first."""
-    ok = sorted((r for r in results if r.ok and r.observed_s is not None), key=lambda r: r.observed_s)
+    ok = sorted((r for r in results if r.ok and r.observed_s is not None), key=lambda r: cast(float, r.observed_s))
     return ok[(len(ok) - 1) // 2] if ok else min(results, key=lambda r: r.index)

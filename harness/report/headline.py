@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import Any
+from typing import Any, cast
 
 from harness.record import TrialResult, by_case, labeller
 
@@ -74,10 +74,10 @@ def sentences(results: list[TrialResult]) -> list[str]:
     for rs in cases.values():
         p = rs[0].params
         twin = by_params.get(_key(p, final_ack_loss=0, engine=rs[0].engine))
-        lossy, plain = _median(rs, "rebind_plain_s"), twin and _median(twin, "rebind_plain_s")
-        if p["final_ack_loss"] != 0 and lossy is not None and plain is not None:
-            if worst is None or lossy - plain > worst[0] - worst[1]:
-                worst = (lossy, plain, p)
+        lossy, plain = _median(rs, "rebind_plain_s"), _median(twin, "rebind_plain_s") if twin is not None else None
+        if p["final_ack_loss"] != 0 and lossy is not None and plain is not None \
+                and (worst is None or lossy - plain > worst[0] - worst[1]):
+            worst = (lossy, plain, p)
     if worst:
         out.append(f"With {_loss_words(worst[2]['final_ack_loss'])}{_setting(worst[2])}, the port stayed "
                    f"unusable for {seconds(worst[0])} instead of {seconds(worst[1])}.")
@@ -117,8 +117,8 @@ def sentences(results: list[TrialResult]) -> list[str]:
 
     if not out:
         longest = max((r for r in results if r.ok and r.time_wait_s is not None),
-                      key=lambda r: r.time_wait_s, default=None)
-        if longest is not None:
+                      key=lambda r: cast(float, r.time_wait_s), default=None)
+        if longest is not None and longest.time_wait_s is not None:
             out.append(f"The longest TIME_WAIT lasted {seconds(longest.time_wait_s)} ({labeller(results)(longest)}).")
     failing = {(o["expect"], o["check"]) for r in results for o in r.failed_expectations}
     if failing:

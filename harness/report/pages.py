@@ -13,6 +13,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[
     jobs = [(r, events.get(r.trial, [])) for r in results if r.timeline or events.get(r.trial)]
     workers = min(os.cpu_count() or 1, len(jobs) // TRIALS_PER_WORKER)
     if workers <= 1:
-        done = map(_trial_figures, jobs)
+        done: Iterable[tuple[str, str, str | None]] = map(_trial_figures, jobs)
     else:
         # spawn, not fork: `harness run` has threads, and a forked child could inherit a held lock.
         pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -72,7 +73,7 @@ def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[
 
 
 def _value(v: Any) -> str:
-    if v is None:
+    if v is None or v == {}:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
@@ -104,6 +105,14 @@ def _provenance(manifest: dict[str, Any], results: list[TrialResult]) -> list[tu
     return [(k, str(v)) for k, v in rows]
 
 
+def split_params(cases: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The parameters that differ between cases (the case table's columns), and the rest with the
+    one value every case has (one line): a few differences stand out from many defaults."""
+    names = list(cases[0]["params"]) if cases else []
+    varying = [k for k in names if len({c["params"][k] for c in cases}) > 1]
+    return varying, [(k, cases[0]["params"][k]) for k in names if k not in varying]
+
+
 def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: list[TrialResult],
           events: dict[str, list[Event]]) -> dict[str, str]:
     """Every file of the report, by its path in the run directory."""
@@ -125,10 +134,11 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
     counts = {case: len(rs) for case, rs in groups.items()}
     cases = [{"name": c.name, "params": {k: _value(v) for k, v in c.params.to_json().items()},
               "trials": counts.get(c.name, 0)} for c in plan_cases(exp)]
+    varying, shared = split_params(cases)
     headers, rows = tables.case_rows(results)
     context = {
         "exp": exp, "manifest": manifest, "results": results, "run_dir": str(run_dir),
-        "headline": headline.sentences(results), "param_names": list(cases[0]["params"]) if cases else [],
+        "headline": headline.sentences(results), "param_names": varying, "shared_params": shared,
         "cases": cases, "table": {"headers": headers, "rows": rows}, "table_note": tables.NOTE,
         "table_md": tabulate(rows, headers, tablefmt="github", disable_numparse=True).replace("<", "&lt;"),
         "cases_svg": _inline(files[f"{FIGURES}/cases.svg"]),

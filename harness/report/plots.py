@@ -11,13 +11,19 @@ from __future__ import annotations
 import io
 import statistics
 import textwrap
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from harness.report.diagrams import CASE_FIGURES, SLANT, Attempts, CasePoints, Sequence, SocketTimeline
+
+if TYPE_CHECKING:  # matplotlib.typing is new in 3.8; the project allows 3.7
+    from matplotlib.typing import RcKeyType
 
 BLACK, ORANGE, SKY, GREEN, BLUE, VERMILLION, PURPLE, GREY = (
     "#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#999999")
@@ -31,8 +37,8 @@ STATE_STYLE = {  # colour, hatch
     "LAST_ACK": (PURPLE, "++"),
     "gone": ("#FFFFFF", ""),
 }
-RC = {"svg.fonttype": "none", "font.family": "sans-serif", "font.size": 8.5, "axes.titlesize": 9.5, "axes.spines.top": False,
-      "axes.spines.right": False, "hatch.linewidth": 0.6}
+RC: dict[RcKeyType, Any] = {"svg.fonttype": "none", "font.family": "sans-serif", "font.size": 8.5, "axes.titlesize": 9.5,
+                            "axes.spines.top": False, "axes.spines.right": False, "hatch.linewidth": 0.6}
 
 
 def _svg(fig: Figure, salt: str) -> str:
@@ -107,7 +113,7 @@ def sequence_svg(seq: Sequence, title: str, salt: str) -> str:
                 ax.plot([x + 0.02], [row], marker=">", ms=5, color=VERMILLION, mec=BLACK, mew=0.4)
             ax.text(X["server"] + 0.02, r1 + SLANT / 2 + 0.05, f"TIME_WAIT over at {t1:.2f} s", ha="left",
                     va="top", fontsize=7.5)
-        legend = [Line2D([], [], color=BLACK, label="FIN"),
+        legend: list[Artist] = [Line2D([], [], color=BLACK, label="FIN"),
                   Line2D([], [], color=BLUE, ls="-.", label="FIN sent again"),
                   Line2D([], [], color=GREY, label="ACK"),
                   Line2D([], [], color=VERMILLION, ls="--", marker="X", mec=BLACK, mew=0.5,
@@ -127,7 +133,7 @@ def sequence_svg(seq: Sequence, title: str, salt: str) -> str:
 # --- the socket timeline ------------------------------------------------------------
 
 
-def _attempt_lane(ax, y: float, a: Attempts, end: float) -> None:
+def _attempt_lane(ax: Axes, y: float, a: Attempts, end: float) -> None:
     """Failing from the first try to the one that worked (hatched), then a dot where it worked."""
     if a.failing:
         ax.broken_barh([(a.failing.start, max(a.failing.end - a.failing.start, 1e-3))], (y - 0.25, 0.5),
@@ -183,7 +189,7 @@ def timeline_svg(tl: SocketTimeline, title: str, salt: str) -> str:
         bottom.set_xlabel("seconds after the close")
         bottom.set_xlim(left=min(0.0, *(s.start for s in tl.states)) if tl.states else 0.0,
                         right=max(tl.end * 1.03, 0.05))
-        handles = [Patch(facecolor=STATE_STYLE.get(s, (GREY, ""))[0], edgecolor=BLACK,
+        handles: list[Artist] = [Patch(facecolor=STATE_STYLE.get(s, (GREY, ""))[0], edgecolor=BLACK,
                          hatch=STATE_STYLE.get(s, (GREY, ""))[1], label=s) for s in seen]
         handles += [Line2D([], [], ls="", marker="|", ms=9, mew=1.5, color=BLUE, label="FIN arrives"),
                     Line2D([], [], ls="", marker="x", ms=6, mew=1.5, color=VERMILLION, label="final ACK dropped"),
@@ -224,7 +230,7 @@ def cases_svg(points: list[CasePoints], salt: str) -> str:
             ax.set_xlim(left=0)
         axes[0].set_yticks(ys, [textwrap.fill(p.case, 42) for p in points])
         axes[0].set_ylim(0.4, n + 0.6)
-        handles = [Line2D([], [], ls="", marker="o", mfc="none", mec=BLACK, label="one trial"),
+        handles: list[Artist] = [Line2D([], [], ls="", marker="o", mfc="none", mec=BLACK, label="one trial"),
                    Line2D([], [], ls="", marker="|", ms=12, mew=2.4, color=VERMILLION, label="median")]
         if boxes:
             handles.append(Patch(facecolor="#EEEEEE", edgecolor=GREY, label="quartiles (5 or more trials)"))

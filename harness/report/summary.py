@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
+from harness.analyze import Summary
 from harness.compare import SAME, Comparison, Row
 from harness.record import TrialResult
 from harness.report import headline, tables
@@ -12,7 +13,7 @@ from harness.report import headline, tables
 COMPARE_HEADERS = ["case", "figure", "baseline", "new", "difference", "same within", "verdict"]
 
 
-def _median(s) -> str:
+def _median(s: Summary | None) -> str:
     return "-" if s is None else f"{s.median:.3f}" + (f" (n={s.n})" if s.n > 1 else "")
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 from tabulate import tabulate
 
 from harness.analyze import Summary, summarize
-from harness.expect import FAIL, NO_DATA, PASS, by_case as expectations_by_case
+from harness.expect import FAIL, NO_DATA, PASS
+from harness.expect import by_case as expectations_by_case
 from harness.record import COUNTS, FIGURES, PORTS, SHOWN_FOR, TrialResult, by_case, labeller
 from harness.spec import Params
 
@@ -57,7 +59,7 @@ ENGINE_HEADERS = ["engine", "kernel", "fault backend", "trials", "widest window 
                   "coarse trials"]
 
 
-def engine_quality(trials: list[TrialResult]) -> list[dict[str, object]]:
+def engine_quality(trials: list[TrialResult]) -> list[dict[str, Any]]:
     """Per engine, how finely its agents could time things: the widest window around a reported
     change, how late the latest poll started, and the trials whose window was coarser than asked."""
     out = []

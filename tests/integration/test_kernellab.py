@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def qemu_running(name: str) -> bool:
     d = str(kl.lab_dir(name)).encode()
     for p in os.listdir("/proc"):
         try:
-            cmd = open(f"/proc/{p}/cmdline", "rb").read() if p.isdigit() else b""
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes() if p.isdigit() else b""
         except OSError:
             continue
         if b"qemu-system" in cmd and d in cmd:
@@ -90,10 +89,10 @@ def test_only_the_holder_of_the_client_key_gets_in(lab):
     # TLS with the right CA but no client certificate: dockerd (--tlsverify) answers nothing.
     ctx = ssl.create_default_context(cafile=str(d / "ca.pem"))
     try:
-        with socket.create_connection(("127.0.0.1", lab["port"]), timeout=30) as raw:
-            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-                s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
-                answer = s.recv(100)
+        with socket.create_connection(("127.0.0.1", lab["port"]), timeout=30) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            answer = s.recv(100)
     except (ssl.SSLError, ConnectionError) as exc:
         answer = repr(exc).encode()
     assert not answer.startswith(b"HTTP"), answer

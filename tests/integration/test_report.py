@@ -37,7 +37,7 @@ def test_report_derives_every_figure_again_from_the_raw_data(runs, tmp_path):
     recorded = records(run_dir)
     rc, again, err = finish(harness("report", str(run_dir), "--json"), timeout=120)
     assert rc == 0, err
-    logs = lambda rs: [{k: v for k, v in r.items() if k != "logs"} for r in rs]  # noqa: E731
+    logs = lambda rs: [{k: v for k, v in r.items() if k != "logs"} for r in rs]
     assert logs(again["trials"]) == logs(recorded)
     # with trials.jsonl gone, the same figures come from events.jsonl and the pcaps alone
     (run_dir / "trials.jsonl").unlink()
@@ -50,7 +50,7 @@ def test_report_derives_every_figure_again_from_the_raw_data(runs, tmp_path):
 
 def open_report(browser, path: Path):
     """The page, and what it tried: requests other than the file itself, console errors, dialogs."""
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     left: list[str] = []
 
     def route(r):
@@ -77,6 +77,8 @@ def test_the_report_in_a_browser_renders_every_figure_and_fetches_nothing(runs, 
                           ".map(r => [r.width, r.height])")
     assert len(sizes) >= 1 + len({t["case"] for t in doc["trials"]})
     assert all(w > 100 and h > 100 for w, h in sizes), sizes
+    # At 1280 px the page does not scroll sideways: the case table shows only what varies.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert left == [] and problems == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)

@@ -106,7 +106,7 @@ def test_same_seed_drops_the_same_copies(runs):
     assert a["params"]["final_ack_loss"] == {"p": 0.5, "seed": 7}
     assert a["dropped_copies"] == b["dropped_copies"]
     assert a["final_acks_dropped"] == len(a["dropped_copies"]) == b["final_acks_dropped"]
-    labels = lambda t: [e["dropped"] for e in t["timeline"] if "dropped" in e]  # noqa: E731
+    labels = lambda t: [e["dropped"] for e in t["timeline"] if "dropped" in e]
     assert labels(a) == labels(b)
 
 

@@ -60,7 +60,7 @@ def parse(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """The tutorial's command blocks and output blocks, by step, in document order."""
     commands: dict[str, str] = {}
     outputs: dict[str, str] = {}
-    for command, output, step, body in BLOCK.findall(path.read_text()):
+    for command, _output, step, body in BLOCK.findall(path.read_text()):
         blocks = commands if command else outputs
         assert step not in blocks, f"{path.name}: two {'command' if command else 'output'} blocks for step {step}"
         blocks[step] = body

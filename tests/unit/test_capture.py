@@ -3,7 +3,6 @@ from harness.spec import Params
 
 from .lost_ack_trial import CLIENT, PORT, SERVER, A, F, P, pcap, seg
 
-
 # Wall clock 1000.0 is monotonic 10.0; the server closed at monotonic 10.0.
 EVENTS = [{"ev": "clock", "mono": 5.0, "realtime": 995.0}, {"ev": "close", "side": "server", "mono": 10.0}]
 CLOSE = pcap([

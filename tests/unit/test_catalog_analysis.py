@@ -13,7 +13,7 @@ from harness.probes import capture
 from harness.record import FAILED, OK, TrialResult
 from harness.report import headline, tables
 
-from .lost_ack_trial import CLIENT, C_ISN, EXP, NETEM, RST, S_ISN, SERVER, SYN, A, F, at, pcap, seg
+from .lost_ack_trial import C_ISN, CLIENT, EXP, NETEM, RST, S_ISN, SERVER, SYN, A, F, at, pcap, seg
 
 
 def test_nft_answers_the_first_copy_after_the_lost_ones_with_a_rst():

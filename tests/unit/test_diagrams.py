@@ -36,7 +36,7 @@ def test_pauses_longer_than_a_burst_break_the_axis_with_their_length():
 
 def test_time_wait_bar_and_its_restarts_where_the_fins_arrived():
     seq = diagrams.sequence(RESULT, EVENTS)
-    r0, r1, t0, t1 = seq.time_wait
+    _r0, r1, t0, t1 = seq.time_wait
     assert (t0, t1) == (0.01, 60.64) and r1 == seq.end_row
     fins_again = [a for a in seq.arrows if a.kind == "fin again"]
     assert [row for row, _ in seq.restarts] == [a.row + diagrams.SLANT for a in fins_again]

@@ -90,7 +90,7 @@ def test_the_kernel_is_a_dimension_of_the_results():
     assert labeller(rs[:1])(rs[0]) == "c"  # one engine: no need to say which
     same_kernel = [result(0, "c", "a", "6.18", 60.5), result(1, "c", "b", "6.18", 61.2)]
     assert list(by_case(same_kernel)) == ["c [a]", "c [b]"]
-    headers, rows = tables.case_rows(rs)
+    _headers, rows = tables.case_rows(rs)
     assert rows[0][-1] == "1/1 (1 coarse)"
     quality = {q["engine"]: q for q in tables.engine_quality(rs)}
     assert quality["host"]["window_max_ms"] == 31.0 and quality["host"]["coarse_trials"] == ["t000"]

@@ -100,7 +100,7 @@ def test_each_trial_carries_its_outcomes_and_the_case_gathers_them():
         ("time_wait_s >= 110", "fail"), ("fin_retransmits == 2", "pass"), ("restart_s <= 1", "fail")]
     broken = dataclasses.replace(r, trial="t001", index=1, status="failed",
                                  expectations=[{**o, "verdict": "no data", "value": None} for o in r.expectations])
-    (tw, fins, restart) = expect.by_case([r, broken])
+    (tw, fins, _restart) = expect.by_case([r, broken])
     assert (tw.case, tw.verdict, [x[:2] for x in tw.trials]) == ("all lost", "fail", [("t000", "fail"), ("t001", "no data")])
     assert fins.verdict == "pass"
     rows = tables.expectation_rows([r])

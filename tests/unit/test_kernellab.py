@@ -127,11 +127,11 @@ def test_up_without_qemu_is_one_line(monkeypatch, tmp_path, capsys):
     assert cli.main(["kernel-lab", "up"]) == cli.Exit.ENVIRONMENT
     assert capsys.readouterr().err == (
         "harness: the kernel lab needs qemu-system-x86_64, mke2fs, openssl, docker, not installed here "
-        "(apt-get install -y docker.io e2fsprogs openssl qemu-system-x86)\n")
+        "(apt-get install -y docker.io e2fsprogs openssl qemu-system-x86, or harness setup --kernel-lab)\n")
 
 
 def test_up_with_an_unknown_kernel_is_one_line(monkeypatch, capsys):
-    monkeypatch.setattr(proc.shutil, "which", lambda t: f"/usr/bin/{t}")
+    monkeypatch.setattr(tools.shutil, "which", lambda t: f"/usr/bin/{t}")
     monkeypatch.setattr(kernel, "available", lambda: AVAILABLE)
     assert cli.main(["kernel-lab", "up", "--kernel", "5.10"]) == cli.Exit.ENVIRONMENT
     assert capsys.readouterr().err.startswith(

@@ -25,7 +25,7 @@ def built():
 
 
 def test_the_report_and_every_file_beside_it():
-    result, files = built()
+    _result, files = built()
     assert {"report.html", "report.md", "results.md", "results.csv", "trials.csv", "figures/cases.svg",
             "figures/t000-sequence.svg", "figures/t000-timeline.svg"} <= set(files)
     html = files["report.html"]
@@ -76,3 +76,11 @@ def test_headline_from_the_data():
         "restarted in 0.00 s."]
     failed = dataclasses.replace(rs[0], status="failed")
     assert headline.sentences([failed]) == ["1 of 1 trials did not measure (listed below)."]
+
+
+def test_the_case_table_shows_what_varies_and_the_rest_once():
+    cases = [{"name": "a", "params": {"close_first": "server", "final_ack_loss": "0", "family": "ipv4"}},
+             {"name": "b", "params": {"close_first": "server", "final_ack_loss": "all", "family": "ipv4"}}]
+    assert pages.split_params(cases) == (["final_ack_loss"], [("close_first", "server"), ("family", "ipv4")])
+    assert pages.split_params(cases[:1]) == ([], [("close_first", "server"), ("final_ack_loss", "0"),
+                                                  ("family", "ipv4")])
