@@ -27,7 +27,7 @@ from harness.record import TrialResult
 
 def default_jobs(n_trials: int) -> int:
     # Trials mostly wait on kernel timers; ~10 per core keeps the agents' 10 ms polls on time.
-    # More at once (--jobs) trades poll lateness for wall time (README, "Study-sized runs").
+    # More at once (--jobs) trades poll lateness for wall time (docs/benchmarks.md, "Study-sized runs").
     return max(1, min(n_trials, 10 * (os.cpu_count() or 1), MAX_JOBS))
 
 
@@ -337,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--close-phase", type=close_phase, metavar="PERIOD,PHASE",
                      help="start each close at the next instant where the host's CLOCK_MONOTONIC "
                           "mod PERIOD is PHASE (seconds): the kernel's timer wheel then rounds every "
-                          "TIME_WAIT alike (README, 'The timer wheel')")
+                          "TIME_WAIT alike (docs/findings.md, 'The timer wheel')")
     ci_outputs(run)
     run.set_defaults(func=cmd_run)
 

@@ -21,7 +21,7 @@ from harness import specfile
 from harness.errors import SpecError
 from harness.record import COUNTS, MEASURES
 
-# Limits on what a file may ask for (README, "Experiment files").
+# Limits on what a file may ask for (docs/experiment-files.md).
 MAX_EXPERIMENT_NAME = 64  # it names the results folder
 MAX_NAME = 200  # case and expectation names
 MAX_DESCRIPTION = 10_000

@@ -38,11 +38,13 @@ GROUPS = {
 NEEDED: set[str] = set()  # the groups some selected test asks for
 
 
+def pytest_itemcollected(item):  # marked as collected, so `-m "not docker"` leaves these out
+    if HERE in Path(item.fspath).parents:
+        item.add_marker(pytest.mark.docker)
+
+
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: NEEDED is what the selected tests ask for
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if HERE in Path(item.fspath).parents:
-            item.add_marker(pytest.mark.docker)
     NEEDED.update(g for g in GROUPS if any(g in getattr(item, "fixturenames", ()) for item in items))
     # The kernel lab's VM takes both cores: its tests go last, after every timing on this host.
     items.sort(key=lambda item: item.get_closest_marker("kernellab") is not None)

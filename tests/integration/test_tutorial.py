@@ -51,7 +51,7 @@ harness() { PYTHONPATH="$TUTORIAL_REPO" "$TUTORIAL_PYTHON" -m harness "$@"; }
 
 # ss prints the server's TIME_WAIT socket as "... 172.18.0.2:7777  172.18.0.3:41234  timer:(timewait,52sec,0)",
 # and with nothing for the time once the timer has run out: "timer:(timewait,,0)", until the
-# kernel's timer wheel removes the socket, up to about 2 s later (README, "The timer wheel").
+# kernel's timer wheel removes the socket, up to about 2 s later (docs/findings.md, "The timer wheel").
 SERVER_TIME_WAIT = r"\S+:{port}\s+\S+:\d+\s+timer:\(timewait,([^,)]*),"
 CLIENT_FIN = r"\.\d+ > [\d.]+\.7777: Flags \[F\.\]"  # tcpdump: the client's FIN (and its re-sends)
 
