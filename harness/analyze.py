@@ -1,28 +1,41 @@
 """A trial's raw data -> its TrialResult; many results -> statistics. Pure.
 
-`harness run` calls trial() as each trial ends, `harness report` calls it again
-on what the run directory kept (events.jsonl and the pcaps): a fix here fixes
-old runs too.
+Each part of the record comes from one function over one source's events (record.py says which
+part holds which figure). trial() joins them; `harness run` calls it once as each trial ends, and
+`harness report` calls it again on what the run directory kept (events.jsonl and the pcaps): a fix
+here fixes old runs too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from harness import expect, plan, spec
+from harness import expect
+from harness.events import AGENT, CLIENT, CLIENT_AGENT, FAULT, HARNESS, SERVER, Ev
 from harness.faults.choose import named
 from harness.plan import Trial
 from harness.probes import capture
-from harness.probes.commands import CLIENT_AGENT
-from harness.record import COARSE, FAILED, INTERRUPTED, OK, TrialResult
+from harness.record import (
+    COARSE,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    CaptureFigures,
+    ClientSide,
+    FaultApplied,
+    FaultCounts,
+    HarnessFigures,
+    ServerSide,
+    SysctlsRead,
+    TrialResult,
+)
 from harness.spec import Case, Experiment
-from harness.store import SPEC, RunData
+from harness.store import RunData
 
 Event = dict[str, Any]
-HARNESS = "harness"  # the src of the events the harness itself writes about a trial
-AGENT = "agent"  # the observer on the server's side (CLIENT_AGENT on the client's)
 LOG_LINES = 30  # per program, in a failed trial's logs
 
 
@@ -33,7 +46,7 @@ def _first(events: list[Event], ev: str, **match: Any) -> Event | None:
 
 def close_time(events: list[Event], close_first: str) -> float | None:
     """t = 0: when the side that closes first closed (SIGINT sent, or close() called)."""
-    e = _first(events, "close", side=close_first)
+    e = _first(events, Ev.CLOSE, side=close_first)
     return e["mono"] if e else None
 
 
@@ -45,69 +58,68 @@ def _since(events: list[Event], close_first: str) -> Any:
 
 def _tcpext_delta(agent: list[Event], counter: str) -> int | None:
     """How much one of the namespace's TcpExt counters grew from the close to the end."""
-    at = {e.get("at"): e.get("counters") for e in agent if e.get("ev") == "tcpext"}
+    at = {e.get("at"): e.get("counters") for e in agent if e.get("ev") == Ev.TCPEXT}
     close, end = at.get("close"), at.get("end")
     if close is None or end is None:
         return None
     return end.get(counter, 0) - close.get(counter, 0)
 
 
-def agent_figures(events: list[Event], close_first: str) -> dict[str, Any]:
-    """Seconds after the close at which each thing happened, from the agent's and client's events."""
+def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSide:
+    """Seconds after the close at which each thing happened in the server's namespace, from the
+    agent's events (and the polls' windows of both agents)."""
     since = _since(events, close_first)
     agent = [e for e in events if e.get("src") == AGENT]
-    appear, gone, done = _first(agent, "tw_appear"), _first(agent, "tw_gone"), _first(agent, "done")
-    restarts = [e for e in agent if e.get("ev") == "restart_fail"]
-    # The agent counts its failed restarts (restart_stats), listing only those that failed
-    # otherwise than the one before; runs made before it did list every one.
-    counted = _first(agent, "restart_stats")
-    polls = _first(agent, "poll_stats") or {}
-    exited = _first(events, "exit", src="server")
-    return {
-        "tw_appear_s": since(appear),
-        "tw_gone_s": since(gone),
-        "time_wait_s": round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
-        "tw_timer_restarts": sum(1 for e in agent if e.get("ev") == "tw_timer_restart"),
-        "rebind_plain_s": since(_first(agent, "bind_ok", reuseaddr=False)),
-        "rebind_reuseaddr_s": since(_first(agent, "bind_ok", reuseaddr=True)),
-        "restart_s": since(_first(agent, "restart_up")),
-        "bind_errors": counted["bind_errors"] if counted else
-        sum(1 for e in restarts if "bind() error" in e.get("stderr", "")),
-        "restart_failures_other": counted["other"] if counted else
-        sum(1 for e in restarts if "bind() error" not in e.get("stderr", "")),
-        "observed_s": since(done),
-        "poll_late_max_ms": polls.get("late_max_ms"),
-        "window_max_ms": max((e["window_ms"] for e in events if "window_ms" in e), default=None),
-        "server_exit_status": exited.get("status") if exited else None,
-        "tw_peak": max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == "sockets"), default=0),
-        "tw_entered": _tcpext_delta(agent, "TW"),
-        "tw_overflow": _tcpext_delta(agent, "TCPTimeWaitOverflow"),
-    }
+    appear, gone, done = _first(agent, Ev.TW_APPEAR), _first(agent, Ev.TW_GONE), _first(agent, Ev.DONE)
+    restarts = _first(agent, Ev.RESTART_STATS) or {}
+    polls = _first(agent, Ev.POLL_STATS) or {}
+    exited = _first(events, Ev.EXIT, src=SERVER)
+    window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
+    return ServerSide(
+        close_mono=close_time(events, close_first),
+        tw_appear_s=since(appear),
+        tw_gone_s=since(gone),
+        time_wait_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
+        tw_timer_restarts=sum(1 for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART),
+        rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
+        rebind_reuseaddr_s=since(_first(agent, Ev.BIND_OK, reuseaddr=True)),
+        restart_s=since(_first(agent, Ev.RESTART_UP)),
+        bind_errors=restarts.get("bind_errors", 0),
+        restart_failures_other=restarts.get("other", 0),
+        observed_s=since(done),
+        poll_late_max_ms=polls.get("late_max_ms"),
+        window_max_ms=window,
+        coarse=window is not None and window > COARSE * poll_ms,
+        server_exit_status=exited.get("status") if exited else None,
+        tw_peak=max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == Ev.SOCKETS), default=0),
+        tw_entered=_tcpext_delta(agent, "TW"),
+        tw_overflow=_tcpext_delta(agent, "TCPTimeWaitOverflow"),
+    )
 
 
-def client_figures(events: list[Event], close_first: str) -> dict[str, Any]:
-    """The client's side, from its agent's events (none when the case does not watch it)."""
+def client_side(events: list[Event], close_first: str) -> ClientSide:
+    """The client's side, from its agent's events (all None when the case does not watch it)."""
     since = _since(events, close_first)
     watcher = [e for e in events if e.get("src") == CLIENT_AGENT]
     if not watcher:
-        return {}
-    appear, gone = _first(watcher, "tw_appear"), _first(watcher, "tw_gone")
-    again, fixed, failed = _first(watcher, "reconnect"), _first(watcher, "fixed_port_ok"), \
-        _first(watcher, "fixed_port_fail")
+        return ClientSide()
+    appear, gone = _first(watcher, Ev.TW_APPEAR), _first(watcher, Ev.TW_GONE)
+    again, fixed, failed = _first(watcher, Ev.RECONNECT), _first(watcher, Ev.FIXED_PORT_OK), \
+        _first(watcher, Ev.FIXED_PORT_FAIL)
     worked = again if again and again.get("ok") else None
-    return {
-        "client_tw_appear_s": since(appear),
-        "client_tw_gone_s": since(gone),
-        "client_tw_s": round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
-        "client_tw_port": appear.get("lport") if appear else None,
-        "reconnect_s": since(worked),
-        "reconnect_port": worked.get("lport") if worked else None,
-        "reconnect_same_port": int(worked.get("lport") == appear.get("lport")) if worked and appear else None,
-        "reconnect_error": f"{again.get('step')}: {again.get('errno')}" if again and not worked else None,
-        "fixed_port_s": since(fixed),
-        "fixed_port_failures": fixed.get("failures") if fixed else None,
-        "fixed_port_error": f"{failed.get('step')}: {failed.get('errno')}" if failed else None,
-    }
+    return ClientSide(
+        client_tw_appear_s=since(appear),
+        client_tw_gone_s=since(gone),
+        client_tw_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
+        client_tw_port=appear.get("lport") if appear else None,
+        reconnect_s=since(worked),
+        reconnect_port=worked.get("lport") if worked else None,
+        reconnect_same_port=int(worked.get("lport") == appear.get("lport")) if worked and appear else None,
+        reconnect_error=f"{again.get('step')}: {again.get('errno')}" if again and not worked else None,
+        fixed_port_s=since(fixed),
+        fixed_port_failures=fixed.get("failures") if fixed else None,
+        fixed_port_error=f"{failed.get('step')}: {failed.get('errno')}" if failed else None,
+    )
 
 
 def outcome(events: list[Event], src: str = AGENT) -> tuple[str, str]:
@@ -115,35 +127,35 @@ def outcome(events: list[Event], src: str = AGENT) -> tuple[str, str]:
     for e in events:
         if e.get("src") != src:
             continue
-        if e.get("ev") == "done":
+        if e.get("ev") == Ev.DONE:
             return OK, ""
-        if e.get("ev") == "timeout":
+        if e.get("ev") == Ev.TIMEOUT:
             return FAILED, ("" if src == AGENT else f"{src}: ") + f"not over after {e.get('after_s')} s (max_wait_s)"
-        if e.get("ev") == "error":
+        if e.get("ev") == Ev.ERROR:
             return FAILED, f"{src}: {e.get('what')}"
     return FAILED, f"the {src} ended without a result"
 
 
-def sysctls_read(events: list[Event], t: Trial) -> tuple[dict[str, dict[str, str | None]], list[str]]:
+def sysctls_read(events: list[Event], t: Trial) -> tuple[SysctlsRead, list[str]]:
     """Each side's sysctls as its program read them back in the namespace, and how any differ
     from what the case asks for (whitespace aside: the kernel prints ranges with a tab)."""
     read, problems = {}, []
-    for side, src in (("server", AGENT), ("client", "client")):
-        e = _first(events, "sysctls", src=src)
+    for side, src in (("server", AGENT), ("client", CLIENT)):
+        e = _first(events, Ev.SYSCTLS, src=src)
         read[side] = e.get("values", {}) if e else {}
         for name, asked in t.params.sysctls(side).items():
             got = read[side].get(name)
             if e is not None and (got is None or got.split() != str(asked).split()):
                 problems.append(f"{side} {name} is {got!r} in the namespace; the case asks for {asked!r}")
-    return read, problems
+    return SysctlsRead(read["server"], read["client"]), problems
 
 
-def fault_counts(events: list[Event], backend: str, t: Trial) -> dict[str, Any]:
+def fault_counts(events: list[Event], backend: str, t: Trial) -> FaultCounts:
     """The fault agent's readout (its output lines) -> final_acks_dropped, ...; ValueError if unreadable."""
-    if _first(events, "counted", src="fault") is None:
+    if _first(events, Ev.COUNTED, src=FAULT) is None:
         raise ValueError("the fault agent never printed its counters")
-    text = "\n".join(e["text"] for e in events if e.get("src") == "fault" and e.get("ev") == "output")
-    return named(backend).counts(text, t.params)
+    text = "\n".join(e["text"] for e in events if e.get("src") == FAULT and e.get("ev") == Ev.OUTPUT)
+    return FaultCounts(**named(backend).counts(text, t.params))
 
 
 def logs(events: list[Event]) -> str:
@@ -158,40 +170,33 @@ def logs(events: list[Event]) -> str:
 def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, kernel: str = "") -> TrialResult:
     """Every figure of one trial, from its events (the programs' and the harness's) and its pcap;
     `kernel` is the release of the engine it ran on."""
-    r = TrialResult(trial=t.id, index=t.index, case=t.case, repeat=t.repeat, params=t.params.to_json(),
-                    engine=t.engine, kernel=kernel)
+    case = Case(t.case, t.params)
+    ids: dict[str, Any] = {"trial": t.id, "index": t.index, "case": t.case, "repeat": t.repeat,
+                           "params": t.params, "engine": t.engine, "kernel": kernel}
     if not events:
-        r.status, r.why = INTERRUPTED, "not started: the run was stopped first"
-        r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params), None)]
-        return r
-    r.close_mono = close_time(events, t.params.close_first)
-    for key, value in {**agent_figures(events, t.params.close_first),
-                       **client_figures(events, t.params.close_first)}.items():
-        setattr(r, key, value)
-    r.coarse = r.window_max_ms is not None and r.window_max_ms > COARSE * exp.poll_ms
-    read, problems = sysctls_read(events, t)
-    r.server_sysctls, r.client_sysctls = read["server"], read["client"]
-
-    if t.params.final_ack_loss.kind == "none":
-        r.final_acks_dropped = 0
-    fault = _first(events, "fault", src=HARNESS)
-    if fault is not None:
-        r.backend, r.injection_point = fault["backend"], fault["injection_point"]
+        return TrialResult(**ids, status=INTERRUPTED, why="not started: the run was stopped first",
+                           expectations=tuple(expect.outcomes(exp, case, None)))
+    sysctls, problems = sysctls_read(events, t)
+    fault = FaultApplied()
+    counts = FaultCounts(final_acks_dropped=0 if t.params.final_ack_loss.kind == "none" else None)
+    applied = _first(events, Ev.FAULT, src=HARNESS)
+    if applied is not None:
+        fault = FaultApplied(applied["backend"], applied["injection_point"])
         try:
-            for key, value in fault_counts(events, r.backend, t).items():
-                setattr(r, key, value)
+            counts = fault_counts(events, fault.backend, t)
         except ValueError as exc:
             problems.append(f"fault readout: {exc}")
 
-    end = _first(events, "trial_end", src=HARNESS)
-    if end is not None:
-        r.wall_s, r.phases, r.capture = end.get("wall_s"), end.get("phases", {}), end.get("capture")
+    end = _first(events, Ev.TRIAL_END, src=HARNESS)
+    harness = HarnessFigures(end.get("wall_s"), end.get("phases", {})) if end else HarnessFigures()
+    path = end.get("capture") if end else None
+    captured = CaptureFigures(capture=path)
     if pcap is not None:
         try:
-            for key, value in capture.figures(pcap, events, exp.port, t.params, r.dropped_copies).items():
-                setattr(r, key, value)
+            captured = dataclasses.replace(capture.figures(pcap, events, exp.port, t.params, counts.dropped_copies),
+                                           capture=path)
         except capture.Unreadable as exc:
-            problems.append(f"capture {r.capture or 'pcap'}: {exc}")
+            problems.append(f"capture {path or 'pcap'}: {exc}")
 
     status, why = outcome(events)
     if status == OK and t.params.watches_client:
@@ -204,12 +209,13 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         status, why = FAILED, end["error"]
     elif status == OK and problems:
         status, why = FAILED, problems[0]
-    r.status, r.why = status, why
     if status != OK:
-        r.logs = end["logs"] if end and end.get("logs") else logs(events)
-    r.expectations = [o.to_json() for o in expect.outcomes(exp, Case(t.case, t.params),
-                                                           r.to_json() if r.ok else None)]
-    return r
+        harness = dataclasses.replace(harness, logs=end["logs"] if end and end.get("logs") else logs(events))
+    r = TrialResult(**ids, status=status, why=why, fault=fault,
+                    server=server_side(events, t.params.close_first, exp.poll_ms), sysctls=sysctls,
+                    client=client_side(events, t.params.close_first), counts=counts, capture_part=captured,
+                    harness=harness)
+    return dataclasses.replace(r, expectations=tuple(expect.outcomes(exp, case, r if r.ok else None)))
 
 
 @dataclass(frozen=True)
@@ -230,19 +236,7 @@ def summarize(values: list[float | int | None]) -> Summary | None:
                    statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def engines(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The run's engines and their facts, by name (runs from before there were several: one)."""
-    named = manifest.get("engines")
-    if isinstance(named, dict) and named and all(isinstance(v, dict) for v in named.values()):
-        return named
-    return {"": {"kernel": manifest.get("kernel") or ""}}
-
-
-def run(data: RunData) -> tuple[Experiment, list[TrialResult]]:
-    """Every trial of a run directory analysed again from its raw data, in plan order."""
-    exp = spec.parse(data.spec_text, str(data.path / SPEC))
+def run(data: RunData) -> list[TrialResult]:
+    """Every trial of a run directory analysed again from its raw data, as the manifest planned them."""
     events = data.trial_events()
-    facts = engines(data.manifest)
-    trials = plan.on_engines(plan.trials(exp), list(facts), str(data.manifest.get("engine_mode", "each")))
-    return exp, [trial(exp, t, events.get(t.id, []), data.pcap(t.id), str(facts[t.engine].get("kernel", "")))
-                 for t in trials]
+    return [trial(data.exp, t, events.get(t.id, []), data.pcap(t.id), data.kernel(t.engine)) for t in data.trials]

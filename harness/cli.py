@@ -101,11 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = None
     try:
         ready = prepare.prepare(refs, exp, trials, run_id, args.base_image, args.subnet_pool, progress.note)
-        manifest = prepare.manifest(exp, run_id, ready, trials, jobs, args.engines, args.close_phase)
-        run = store.RunDir.create(Path(args.results), exp.name, exp.text, manifest)
+        manifest = prepare.manifest(exp, run_id, ready, jobs, args.engines, args.close_phase)
+        run = store.RunDir.create(Path(args.results), exp, trials, manifest)
         ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop, args.close_phase)
         progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
-        _measure(ctx, trials, jobs)
+        records = _measure(ctx, trials, jobs)
     except (stopping.Stop, HarnessError) as exc:
         progress.end()
         if ctx is None and not isinstance(exc, EngineGone):  # what a stop in the image build or the probe left
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return exc.exit_code
         raise
     progress.note("writing the report")
-    return _report(args, ctx.store.path)
+    return _report(args, ctx.store.path, records)
 
 
 def _remove_run(run_id: str, refs: list[Any]) -> None:
@@ -127,37 +127,35 @@ def _remove_run(run_id: str, refs: list[Any]) -> None:
             engine.remove_labelled(engines.client(ref, engine.QUICK_TIMEOUT_S), run_id)
 
 
-def _measure(ctx: Any, trials: list[plan.Trial], jobs: int) -> None:
-    """Every trial; when the run is cut short, each trial's record says why."""
-    from harness import analyze, execute
+def _measure(ctx: Any, trials: list[plan.Trial], jobs: int) -> list[TrialResult]:
+    """Every trial's record; when the run is cut short, each trial's record says why."""
+    from harness import execute
 
     ctx.progress.begin(len(trials))
     try:
-        execute.run_all(ctx, trials, jobs)
+        return execute.run_all(ctx, trials, jobs)
     except (stopping.Stop, HarnessError):
-        run = ctx.store
-        with contextlib.suppress(HarnessError, OSError):
-            run.rewrite_trials([r.to_json() for r in analyze.run(store.load(run.path))[1]])
-        print(f"harness: what was measured is in {run.path} (`harness report {run.path}` for its tables)",
-              file=sys.stderr)
+        print(f"harness: what was measured is in {ctx.store.path} (`harness report {ctx.store.path}` for its "
+              "tables)", file=sys.stderr)
         raise
     finally:
         ctx.progress.end()
 
 
-def _report(args: argparse.Namespace, path: Path) -> int:
-    """The report stage, for `run` and `report` alike: the run directory's raw data analysed again."""
+def _report(args: argparse.Namespace, path: Path, records: list[TrialResult] | None = None) -> int:
+    """The report stage, for `run` (its trials' records as they ended) and `report` (the records
+    derived again from the run directory's raw data)."""
     data = store.load(path)  # a damaged run directory is one line, before the slow imports below
     from harness import report  # matplotlib is slow to import: only where a report is made
     from harness.report import junit, summary
 
-    made = report.regenerate(data)
+    made = report.regenerate(data, records)
     for warning in made.warnings:
         print(f"harness: warning: {warning}", file=sys.stderr)
-    emit(args, made.exp.name, path, made.results)
+    emit(args, data.exp.name, path, made.results)
     print(f"report: {made.html}", file=sys.stderr if args.json else sys.stdout)
-    write_outputs(args, junit=lambda: junit.run(made.exp.name, made.results),
-                  markdown=lambda: summary.run_markdown(made.exp.name, made.results, str(made.html)))
+    write_outputs(args, junit=lambda: junit.run(data.exp.name, made.results),
+                  markdown=lambda: summary.run_markdown(data.exp.name, made.results, str(made.html)))
     return run_exit(made.results)
 
 
@@ -213,8 +211,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data = store.load(Path(name))
         for warning in data.warnings:
             print(f"harness: warning: {warning}", file=sys.stderr)
-        exp, results = analyze.run(data)
-        sides.append((exp, compare.Side(name, data.manifest, results)))
+        sides.append((data.exp, compare.Side(name, data.manifest, analyze.run(data))))
     (base_exp, base), (_, new) = sides
     c = compare.compare(base, new, thresholds, base_exp.restart_every_ms / 1000)
     if args.json:

@@ -20,7 +20,8 @@ from typing import Any
 from harness import ranktest, timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
-from harness.record import COUNTS, FIGURES, LABELS, TrialResult, by_case
+from harness.figures import COUNTS, FIGURES, LABELS
+from harness.record import TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
 COMPARED = tuple(k for k, _ in FIGURES if k not in LABELS)  # the figures compare judges

@@ -13,11 +13,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness import analyze, stopping
+from harness import events as events_
 from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed
+from harness.events import Ev
 from harness.faults import FaultBackend
 from harness.lab.engine import alive, remove_labelled
 from harness.lab.images import ImageSet
@@ -71,6 +73,7 @@ class RunContext:
     stopping: threading.Event  # set by a signal, or by fail()
     close_phase: tuple[float, float] | None = None  # see the agent's -a
     fatal: HarnessError | None = None  # why the run must end now, when not a signal
+    events: dict[str, list[Event]] = field(default_factory=dict)  # each trial's, as events.jsonl has them
 
     def fail(self, error: HarnessError) -> None:
         """End the run: the engine went away, or the run directory cannot be written."""
@@ -220,7 +223,7 @@ def _pcap(lab: TrialLab, cap: Any) -> bytes:
 
 def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     """One trial, start to teardown, then its analysis; never raises for a trial-level failure."""
-    events: list[Event] = []  # this trial's, in the order events.jsonl gets them
+    events = ctx.events.setdefault(trial.id, [])
     lock = threading.Lock()
 
     def sink(event: Event) -> None:
@@ -230,8 +233,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
         ctx.progress.event(trial, event)
 
     def say_fault(backend: FaultBackend, side: str) -> None:
-        sink({"src": analyze.HARNESS, "ev": "fault", "backend": backend.name,
-              "injection_point": backend.where(side)})
+        sink(events_.harness(Ev.FAULT, backend=backend.name, injection_point=backend.where(side)))
 
     # Host-clock seconds of each phase: where the harness's own time goes (bench/).
     phases: dict[str, float] = {}
@@ -244,7 +246,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
 
     ctx.progress.state(trial, "queued")
     started = last[0]
-    end: Event = {"src": analyze.HARNESS, "ev": "trial_end", "error": None}
+    end: Event = events_.harness(Ev.TRIAL_END, error=None)
     pcap = None
     try:
         engine = ctx.engines[trial.engine]
@@ -269,7 +271,7 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     record = analyze.trial(ctx.exp, trial, events + [end], pcap, ctx.engines[trial.engine].kernel)
     with contextlib.suppress(Stopped):  # the run is ending anyway; say what was measured
         sink(end)
-        ctx.write(lambda: ctx.store.trial(record.to_json()))
+        ctx.write(lambda: ctx.store.trial(record))
     ctx.progress.finished(trial, record)
     return record
 
@@ -329,11 +331,7 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
             ctx.stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
             if watch.gone.is_set():  # nothing can be removed, nor waited for: say why, and go
-                for f, t in futures.items():
-                    if f.running():
-                        with contextlib.suppress(OSError):
-                            ctx.store.event({"trial": t.id, "src": analyze.HARNESS, "ev": "trial_end",
-                                             "error": ctx.stop_reason})
+                _end_unfinished(ctx, futures)
                 raise
             ctx.progress.note(f"{ctx.stop_reason}: removing this run's containers and networks")
             _sweep(ctx, networks=False)  # the trials' waits end with their containers
@@ -342,9 +340,26 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
             while not watch.gone.is_set() and not all(f.done() for f in futures):
                 concurrent.futures.wait(futures, timeout=0.5)
             _sweep(ctx, networks=True)  # and whatever they made meanwhile
+            _end_unfinished(ctx, futures)
             raise
     pool.shutdown(wait=True)
     return sorted(records, key=lambda r: r.index)
+
+
+def _end_unfinished(ctx: RunContext, futures: dict[concurrent.futures.Future[TrialResult], Trial]) -> None:
+    """The end and the record of each trial a stop left without them: those it kept from
+    starting, and (the engine gone) those still stuck in a call to the engine."""
+    for f, t in futures.items():
+        if f.done() and not f.cancelled():
+            continue
+        events = ctx.events.get(t.id, [])
+        if events:
+            end = events_.harness(Ev.TRIAL_END, error=ctx.stop_reason)
+            events.append(end)
+            with contextlib.suppress(OSError):
+                ctx.store.event({"trial": t.id, **end})
+        with contextlib.suppress(OSError):
+            ctx.store.trial(analyze.trial(ctx.exp, t, events, None, ctx.engines[t.engine].kernel))
 
 
 def _sweep(ctx: RunContext, networks: bool) -> None:

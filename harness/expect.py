@@ -8,32 +8,14 @@ when every trial of it that measured passes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from harness.record import TrialResult, labeller
+from harness.record import FAIL, NO_DATA, PASS, Outcome, TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
-PASS, FAIL, NO_DATA = "pass", "fail", "no data"
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """One bound of one expectation, on one trial."""
-
-    expect: int  # its index in the file
-    name: str
-    check: str  # the bound in words
-    verdict: str
-    value: float | None = None
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str]:
+def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
     """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
-    x = figures.get(bound.figure)
+    x = getattr(record, bound.figure)
     if bound.never:
         return (PASS, None, "") if x is None else (FAIL, x, f"{bound.figure} happened: {x:g}")
     if x is None:
@@ -41,7 +23,7 @@ def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str
     if bound.equals is not None:
         return (PASS, x, "") if x == bound.equals else (FAIL, x, f"{bound.figure} is {x:g}")
     if bound.of is not None:
-        ref = figures.get(bound.of)
+        ref = getattr(record, bound.of)
         if ref is None:
             return FAIL, None, f"{bound.of} never happened"
         x = round(x - ref, 6)
@@ -52,17 +34,17 @@ def judge(bound: Bound, figures: dict[str, Any]) -> tuple[str, float | None, str
     return PASS, x, ""
 
 
-def outcomes(exp: Experiment, case: Case, figures: dict[str, Any] | None) -> list[Outcome]:
-    """Every bound that applies to this case, judged on a trial's figures (None: it did not measure)."""
+def outcomes(exp: Experiment, case: Case, record: TrialResult | None) -> list[Outcome]:
+    """Every bound that applies to this case, judged on a trial's record (None: it did not measure)."""
     out = []
     for e in exp.expect:
         if not e.applies(case):
             continue
         for b in e.bounds:
-            if figures is None:
+            if record is None:
                 out.append(Outcome(e.index, e.name, b.text(), NO_DATA, detail="the trial did not measure"))
             else:
-                out.append(Outcome(e.index, e.name, b.text(), *judge(b, figures)))
+                out.append(Outcome(e.index, e.name, b.text(), *judge(b, record)))
     return out
 
 
@@ -80,15 +62,15 @@ class CaseOutcome:
 
 def by_case(results: list[TrialResult]) -> list[CaseOutcome]:
     """Trial outcomes gathered per expectation, bound and case, in file order."""
-    groups: dict[tuple[int, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    groups: dict[tuple[int, str, str], list[tuple[str, Outcome]]] = {}
     label = labeller(results)
     for r in sorted(results, key=lambda r: r.index):
         for o in r.expectations:
-            groups.setdefault((o["expect"], o["check"], label(r)), []).append((r.trial, o))
+            groups.setdefault((o.expect, o.check, label(r)), []).append((r.trial, o))
     out = []
     for (index, check, case), rows in sorted(groups.items(), key=lambda kv: kv[0][0]):
-        verdicts = {o["verdict"] for _, o in rows}
+        verdicts = {o.verdict for _, o in rows}
         verdict = FAIL if FAIL in verdicts else PASS if PASS in verdicts else NO_DATA
-        out.append(CaseOutcome(index, rows[0][1]["name"], check, case, verdict,
-                               [(t, o["verdict"], o["value"], o["detail"]) for t, o in rows]))
+        out.append(CaseOutcome(index, rows[0][1].name, check, case, verdict,
+                               [(t, o.verdict, o.value, o.detail) for t, o in rows]))
     return out

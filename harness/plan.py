@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from harness.errors import SpecError
 from harness.faults.pattern import leading_drops
@@ -36,6 +37,16 @@ class Trial:
     @property
     def id(self) -> str:
         return f"t{self.index:03d}"
+
+    def to_json(self) -> dict[str, Any]:
+        """As the manifest lists it: the trials as planned are read back from there, not planned again."""
+        return {"trial": self.id, "index": self.index, "case": self.case, "repeat": self.repeat,
+                "engine": self.engine, "expected_s": self.expected_s, "params": self.params.to_json()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Trial:
+        return cls(doc["index"], doc["case"], doc["repeat"], Params.from_json(doc["params"]), doc["expected_s"],
+                   doc["engine"])
 
 
 def cases(exp: Experiment) -> list[Case]:

@@ -99,7 +99,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
     return Prepared(engines_, all_facts)
 
 
-def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Trial], jobs: int, mode: str,
+def manifest(exp: Experiment, run_id: str, prepared: Prepared, jobs: int, mode: str,
              close_phase: tuple[float, float] | None) -> dict[str, Any]:
     """What the run directory says about the run; the first engine's facts at the top as well."""
     first = next(iter(prepared.facts.values()))
@@ -110,5 +110,4 @@ def manifest(exp: Experiment, run_id: str, prepared: Prepared, trials: list[Tria
         **{k: v for k, v in first.items() if k != "host"},
         "engines": prepared.facts, "engine_mode": mode,
         "jobs": jobs, "close_phase": close_phase,
-        "trials": [{"trial": t.id, "case": t.case, "repeat": t.repeat, "engine": t.engine} for t in trials],
     }

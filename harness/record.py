@@ -1,93 +1,40 @@
-"""The result of one trial: one typed record, and its JSON form.
+"""The result of one trial: one typed record, composed of what each source yielded, and its JSON.
 
-`harness run`, `harness report`, the tables, the figures and the JSON output all
-read this; only analyze.trial() makes one (from a trial's raw data).
+Each part is a frozen dataclass made by one function from one source's events (analyze.py,
+probes/capture.py, faults/): the agents' observations, the sysctls read back, the client's side,
+the fault as applied and its counters, the capture, the expectations, the harness's own timing.
+The record joins them; every class has slots, so a field that does not exist is an error, never
+a value silently lost. `harness run`, `harness report`, the tables, the figures and the JSON output
+all read this; readers of trials.jsonl go through from_json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.spec import Params
+
 OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
 COARSE = 2.0  # a reported time's window wider than this many poll intervals: a poll came too late
-
-# The figures of a trial shown in the tables, in order: (field, heading).
-FIGURES = (
-    ("time_wait_s", "TIME_WAIT (s)"),
-    ("rebind_plain_s", "bind() plain (s)"),
-    ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
-    ("restart_s", "restart up (s)"),
-    ("bind_errors", "bind() errors"),
-    ("final_acks_dropped", "ACKs dropped"),
-    ("fin_retransmits", "FIN retransmits"),
-    ("last_fin_s", "last FIN (s)"),
-    ("final_acks_reset", "ACKs answered with RST"),
-    ("server_rsts", "server RSTs"),
-    ("client_rsts", "client RSTs"),
-    ("server_exit_status", "server exit status"),
-    ("tw_entered", "TIME_WAIT sockets (kernel count)"),
-    ("tw_peak", "TIME_WAIT sockets (peak seen)"),
-    ("tw_overflow", "TIME_WAIT overflows"),
-    ("client_tw_s", "client TIME_WAIT (s)"),
-    ("client_tw_port", "client TIME_WAIT port"),
-    ("reconnect_s", "reconnect (s)"),
-    ("reconnect_port", "reconnect port"),
-    ("fixed_port_s", "fixed port free (s)"),
-    ("fixed_port_failures", "fixed port failures"),
-)
-# Figures a table shows when some case sets one of these case variables away from its default,
-# and only then: those every trial measures but only some experiments ask about (so the book's
-# tables keep their columns), and the client's TIME_WAIT, whose "-" (never) is the finding when
-# no trial has one. Other figures show when some trial has a value.
-SHOWN_FOR = {
-    "client_tw_s": ("watch_client",),
-    "last_fin_s": ("client_sysctls", "server_sysctls"),
-    "final_acks_reset": ("final_ack_reset",),
-    "server_rsts": ("server_stop", "final_ack_reset"),
-    "client_rsts": ("server_stop", "final_ack_reset"),
-    "server_exit_status": ("server_stop",),
-    "tw_entered": ("connections", "final_ack_reset"),
-    "tw_peak": ("connections",),
-    "tw_overflow": ("connections",),
-}
-# Figures that are whole numbers: counts, and the server's exit status.
-COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
-                    "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
-                    "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
-                    "fixed_port_failures", "reconnect_same_port"})
-PORTS = frozenset({"client_tw_port", "reconnect_port"})
-# Figures that name something (a port, how a process ended) rather than measure it: the tables
-# show them; compare does not judge them.
-LABELS = PORTS | {"server_exit_status", "reconnect_same_port"}
-# Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
-MEASURES = ("time_wait_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
-            "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
-            "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", *sorted(COUNTS))
+PASS, FAIL, NO_DATA = "pass", "fail", "no data"
 
 
-@dataclass
-class TrialResult:
-    # Which trial.
-    trial: str
-    index: int
-    case: str
-    repeat: int
-    params: dict[str, Any]
-    status: str = FAILED  # OK, FAILED or INTERRUPTED
-    why: str = ""
-    # Where it ran: the engine's name (a Docker context, an address, or "default") and its kernel.
-    engine: str = ""
-    kernel: str = ""
+@dataclass(frozen=True, slots=True)
+class FaultApplied:
+    """The fault backend as applied, from the harness's "fault" event ("none": no loss asked for)."""
 
-    # The fault, as applied: backend "none" when the case asks for no loss.
     backend: str = "none"
     injection_point: str | None = None
 
-    # From the agent in the server's namespace; seconds after the close (t = 0), which was at
-    # close_mono on the host's CLOCK_MONOTONIC.
+
+@dataclass(frozen=True, slots=True)
+class ServerSide:
+    """What the agent in the server's namespace saw; seconds after the close (t = 0), which was at
+    close_mono on the host's CLOCK_MONOTONIC (analyze.server_side)."""
+
     close_mono: float | None = None
     tw_appear_s: float | None = None
     tw_gone_s: float | None = None
@@ -109,12 +56,21 @@ class TrialResult:
     tw_peak: int | None = None  # most of the server's sockets the agent saw in TIME_WAIT at once
     tw_overflow: int | None = None  # sockets that could not enter TIME_WAIT (TcpExt TCPTimeWaitOverflow)
 
-    # The sysctls in force in each side's network namespace, read back there: name -> value (None:
-    # unreadable). Those the case sets, and a few that govern the close.
+
+@dataclass(frozen=True, slots=True)
+class SysctlsRead:
+    """The sysctls in force in each side's network namespace, read back there: name -> value (None:
+    unreadable). Those the case sets, and a few that govern the close (analyze.sysctls_read)."""
+
     server_sysctls: dict[str, str | None] = field(default_factory=dict)
     client_sysctls: dict[str, str | None] = field(default_factory=dict)
 
-    # From the agent on the client's side (watch_client, client_port); seconds after the close.
+
+@dataclass(frozen=True, slots=True)
+class ClientSide:
+    """From the agent on the client's side (watch_client, client_port); seconds after the close
+    (analyze.client_side)."""
+
     client_tw_appear_s: float | None = None
     client_tw_gone_s: float | None = None
     client_tw_s: float | None = None
@@ -127,47 +83,179 @@ class TrialResult:
     fixed_port_failures: int | None = None  # attempts (one per poll) that failed before
     fixed_port_error: str | None = None  # the first failure: the call and its error
 
-    # From the fault's kernel counters.
+
+@dataclass(frozen=True, slots=True)
+class FaultCounts:
+    """The fault's kernel counters, read by the fault agent (faults/*.py counts())."""
+
     final_acks_dropped: int | None = None
     final_acks_matched: int | None = None
     dropped_copies: list[int] | None = None
     final_acks_reset: int | None = None  # copies answered with a RST (final_ack_reset)
 
-    # From the packet capture.
-    capture: str | None = None  # the pcap, relative to the run directory
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One segment of the close as captured, named; t in seconds after the close."""
+
+    t: float | None
+    sender: str  # "server" or "client" ("from" in JSON)
+    what: str
+    flags: str
+    seq: int
+    ack: int | None
+    rel_seq: int | None  # as Wireshark shows them: from each side's SYN (None without the handshake)
+    rel_ack: int | None
+    copy: int | None = None  # a final ACK's number, from 0
+    dropped: bool | None = None  # that copy was dropped by the fault
+    reset: bool | None = None  # that copy was answered with a RST
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {"t": self.t, "from": self.sender, "what": self.what, "flags": self.flags, "seq": self.seq,
+               "ack": self.ack, "rel_seq": self.rel_seq, "rel_ack": self.rel_ack}
+        doc.update({k: v for k in ("copy", "dropped", "reset") if (v := getattr(self, k)) is not None})
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Segment:
+        return cls(doc["t"], doc["from"], doc["what"], doc["flags"], doc["seq"], doc["ack"], doc["rel_seq"],
+                   doc["rel_ack"], doc.get("copy"), doc.get("dropped"), doc.get("reset"))
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFigures:
+    """From the packet capture (probes/capture.figures); `capture` is the pcap's path in the run
+    directory."""
+
+    capture: str | None = None
     fin_retransmits: int | None = None
     final_acks_seen: int | None = None
     last_fin_s: float | None = None  # the passive closer's last FIN copy
     server_rsts: int | None = None  # RST segments each side sent on the trial's first connection
     client_rsts: int | None = None
-    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline: tuple[Segment, ...] = ()
 
-    # Each bound of each expectation that applies to the trial's case, judged (expect.Outcome's JSON).
-    expectations: list[dict[str, Any]] = field(default_factory=list)
 
-    # From the harness: where its own time went.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One bound of one expectation, on one trial (expect.outcomes)."""
+
+    expect: int  # its index in the file
+    name: str
+    check: str  # the bound in words
+    verdict: str
+    value: float | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Outcome:
+        return cls(**{k: doc[k] for k in cls.__slots__ if k in doc})
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessFigures:
+    """From the harness: where its own time went, and a failed trial's last lines."""
+
     wall_s: float | None = None
     phases: dict[str, float] = field(default_factory=dict)
     logs: str = ""  # for a failed trial: the last lines of each program
+
+
+# The record's parts, in the order of its JSON form.
+PARTS: dict[str, type] = {"fault": FaultApplied, "server": ServerSide, "sysctls": SysctlsRead,
+                          "client": ClientSide, "counts": FaultCounts, "capture": CaptureFigures,
+                          "harness": HarnessFigures}
+OWNER = {f.name: part for part, cls in PARTS.items() for f in dataclasses.fields(cls)}  # figure -> its part
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class TrialResult:
+    trial: str
+    index: int
+    case: str
+    repeat: int
+    params: Params
+    status: str  # OK, FAILED or INTERRUPTED
+    why: str
+    # Where it ran: the engine's name (a Docker context, an address, or "default") and its kernel.
+    engine: str
+    kernel: str
+    fault: FaultApplied
+    server: ServerSide
+    sysctls: SysctlsRead
+    client: ClientSide
+    counts: FaultCounts
+    capture_part: CaptureFigures
+    expectations: tuple[Outcome, ...]
+    harness: HarnessFigures
+
+    def __init__(self, trial: str, index: int, case: str, repeat: int, params: Params | Mapping[str, Any],
+                 status: str = FAILED, why: str = "", engine: str = "", kernel: str = "",
+                 expectations: tuple[Outcome, ...] | list[Any] = (), **figures: Any):
+        """The parts by name (fault=FaultApplied(...), ...), or any of their fields by name, which
+        replace the part's: a name that is neither is a TypeError. params and expectations may
+        come in their JSON form."""
+        parts = {name: figures.pop(name if name != "capture" else "capture_part", None) or cls()
+                 for name, cls in PARTS.items()}
+        changes: dict[str, dict[str, Any]] = {}
+        for key, value in figures.items():
+            if key not in OWNER:
+                raise TypeError(f"a trial record has no field {key!r}")
+            changes.setdefault(OWNER[key], {})[key] = value
+        for name, fields in changes.items():
+            parts[name] = dataclasses.replace(parts[name], **fields)
+        if "timeline" in changes.get("capture", {}):
+            timeline = tuple(s if isinstance(s, Segment) else Segment.from_json(s) for s in parts["capture"].timeline)
+            parts["capture"] = dataclasses.replace(parts["capture"], timeline=timeline)
+        setter = object.__setattr__
+        for name, value in (("trial", trial), ("index", index), ("case", case), ("repeat", repeat),
+                            ("params", params if isinstance(params, Params) else Params.from_json(params)),
+                            ("status", status), ("why", why), ("engine", engine), ("kernel", kernel),
+                            ("expectations", tuple(o if isinstance(o, Outcome) else Outcome.from_json(o)
+                                                   for o in expectations)),
+                            *((k if k != "capture" else "capture_part", v) for k, v in parts.items())):
+            setter(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        """A figure, read from the part that holds it (r.time_wait_s)."""
+        part = OWNER.get(name)
+        if part is None:
+            raise AttributeError(f"a trial record has no field {name!r}")
+        return getattr(object.__getattribute__(self, "capture_part" if part == "capture" else part), name)
 
     @property
     def ok(self) -> bool:
         return self.status == OK
 
     @property
-    def failed_expectations(self) -> list[dict[str, Any]]:
-        return [o for o in self.expectations if o["verdict"] == "fail"]
+    def failed_expectations(self) -> list[Outcome]:
+        return [o for o in self.expectations if o.verdict == FAIL]
 
     def to_json(self) -> dict[str, Any]:
-        doc = dataclasses.asdict(self)
+        doc: dict[str, Any] = {"trial": self.trial, "index": self.index, "case": self.case, "repeat": self.repeat,
+                               "params": self.params.to_json(), "status": self.status, "why": self.why,
+                               "engine": self.engine, "kernel": self.kernel}
+        for name in PARTS:
+            part = getattr(self, name if name != "capture" else "capture_part")
+            if name == "harness":
+                doc["expectations"] = [o.to_json() for o in self.expectations]
+            for f in dataclasses.fields(part):
+                value = getattr(part, f.name)
+                doc[f.name] = [s.to_json() for s in value] if f.name == "timeline" else value
         if not doc["logs"]:
             del doc["logs"]
         return doc
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> TrialResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in doc.items() if k in names})
+    def from_json(cls, doc: Mapping[str, Any]) -> TrialResult:
+        """A record as trials.jsonl holds it; fields it does not know (from another version) are left out."""
+        known = {k: v for k, v in doc.items() if k in OWNER or k in ("trial", "index", "case", "repeat", "params",
+                                                                     "status", "why", "engine", "kernel",
+                                                                     "expectations")}
+        return cls(**known)
 
 
 def labeller(results: list[TrialResult]) -> Callable[[TrialResult], str]:

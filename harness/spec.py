@@ -6,12 +6,13 @@ allowed, before anything starts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import reprlib
 import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 
 from harness import specfile
 from harness.errors import SpecError
-from harness.record import COUNTS, MEASURES
+from harness.figures import COUNTS, MEASURES
 
 # Limits on what a file may ask for (docs/experiment-files.md).
 MAX_EXPERIMENT_NAME = 64  # it names the results folder
@@ -63,6 +64,17 @@ class Loss:
             return "all"
         return {"p": self.p, "seed": self.seed}
 
+    @classmethod
+    def from_json(cls, doc: Any) -> Loss:
+        """to_json's form read back (a run directory's: written by the harness, not validated again)."""
+        if doc == 0:
+            return NO_LOSS
+        if doc == "all":
+            return cls("all")
+        if isinstance(doc, dict):
+            return cls("random", p=doc["p"], seed=doc["seed"])
+        return cls("first", k=doc)
+
     def label(self) -> str:
         return {
             "none": "none",
@@ -92,6 +104,14 @@ class Params:
     final_ack_reset: bool = False  # the first final ACK the loss lets through is answered with a RST
     server_sysctls: Sysctls = ()  # set in that side's network namespace before the connection
     client_sysctls: Sysctls = ()
+
+    def __post_init__(self) -> None:
+        # One form for one setting: a restart SO_REUSEADDR like the old server's is the default,
+        # and a fixed client port is always watched (so a record's params read back equal).
+        if self.restart_reuseaddr == self.server_reuseaddr:
+            object.__setattr__(self, "restart_reuseaddr", None)
+        if self.client_port is not None:
+            object.__setattr__(self, "watch_client", True)
 
     @property
     def restart_with_reuseaddr(self) -> bool:
@@ -136,6 +156,17 @@ class Params:
             "server_sysctls": dict(self.server_sysctls),
             "client_sysctls": dict(self.client_sysctls),
         }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Params:
+        """to_json's form read back; what it leaves out keeps its default."""
+        values = {f.name: doc[f.name] for f in fields(cls) if f.name in doc}
+        if "final_ack_loss" in values:
+            values["final_ack_loss"] = Loss.from_json(values["final_ack_loss"])
+        for side in ("server_sysctls", "client_sysctls"):
+            if side in values:
+                values[side] = tuple(sorted(values[side].items()))
+        return cls(**values)
 
     def label(self) -> str:
         """A short, readable case name for tables when the file gives none."""
@@ -217,6 +248,15 @@ class Expectation:
         params = case.params.to_json()
         return all((case.name if k == "case" else params[k]) == v for k, v in self.where)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "where": [list(kv) for kv in self.where],
+                "bounds": [dataclasses.asdict(b) for b in self.bounds]}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Expectation:
+        return cls(doc["index"], doc["name"], tuple((k, v) for k, v in doc["where"]),
+                   tuple(Bound(**b) for b in doc["bounds"]))
+
     def where_text(self) -> str:
         return ", ".join(f"{k}={json.dumps(v)}" for k, v in self.where) or "every case"
 
@@ -237,6 +277,20 @@ class Experiment:
     matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     cases: tuple[Case, ...] = field(default_factory=tuple)
     expect: tuple[Expectation, ...] = ()
+
+    # What a run directory keeps of it (its manifest's "settings"): the file as validated when the
+    # run began, read back as it was, never validated again under later rules. The cases are the
+    # manifest's trials'.
+    SETTINGS = ("name", "description", "repeat", "port", "message", "poll_ms", "restart_every_ms", "max_wait_s",
+                "fault_backend")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: getattr(self, k) for k in self.SETTINGS}, "expect": [e.to_json() for e in self.expect]}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], source: str, text: str) -> Experiment:
+        return cls(source=source, text=text, expect=tuple(Expectation.from_json(e) for e in doc["expect"]),
+                   **{k: doc[k] for k in cls.SETTINGS})
 
 
 # --- field parsers: each takes (value, where) and raises SpecError via `bad` ---

@@ -18,7 +18,9 @@ from typing import Any
 
 import dpkt
 
+from harness.events import Ev
 from harness.faults.pattern import leading_drops
+from harness.record import CaptureFigures, Segment
 from harness.spec import Params
 
 FIN, SYN, RST, ACK = dpkt.tcp.TH_FIN, dpkt.tcp.TH_SYN, dpkt.tcp.TH_RST, dpkt.tcp.TH_ACK
@@ -48,7 +50,7 @@ def _segments(pcap: bytes) -> list[tuple[float, Any]]:
 
 
 def _mono_offset(events: list[dict[str, Any]]) -> float | None:
-    clock = next((e for e in events if e.get("ev") == "clock"), None)
+    clock = next((e for e in events if e.get("ev") == Ev.CLOCK), None)
     return clock["realtime"] - clock["mono"] if clock else None
 
 
@@ -71,14 +73,14 @@ def _first_connection(segments: list[tuple[float, Any]], port: int) -> list[tupl
 
 
 def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
-             dropped_copies: list[int] | None) -> list[dict[str, Any]]:
+             dropped_copies: list[int] | None) -> list[Segment]:
     """Each segment of the close, named, with t in seconds after the close (t = 0)."""
     offset = _mono_offset(events)
-    t0 = next((e["mono"] for e in events if e.get("ev") == "close" and e.get("side") == p.close_first), None)
+    t0 = next((e["mono"] for e in events if e.get("ev") == Ev.CLOSE and e.get("side") == p.close_first), None)
     active = p.close_first
     dropped = set(dropped_copies or ())
     reset_copy = leading_drops(p.final_ack_loss) if p.final_ack_reset else None
-    out: list[dict[str, Any]] = []
+    out: list[Segment] = []
     fins: dict[str, int] = {"server": 0, "client": 0}
     isn: dict[str, int] = {}  # each side's initial sequence number, from its SYN
     final_acks = 0
@@ -109,13 +111,13 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
         if what is None:
             continue
         t = ts - offset - t0 if offset is not None and t0 is not None else None
-        out.append({"t": None if t is None else round(t, 6), "from": sender, "what": what,
-                    "flags": ", ".join(name for bit, name in FLAG_NAMES if flags & bit),
-                    "seq": tcp.seq, "ack": tcp.ack if flags & ACK else None,
-                    # As Wireshark shows them: from each side's SYN (None without the handshake).
-                    "rel_seq": _relative(tcp.seq, isn.get(sender)),
-                    "rel_ack": _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
-                    **extra})
+        out.append(Segment(None if t is None else round(t, 6), sender, what,
+                           ", ".join(name for bit, name in FLAG_NAMES if flags & bit),
+                           tcp.seq, tcp.ack if flags & ACK else None,
+                           # As Wireshark shows them: from each side's SYN (None without the handshake).
+                           _relative(tcp.seq, isn.get(sender)),
+                           _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
+                           **extra))
     return out
 
 
@@ -128,15 +130,16 @@ def _other(side: str) -> str:
 
 
 def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
-            dropped_copies: list[int] | None) -> dict[str, Any]:
+            dropped_copies: list[int] | None) -> CaptureFigures:
+    """The capture's part of the record (its path aside: the harness names the file)."""
     tl = timeline(pcap, events, port, p, dropped_copies)
     passive = _other(p.close_first)
-    fins = [e for e in tl if e["what"] in (f"{passive} FIN", f"{passive} FIN retransmission")]
-    return {
-        "timeline": tl,
-        "fin_retransmits": max(0, len(fins) - 1),
-        "final_acks_seen": sum(1 for e in tl if e["what"].startswith("final ACK")),
-        "last_fin_s": fins[-1]["t"] if fins else None,
-        "server_rsts": sum(1 for e in tl if e["what"] == "server RST"),
-        "client_rsts": sum(1 for e in tl if e["what"] == "client RST"),
-    }
+    fins = [s for s in tl if s.what in (f"{passive} FIN", f"{passive} FIN retransmission")]
+    return CaptureFigures(
+        timeline=tuple(tl),
+        fin_retransmits=max(0, len(fins) - 1),
+        final_acks_seen=sum(1 for s in tl if s.what.startswith("final ACK")),
+        last_fin_s=fins[-1].t if fins else None,
+        server_rsts=sum(1 for s in tl if s.what == "server RST"),
+        client_rsts=sum(1 for s in tl if s.what == "client RST"),
+    )

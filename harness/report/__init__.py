@@ -13,19 +13,21 @@ from pathlib import Path
 from harness import analyze, store
 from harness.record import TrialResult
 from harness.report import pages
-from harness.spec import Experiment
 
 
 @dataclass(frozen=True)
 class Report:
-    exp: Experiment
     results: list[TrialResult]
     html: Path
     warnings: list[str]
 
 
-def regenerate(data: store.RunData) -> Report:
-    """Analyse a run directory's raw data again and write every derived file from it."""
-    exp, results = analyze.run(data)
-    files = pages.build(data.path, exp, data.manifest, results, data.trial_events())
-    return Report(exp, results, pages.write(store.RunDir(data.path), files, results), data.warnings)
+def regenerate(data: store.RunData, records: list[TrialResult] | None = None) -> Report:
+    """Write every derived file of a run directory from its trials' records; without them, the
+    records are derived again from the raw data first (and trials.jsonl holds them from then on)."""
+    run = store.RunDir(data.path, data.version)
+    if records is None:
+        records = analyze.run(data)
+        run.rewrite_trials(records)
+    files = pages.build(data.path, data.exp, data.manifest, records, data.trial_events())
+    return Report(records, pages.write(run, files), data.warnings)

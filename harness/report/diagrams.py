@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from harness.analyze import close_time
-from harness.record import TrialResult, by_case
+from harness.events import AGENT, Ev
+from harness.record import Segment, TrialResult, by_case
 
 Event = dict[str, Any]
 # Segments closer together than this share a burst of rows; a longer pause
@@ -69,11 +70,11 @@ def _kind(what: str) -> str:
     return "ack"
 
 
-def _label(seg: dict[str, Any]) -> str:
-    numbers = [f"seq={seg['rel_seq']}" if seg.get("rel_seq") is not None else f"seq={seg['seq']}"]
-    if seg.get("ack") is not None:
-        numbers.append(f"ack={seg['rel_ack']}" if seg.get("rel_ack") is not None else f"ack={seg['ack']}")
-    return f"{seg.get('flags', '')}  {' '.join(numbers)}".strip()
+def _label(seg: Segment) -> str:
+    numbers = [f"seq={seg.rel_seq}" if seg.rel_seq is not None else f"seq={seg.seq}"]
+    if seg.ack is not None:
+        numbers.append(f"ack={seg.rel_ack}" if seg.rel_ack is not None else f"ack={seg.ack}")
+    return f"{seg.flags}  {' '.join(numbers)}".strip()
 
 
 class RowAxis:
@@ -108,14 +109,14 @@ class RowAxis:
 
 def sequence(r: TrialResult, events: list[Event]) -> Sequence:
     """The close, segment by segment as captured, with the server's TIME_WAIT as the agent saw it."""
-    segs = [s for s in r.timeline if s.get("t") is not None]
-    active = r.params["close_first"]
+    segs = [s for s in r.timeline if s.t is not None]
+    active = r.params.close_first
     t0 = close_time(events, active)
     tw = (r.tw_appear_s, r.tw_gone_s) if r.tw_appear_s is not None and r.tw_gone_s is not None else None
-    axis = RowAxis([s["t"] for s in segs] + ([tw[1]] if tw else []))
-    arrows = [Arrow(axis.row(s["t"]), s["t"], s["from"], _kind(s["what"]), _label(s), bool(s.get("dropped")),
-                    bool(s.get("reset"))) for s in segs]
-    restart_ts = [e["mono"] - t0 for e in events if t0 is not None and e.get("ev") == "tw_timer_restart"]
+    axis = RowAxis([s.t for s in segs] + ([tw[1]] if tw else []))
+    arrows = [Arrow(axis.row(s.t), s.t, s.sender, _kind(s.what), _label(s), bool(s.dropped), bool(s.reset))
+              for s in segs]
+    restart_ts = [e["mono"] - t0 for e in events if t0 is not None and e.get("ev") == Ev.TW_TIMER_RESTART]
     fins = [a for a in arrows if a.sender == "client" and a.kind in ("fin", "fin again")]  # into the server
     restarts = []
     for t in restart_ts:  # the agent sees a restart at its next poll, after the FIN's arrival
@@ -182,39 +183,38 @@ def _attempts(events: list[Event], since: Any, fail: Any, ok: Any, end: float, c
 
 def socket_timeline(r: TrialResult, events: list[Event]) -> SocketTimeline | None:
     """The server socket's life after the close, from the agent's polls and the capture."""
-    t0 = close_time(events, r.params["close_first"])
+    t0 = close_time(events, r.params.close_first)
     if t0 is None:
         return None
 
     def since(e: Event) -> float:
         return round(e["mono"] - t0, 6)
 
-    agent = [e for e in events if e.get("src") == "agent" and "mono" in e]
-    done = next((e for e in agent if e.get("ev") in ("done", "timeout")), None)
+    agent = [e for e in events if e.get("src") == AGENT and "mono" in e]
+    done = next((e for e in agent if e.get("ev") in (Ev.DONE, Ev.TIMEOUT)), None)
     end = since(done) if done else max((since(e) for e in agent), default=0.0)
 
     states: list[Span] = []
-    changes = [(since(e), (e.get("states") or ["gone"])[0]) for e in agent if e.get("ev") == "sockets"]
+    changes = [(since(e), (e.get("states") or ["gone"])[0]) for e in agent if e.get("ev") == Ev.SOCKETS]
     for (t, state), nxt in zip(changes, changes[1:] + [(end, "")]):
         states.append(Span(max(t, 0.0), nxt[0], state))
-    timer_events = ("tw_appear", "tw_timer", "tw_timer_restart")
+    timer_events = (Ev.TW_APPEAR, Ev.TW_TIMER, Ev.TW_TIMER_RESTART)
     timer = [(since(e), e["expires_ms"] / 1000) for e in agent if e.get("ev") in timer_events]
-    passive = _other(r.params["close_first"])
+    passive = _other(r.params.close_first)
     return SocketTimeline(
         end=end,
         states=states,
         timer=timer,
         countdown=countdown(timer, r.tw_gone_s),
-        timer_restarts=[(since(e), e["expires_ms"] / 1000) for e in agent if e.get("ev") == "tw_timer_restart"],
-        bind_plain=_attempts(agent, since, lambda e: e.get("ev") == "bind_fail" and not e.get("reuseaddr"),
-                             lambda e: e.get("ev") == "bind_ok" and not e.get("reuseaddr"), end),
-        bind_reuseaddr=_attempts(agent, since, lambda e: e.get("ev") == "bind_fail" and e.get("reuseaddr"),
-                                 lambda e: e.get("ev") == "bind_ok" and e.get("reuseaddr"), end),
-        restart=_attempts(agent, since, lambda e: e.get("ev") == "restart_fail",
-                          lambda e: e.get("ev") == "restart_up", end, r.bind_errors + r.restart_failures_other),
-        fins=[s["t"] for s in r.timeline if s.get("t") is not None and s["from"] == passive
-              and _kind(s["what"]) in ("fin", "fin again")],
-        drops=[s["t"] for s in r.timeline if s.get("t") is not None and s.get("dropped")],
+        timer_restarts=[(since(e), e["expires_ms"] / 1000) for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART],
+        bind_plain=_attempts(agent, since, lambda e: e.get("ev") == Ev.BIND_FAIL and not e.get("reuseaddr"),
+                             lambda e: e.get("ev") == Ev.BIND_OK and not e.get("reuseaddr"), end),
+        bind_reuseaddr=_attempts(agent, since, lambda e: e.get("ev") == Ev.BIND_FAIL and e.get("reuseaddr"),
+                                 lambda e: e.get("ev") == Ev.BIND_OK and e.get("reuseaddr"), end),
+        restart=_attempts(agent, since, lambda e: e.get("ev") == Ev.RESTART_FAIL,
+                          lambda e: e.get("ev") == Ev.RESTART_UP, end, r.bind_errors + r.restart_failures_other),
+        fins=[s.t for s in r.timeline if s.t is not None and s.sender == passive and _kind(s.what) in ("fin", "fin again")],
+        drops=[s.t for s in r.timeline if s.t is not None and s.dropped],
     )
 
 

@@ -48,8 +48,8 @@ def _key(params: dict[str, Any], **changes: Any) -> str:
 def _client_time_wait(watched: list[list[TrialResult]]) -> list[str]:
     """The client's own TIME_WAIT, where its side was watched: how long, and what a fresh socket
     and one bound to its fixed port could do meanwhile."""
-    plain = [r for rs in watched if rs[0].params.get("client_port") is None for r in rs]
-    fixed = [r for rs in watched if rs[0].params.get("client_port") is not None for r in rs]
+    plain = [r for rs in watched if rs[0].params.to_json().get("client_port") is None for r in rs]
+    fixed = [r for rs in watched if rs[0].params.to_json().get("client_port") is not None for r in rs]
     tw = _median(plain + fixed, "client_tw_s")
     if tw is None:
         return []
@@ -66,13 +66,13 @@ def _client_time_wait(watched: list[list[TrialResult]]) -> list[str]:
 
 def sentences(results: list[TrialResult]) -> list[str]:
     cases = by_case(results)
-    by_params = {_key(rs[0].params, engine=rs[0].engine): rs for rs in cases.values()}
+    by_params = {_key(rs[0].params.to_json(), engine=rs[0].engine): rs for rs in cases.values()}
     out: list[str] = []
 
     # The longest wait that loss caused, against the same case without loss.
     worst = None
     for rs in cases.values():
-        p = rs[0].params
+        p = rs[0].params.to_json()
         twin = by_params.get(_key(p, final_ack_loss=0, engine=rs[0].engine))
         lossy, plain = _median(rs, "rebind_plain_s"), _median(twin, "rebind_plain_s") if twin is not None else None
         if p["final_ack_loss"] != 0 and lossy is not None and plain is not None \
@@ -82,13 +82,13 @@ def sentences(results: list[TrialResult]) -> list[str]:
         out.append(f"With {_loss_words(worst[2]['final_ack_loss'])}{_setting(worst[2])}, the port stayed "
                    f"unusable for {seconds(worst[0])} instead of {seconds(worst[1])}.")
 
-    server_first = [rs for rs in cases.values() if rs[0].params["close_first"] == "server"]
+    server_first = [rs for rs in cases.values() if rs[0].params.to_json()["close_first"] == "server"]
     # SO_REUSEADDR's effect, compared like with like: without loss where the run has such cases.
-    server_first = [rs for rs in server_first if rs[0].params["final_ack_loss"] == 0] or server_first
-    both = [r for rs in server_first if rs[0].params["server_reuseaddr"] and rs[0].params["restart_reuseaddr"]
+    server_first = [rs for rs in server_first if rs[0].params.to_json()["final_ack_loss"] == 0] or server_first
+    both = [r for rs in server_first if rs[0].params.to_json()["server_reuseaddr"] and rs[0].params.to_json()["restart_reuseaddr"]
             for r in rs]
     neither = [r for rs in server_first
-               if not rs[0].params["server_reuseaddr"] and not rs[0].params["restart_reuseaddr"] for r in rs]
+               if not rs[0].params.to_json()["server_reuseaddr"] and not rs[0].params.to_json()["restart_reuseaddr"] for r in rs]
     restart_both, tw_both = _median(both, "restart_s"), _median(both, "time_wait_s")
     restart_neither = _median(neither, "restart_s")
     if restart_both is not None and tw_both is not None:
@@ -97,7 +97,7 @@ def sentences(results: list[TrialResult]) -> list[str]:
                    f"stayed in TIME_WAIT for {seconds(tw_both)}"
                    + (f"; without it, the restart took {seconds(restart_neither)}." if restart_neither else "."))
     for rs in server_first:
-        p = rs[0].params
+        p = rs[0].params.to_json()
         restart, tw = _median(rs, "restart_s"), _median(rs, "time_wait_s")
         if p["server_reuseaddr"] != p["restart_reuseaddr"] and restart is not None and tw is not None:
             which = "the old socket" if p["server_reuseaddr"] else "the restarted server"
@@ -105,22 +105,22 @@ def sentences(results: list[TrialResult]) -> list[str]:
             out.append(f"SO_REUSEADDR on {which} only {verb} {seconds(restart)}.")
 
     # A watched client's reconnects keep the server listening, so its restart says nothing here.
-    client_first = [r for rs in cases.values() if rs[0].params["close_first"] == "client"
-                    and rs[0].params["final_ack_loss"] == 0 and not rs[0].params.get("watch_client") for r in rs]
+    client_first = [r for rs in cases.values() if rs[0].params.to_json()["close_first"] == "client"
+                    and rs[0].params.to_json()["final_ack_loss"] == 0 and not rs[0].params.to_json().get("watch_client") for r in rs]
     restart_cf = _median(client_first, "restart_s")
     if restart_cf is not None and _median(client_first, "time_wait_s") is None:
         out.append(f"When the client closed first, the server's socket never entered TIME_WAIT and the "
                    f"server restarted in {seconds(restart_cf)}.")
 
-    out += _client_time_wait([rs for rs in cases.values() if rs[0].params["close_first"] == "client"
-                              and rs[0].params.get("watch_client")])
+    out += _client_time_wait([rs for rs in cases.values() if rs[0].params.to_json()["close_first"] == "client"
+                              and rs[0].params.to_json().get("watch_client")])
 
     if not out:
         longest = max((r for r in results if r.ok and r.time_wait_s is not None),
                       key=lambda r: cast(float, r.time_wait_s), default=None)
         if longest is not None and longest.time_wait_s is not None:
             out.append(f"The longest TIME_WAIT lasted {seconds(longest.time_wait_s)} ({labeller(results)(longest)}).")
-    failing = {(o["expect"], o["check"]) for r in results for o in r.failed_expectations}
+    failing = {(o.expect, o.check) for r in results for o in r.failed_expectations}
     if failing:
         out.insert(0, f"{len(failing)} expectation check{'s' if len(failing) > 1 else ''} of the experiment "
                       "file failed (see Expectations).")

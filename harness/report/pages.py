@@ -157,10 +157,9 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
     return files
 
 
-def write(run: RunDir, files: dict[str, str], results: list[TrialResult]) -> Path:
-    """Write what build() made, then trials.jsonl; returns the HTML report's path."""
+def write(run: RunDir, files: dict[str, str]) -> Path:
+    """Write what build() made; returns the HTML report's path."""
     (run.path / FIGURES).mkdir(exist_ok=True)
     for name, text in files.items():
         run.write_text(name, text)
-    run.rewrite_trials([r.to_json() for r in results])
     return run.path / "report.html"

@@ -12,7 +12,8 @@ from tabulate import tabulate
 from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS
 from harness.expect import by_case as expectations_by_case
-from harness.record import COUNTS, FIGURES, PORTS, SHOWN_FOR, TrialResult, by_case, labeller
+from harness.figures import COUNTS, FIGURES, PORTS, SHOWN_FOR
+from harness.record import TrialResult, by_case, labeller
 from harness.spec import Params
 
 DEFAULTS = Params().to_json()
@@ -38,7 +39,7 @@ def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
     record.SHOWN_FOR where some case sets their variable."""
     def shown(k: str) -> bool:
         if k in SHOWN_FOR:
-            return any(t.params.get(v, DEFAULTS[v]) != DEFAULTS[v] for t in trials for v in SHOWN_FOR[k])
+            return any(t.params.to_json().get(v, DEFAULTS[v]) != DEFAULTS[v] for t in trials for v in SHOWN_FOR[k])
         return any(getattr(t, k) is not None for t in trials)
     return [(k, h) for k, h in FIGURES if shown(k)]
 
@@ -172,13 +173,13 @@ def stats_csv(trials: list[TrialResult]) -> str:
 def trials_csv(trials: list[TrialResult]) -> str:
     """Every trial's raw values, one row each."""
     keys = ["trial", "case", "repeat", "engine", "kernel", "status", "why", "coarse",
-            *([f"params.{k}" for k in trials[0].params] if trials else []),
+            *([f"params.{k}" for k in trials[0].params.to_json()] if trials else []),
             *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts",
             "server_sysctls", "client_sysctls"]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(keys)
     for t in sorted(trials, key=lambda t: t.index):
-        values = [t.params.get(k[7:]) if k.startswith("params.") else getattr(t, k) for k in keys]
+        values = [t.params.to_json().get(k[7:]) if k.startswith("params.") else getattr(t, k) for k in keys]
         w.writerow([json.dumps(v) if isinstance(v, dict) else v for v in values])  # sysctls as JSON
     return buf.getvalue()

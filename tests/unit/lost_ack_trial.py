@@ -76,7 +76,7 @@ NFT = {"nftables": [{"counter": {"table": "harness_fault", "name": "final_acks",
                     {"counter": {"table": "harness_fault", "name": "dropped", "packets": 3}}]}
 
 EVENTS = [
-    agent("clock", -5.0, realtime=WALL + 95.0),
+    agent("clock", -5.0, realtime=WALL + 95.0, nice=-20),
     agent("listening", -4.0, pid=14),
     {"src": "harness", "ev": "fault", "backend": "nftables", "injection_point": "nftables ingress of the client"},
     agent("close", 0.0, side="server", how="SIGINT"),
@@ -94,7 +94,8 @@ EVENTS = [
     agent("tw_gone", 60.640, window_ms=10.0),
     agent("bind_ok", 60.641, reuseaddr=False, failures=6063, window_ms=10.0),
     agent("bind_ok", 60.642, reuseaddr=True, failures=6063, window_ms=10.0),
-    agent("restart_up", 60.700, attempt=600),
+    agent("restart_up", 60.700, attempt=600, failures=599),
+    agent("restart_stats", 60.705, attempts=600, bind_errors=2, other=0),
     agent("poll_stats", 60.71, interval_ms=10, polls=6071, late_max_ms=3.5, late_over_5ms=0),
     agent("done", 60.71),
     {"src": "fault", "ev": "ready"},

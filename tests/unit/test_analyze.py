@@ -61,8 +61,8 @@ def test_agent_timeout():
 def test_no_time_wait_when_the_client_closes_first():
     events = [{"src": "client", "ev": "close", "mono": 5.0, "side": "client"},
               {"src": "agent", "ev": "bind_ok", "mono": 5.001, "reuseaddr": False}]
-    f = analyze.agent_figures(events, "client")
-    assert f["time_wait_s"] is None and f["rebind_plain_s"] == 0.001
+    f = analyze.server_side(events, "client", poll_ms=10)
+    assert f.time_wait_s is None and f.rebind_plain_s == 0.001
 
 
 def test_summary():

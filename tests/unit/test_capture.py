@@ -18,19 +18,19 @@ CLOSE = pcap([
 
 def test_timeline_names_each_segment_on_the_close_axis():
     tl = capture.timeline(CLOSE, EVENTS, PORT, Params(), dropped_copies=[0])
-    assert [e["what"] for e in tl] == [
+    assert [e.what for e in tl] == [
         "server FIN", "client ACK of the server FIN", "client FIN",
         "final ACK", "client FIN retransmission", "final ACK (again)"]
-    assert tl[0]["t"] == 0.001
-    assert [e.get("dropped") for e in tl if "final" in e["what"]] == [True, False]
+    assert tl[0].t == 0.001
+    assert [e.dropped for e in tl if "final" in e.what] == [True, False]
 
 
 def test_figures_count_fin_retransmissions_and_final_acks():
     f = capture.figures(CLOSE, EVENTS, PORT, Params(), dropped_copies=[0])
-    assert f["fin_retransmits"] == 1
-    assert f["final_acks_seen"] == 2
+    assert f.fin_retransmits == 1
+    assert f.final_acks_seen == 2
 
 
 def test_unknown_drop_pattern_leaves_copies_unlabelled():
     tl = capture.timeline(CLOSE, EVENTS, PORT, Params(), dropped_copies=None)
-    assert all("dropped" not in e for e in tl)
+    assert all(e.dropped is None and "dropped" not in e.to_json() for e in tl)

@@ -10,7 +10,7 @@ from harness import analyze, plan, spec
 from harness.errors import SpecError
 from harness.faults import choose, nftables
 from harness.probes import capture
-from harness.record import FAILED, OK, TrialResult
+from harness.record import FAILED, OK, ClientSide, TrialResult
 from harness.report import headline, tables
 
 from .lost_ack_trial import C_ISN, CLIENT, EXP, NETEM, RST, S_ISN, SERVER, SYN, A, F, at, pcap, seg
@@ -66,17 +66,17 @@ RESET = spec.Params(final_ack_loss=spec.Loss("first", k=1), final_ack_reset=True
 
 def test_the_timeline_is_the_first_connection_and_marks_the_answered_copy():
     tl = capture.timeline(RESET_PCAP, CLOCK, 7777, RESET, dropped_copies=[0])
-    assert [e["what"] for e in tl] == ["server FIN", "client FIN", "final ACK", "client FIN retransmission",
+    assert [e.what for e in tl] == ["server FIN", "client FIN", "final ACK", "client FIN retransmission",
                                        "final ACK (again)", "client RST", "client FIN retransmission",
                                        "server RST"]
-    assert [(e.get("dropped"), e.get("reset")) for e in tl if "final" in e["what"]] == [(True, False),
+    assert [(e.dropped, e.reset) for e in tl if "final" in e.what] == [(True, False),
                                                                                         (False, True)]
 
 
 def test_capture_figures_count_rsts_and_the_last_fin():
     f = capture.figures(RESET_PCAP, CLOCK, 7777, RESET, dropped_copies=[0])
-    assert (f["server_rsts"], f["client_rsts"], f["fin_retransmits"]) == (1, 1, 2)
-    assert f["last_fin_s"] == pytest.approx(0.413)
+    assert (f.server_rsts, f.client_rsts, f.fin_retransmits) == (1, 1, 2)
+    assert f.last_fin_s == pytest.approx(0.413)
 
 
 EXP_WATCHED = spec.parse("name: t\ndescription: d\ncases:\n  - {name: c, close_first: client, client_port: 40000, "
@@ -106,24 +106,24 @@ WATCHER_EVENTS = [
 
 
 def test_client_figures_from_the_client_agent():
-    f = analyze.client_figures(WATCHER_EVENTS, "client")
-    assert (f["client_tw_appear_s"], f["client_tw_gone_s"], f["client_tw_port"]) == (0.01, 60.51, 40000)
-    assert f["client_tw_s"] == pytest.approx(60.5)
-    assert (f["reconnect_s"], f["reconnect_port"], f["reconnect_same_port"]) == (0.011, 40002, 0)
-    assert (f["fixed_port_s"], f["fixed_port_failures"]) == (60.512, 6049)
-    assert f["fixed_port_error"] == "bind: Address already in use" and f["reconnect_error"] is None
-    assert analyze.client_figures([e for e in WATCHER_EVENTS if e["src"] != "client-agent"], "client") == {}
+    f = analyze.client_side(WATCHER_EVENTS, "client")
+    assert (f.client_tw_appear_s, f.client_tw_gone_s, f.client_tw_port) == (0.01, 60.51, 40000)
+    assert f.client_tw_s == pytest.approx(60.5)
+    assert (f.reconnect_s, f.reconnect_port, f.reconnect_same_port) == (0.011, 40002, 0)
+    assert (f.fixed_port_s, f.fixed_port_failures) == (60.512, 6049)
+    assert f.fixed_port_error == "bind: Address already in use" and f.reconnect_error is None
+    assert analyze.client_side([e for e in WATCHER_EVENTS if e["src"] != "client-agent"], "client") == ClientSide()
 
 
 def test_agent_figures_ignore_the_client_agents_events():
-    f = analyze.agent_figures(WATCHER_EVENTS, "client")
-    assert f["time_wait_s"] is None and f["tw_peak"] == 0
-    assert (f["server_exit_status"], f["tw_overflow"], f["tw_entered"]) == (0, 0, 0)
+    f = analyze.server_side(WATCHER_EVENTS, "client", poll_ms=10)
+    assert f.time_wait_s is None and f.tw_peak == 0
+    assert (f.server_exit_status, f.tw_overflow, f.tw_entered) == (0, 0, 0)
 
 
 def test_the_sysctls_are_those_read_back_and_a_difference_is_reported():
     read, problems = analyze.sysctls_read(WATCHER_EVENTS, WATCHED)
-    assert read == {"server": {"net.ipv4.tcp_rfc1337": "0"}, "client": {"net.ipv4.tcp_rfc1337": "1"}}
+    assert (read.server_sysctls, read.client_sysctls) == ({"net.ipv4.tcp_rfc1337": "0"}, {"net.ipv4.tcp_rfc1337": "1"})
     assert problems == []
     wrong = [{**e, "values": {"net.ipv4.tcp_rfc1337": "0"}} if e.get("ev") == "sysctls" else e
              for e in WATCHER_EVENTS]

@@ -1,3 +1,4 @@
+import dataclasses
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -113,8 +114,8 @@ def test_junit_of_a_run():
     ok = trial(0, expectations=[{"expect": 0, "name": "n", "check": "time_wait_s >= 110", "verdict": "fail",
                                  "value": 60.5, "detail": "time_wait_s is 60.5"}])
     bad = TrialResult("t001", 1, "c", 0, PARAMS, status="failed", why="echo exchange: client exited",
-                      expectations=[{**ok.expectations[0], "verdict": "no data", "value": None,
-                                     "detail": "the trial did not measure"}])
+                      expectations=[dataclasses.replace(ok.expectations[0], verdict="no data", value=None,
+                                                        detail="the trial did not measure")])
     xml = junit.run("exp", [ok, bad])
     assert counts(xml) == {"tests": 3, "failures": 1, "errors": 1, "skipped": 0}
     root = ET.fromstring(xml)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import plan, prepare, spec
+from harness import plan, prepare, spec, store
 from harness.errors import UsageError
 from harness.lab import engines
 from harness.record import TrialResult, by_case, labeller
@@ -96,11 +96,12 @@ def test_the_kernel_is_a_dimension_of_the_results():
     assert quality["host"]["window_max_ms"] == 31.0 and quality["host"]["coarse_trials"] == ["t000"]
 
 
-def test_the_manifest_records_each_engines_facts():
+def test_the_manifest_records_each_engines_facts(tmp_path):
     facts = {"host": {"host": "unix:///var/run/docker.sock", "kernel": "6.18", "sysctls": {}},
              "lab": {"host": "tcp://127.0.0.1:55505", "kernel": "6.1.0-56-cloud-amd64", "sysctls": {}}}
     ready = prepare.Prepared(engines={}, facts=facts)
     ts = plan.on_engines(plan.trials(EXP), ["host", "lab"], "each")
-    m = prepare.manifest(EXP, "abc", ready, ts, 4, "each", None)
+    m = prepare.manifest(EXP, "abc", ready, 4, "each", None)
     assert m["kernel"] == "6.18" and m["engines"] == facts and m["engine_mode"] == "each"
-    assert m["trials"][4] == {"trial": "t004", "case": "long", "repeat": 0, "engine": "lab"}
+    trial = store.load(store.RunDir.create(tmp_path, EXP, ts, m).path).trials[4]
+    assert (trial.id, trial.case, trial.repeat, trial.engine) == ("t004", "long", 0, "lab")

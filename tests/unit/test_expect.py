@@ -4,6 +4,7 @@ import pytest
 
 from harness import analyze, expect, plan, spec
 from harness.errors import SpecError
+from harness.record import TrialResult
 from harness.report import tables
 
 from .lost_ack_trial import EVENTS, PCAP
@@ -68,7 +69,7 @@ def test_an_expectation_for_no_case_is_refused_before_anything_runs():
 
 def judge(bound_yaml, **figures):
     (e,) = parse(f"expect:\n  - {bound_yaml}\n").expect
-    return expect.judge(e.bounds[0], figures)
+    return expect.judge(e.bounds[0], TrialResult("t000", 0, "c", 0, {}, **figures))
 
 
 def test_judging_a_bound():
@@ -96,10 +97,11 @@ expect:
 def test_each_trial_carries_its_outcomes_and_the_case_gathers_them():
     (t,) = plan.trials(EXP)
     r = analyze.trial(EXP, t, EVENTS, PCAP)
-    assert [(o["check"], o["verdict"]) for o in r.expectations] == [
+    assert [(o.check, o.verdict) for o in r.expectations] == [
         ("time_wait_s >= 110", "fail"), ("fin_retransmits == 2", "pass"), ("restart_s <= 1", "fail")]
     broken = dataclasses.replace(r, trial="t001", index=1, status="failed",
-                                 expectations=[{**o, "verdict": "no data", "value": None} for o in r.expectations])
+                                 expectations=[dataclasses.replace(o, verdict="no data", value=None)
+                                               for o in r.expectations])
     (tw, fins, _restart) = expect.by_case([r, broken])
     assert (tw.case, tw.verdict, [x[:2] for x in tw.trials]) == ("all lost", "fail", [("t000", "fail"), ("t001", "no data")])
     assert fins.verdict == "pass"

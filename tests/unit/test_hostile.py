@@ -15,7 +15,7 @@ import pytest
 
 from harness import cli, store
 
-from .lost_ack_trial import EVENTS
+from .lost_ack_trial import EVENTS, EXPERIMENT, TRIAL
 
 BASE = "name: t\ndescription: d\n"
 CASES = "cases: [{close_first: server}]\n"
@@ -120,9 +120,7 @@ def test_absurd_command_line_values(args, capsys):
 
 
 def run_dir(tmp_path: Path) -> Path:
-    run = store.RunDir.create(tmp_path, "t", "name: t\ndescription: d\ncases:\n  - {name: all lost, "
-                                              "close_first: server, final_ack_loss: all}\n",
-                              {"experiment": "t", "run_id": "abc"})
+    run = store.RunDir.create(tmp_path, EXPERIMENT, [TRIAL], {"experiment": "t", "run_id": "abc"})
     for e in EVENTS:
         run.event({"trial": "t000", **e})
     return run.path
@@ -154,7 +152,11 @@ DAMAGE = {
     "an event without its name": damage_event("ev", None),
     "states not strings": damage_event("states", [1, 2]),
     "no experiment.yaml": lambda p: (p / "experiment.yaml").unlink(),
-    "experiment.yaml hostile": lambda p: (p / "experiment.yaml").write_text(SPECS["alias expansion"]),
+    "settings damaged": lambda p: (p / "manifest.json").write_text(
+        (p / "manifest.json").read_text().replace('"poll_ms": 10', '"poll_ms": "x", "extra": 1')),
+    "trials damaged": lambda p: (p / "manifest.json").write_text(
+        (p / "manifest.json").read_text().replace('"case": "all lost"', '"kase": "all lost"')),
+    "an event the catalogue does not know": damage_event("ev", "tw_gon"),
     "non-UTF-8 bytes": lambda p: (p / "events.jsonl").write_bytes(
         (p / "events.jsonl").read_bytes() + b'{"trial": "t000", "ev": "x\xff"}\n'),
     "not a directory": lambda p: (shutil.rmtree(p), p.write_text("x")),

@@ -1,0 +1,57 @@
+"""The figures of a trial record by name: which the tables show, which are counts, ports or labels,
+and which an expectation may bound. Names only: record.py holds the values."""
+
+from __future__ import annotations
+
+# The figures of a trial shown in the tables, in order: (field, heading).
+FIGURES = (
+    ("time_wait_s", "TIME_WAIT (s)"),
+    ("rebind_plain_s", "bind() plain (s)"),
+    ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
+    ("restart_s", "restart up (s)"),
+    ("bind_errors", "bind() errors"),
+    ("final_acks_dropped", "ACKs dropped"),
+    ("fin_retransmits", "FIN retransmits"),
+    ("last_fin_s", "last FIN (s)"),
+    ("final_acks_reset", "ACKs answered with RST"),
+    ("server_rsts", "server RSTs"),
+    ("client_rsts", "client RSTs"),
+    ("server_exit_status", "server exit status"),
+    ("tw_entered", "TIME_WAIT sockets (kernel count)"),
+    ("tw_peak", "TIME_WAIT sockets (peak seen)"),
+    ("tw_overflow", "TIME_WAIT overflows"),
+    ("client_tw_s", "client TIME_WAIT (s)"),
+    ("client_tw_port", "client TIME_WAIT port"),
+    ("reconnect_s", "reconnect (s)"),
+    ("reconnect_port", "reconnect port"),
+    ("fixed_port_s", "fixed port free (s)"),
+    ("fixed_port_failures", "fixed port failures"),
+)
+# Figures a table shows when some case sets one of these case variables away from its default,
+# and only then: those every trial measures but only some experiments ask about (so the book's
+# tables keep their columns), and the client's TIME_WAIT, whose "-" (never) is the finding when
+# no trial has one. Other figures show when some trial has a value.
+SHOWN_FOR = {
+    "client_tw_s": ("watch_client",),
+    "last_fin_s": ("client_sysctls", "server_sysctls"),
+    "final_acks_reset": ("final_ack_reset",),
+    "server_rsts": ("server_stop", "final_ack_reset"),
+    "client_rsts": ("server_stop", "final_ack_reset"),
+    "server_exit_status": ("server_stop",),
+    "tw_entered": ("connections", "final_ack_reset"),
+    "tw_peak": ("connections",),
+    "tw_overflow": ("connections",),
+}
+# Figures that are whole numbers: counts, and the server's exit status.
+COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
+                    "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
+                    "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
+                    "fixed_port_failures", "reconnect_same_port"})
+PORTS = frozenset({"client_tw_port", "reconnect_port"})
+# Figures that name something (a port, how a process ended) rather than measure it: the tables
+# show them; compare does not judge them.
+LABELS = PORTS | {"server_exit_status", "reconnect_same_port"}
+# Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
+MEASURES = ("time_wait_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
+            "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
+            "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", *sorted(COUNTS))
