@@ -9,9 +9,7 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import threading
-import traceback
 import unicodedata
 import uuid
 from pathlib import Path
@@ -19,8 +17,8 @@ from typing import Any, NoReturn
 
 from tabulate import tabulate
 
-from harness import __version__, plan, provenance, spec, stopping, store
-from harness.errors import EngineGone, Exit, HarnessError, UsageError
+from harness import plan, provenance, spec, stopping, store
+from harness.errors import EngineGone, Exit, HarnessError, UsageError, bug_line
 from harness.lab.subnets import DEFAULT_POOL, PREFIX
 from harness.record import TrialResult
 
@@ -406,12 +404,7 @@ def printable(text: str) -> str:
 
 def _internal(exc: BaseException) -> int:
     """A bug: one line on the terminal, the traceback in a file to attach to a report."""
-    fd, path = tempfile.mkstemp(prefix="harness-crash-", suffix=".txt")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"harness {__version__}: {shlex.join(sys.argv)}\n")
-        traceback.print_exception(exc, file=f)
-    print(f"harness: internal error ({exc.__class__.__name__}: {printable(str(exc))[:200]}); this is a bug "
-          f"in the harness, please report it with {path}", file=sys.stderr)
+    print(f"harness: {printable(bug_line(exc))}", file=sys.stderr)
     return Exit.INTERNAL
 
 

@@ -6,7 +6,12 @@ Only cli.py turns errors into exit codes; each error kind carries its code here.
 from __future__ import annotations
 
 import enum
+import os
+import shlex
 import signal
+import sys
+import tempfile
+import traceback
 
 
 class Exit(enum.IntEnum):
@@ -78,3 +83,20 @@ class RunDirError(HarnessError):
     """A run directory is missing, incomplete or of an unknown format version."""
 
     exit_code = Exit.BAD_INPUT
+
+
+def bug_report(exc: BaseException) -> str:
+    """A bug's traceback, written to a file to attach to a report; returns that file's path."""
+    from harness import __version__
+
+    fd, path = tempfile.mkstemp(prefix="harness-crash-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"harness {__version__}: {shlex.join(sys.argv)}\n")
+        traceback.print_exception(exc, file=f)
+    return path
+
+
+def bug_line(exc: BaseException) -> str:
+    """What the user reads of a bug: one line, naming its traceback's file."""
+    return (f"internal error ({exc.__class__.__name__}: {str(exc)[:200]}); this is a bug in the harness, "
+            f"please report it with {bug_report(exc)}")

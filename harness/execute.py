@@ -9,58 +9,35 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness import analyze, stopping
 from harness import events as events_
-from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed
-from harness.events import Ev
-from harness.faults import FaultBackend
+from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed, bug_line
+from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, Ev
+from harness.lab import roles
 from harness.lab.engine import alive, remove_labelled
-from harness.lab.images import ImageSet
+from harness.lab.engines import Engine
 from harness.lab.streams import Event, EventStream, Stopped
-from harness.lab.subnets import Subnets
 from harness.lab.topology import TrialLab
 from harness.plan import Trial, schedule
-from harness.probes import commands
 from harness.progress import Progress
 from harness.record import TrialResult
 from harness.spec import Experiment
 from harness.store import RunDir
 
-if TYPE_CHECKING:  # only lab/ talks to Docker; here the client is just passed on
-    from docker import DockerClient
-
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
-OWNER_ROLE = {"server": "agent", "client": "capture"}  # who owns each side's namespaces
-WATCHER = commands.CLIENT_AGENT  # the client's side's agent (watch_client, client_port)
 
 
 THREAD_NAMES = ("trial", "rm-")  # the prefixes of the threads a run starts (trials, removals)
 ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
 ENGINE_MISSES = 3  # unanswered in a row before the run ends (the engine is gone)
-
-
-@dataclass
-class Engine:
-    """One engine of the run, and what the trials on it use."""
-
-    name: str
-    kernel: str
-    docker: DockerClient
-    quick: DockerClient  # short timeouts: removal after a stop must not hang with the engine
-    ping: DockerClient  # shorter still: is the engine still there? (EngineWatch)
-    images: ImageSet
-    subnets: Subnets
-    fault: FaultBackend | None
-    # Trials setting up at once. Container starts load the engine and its host's CPUs; bounding
-    # them keeps other trials' 10 ms polls on time.
-    setting_up: threading.Semaphore
 
 
 @dataclass
@@ -117,8 +94,8 @@ class SetupSlot:
 
 def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIMEOUT_S) -> Event:
     """The event pred picks, or TrialFailed saying what the program said instead."""
-    e = stream.wait_for(lambda e: pred(e) or e.get("ev") == "error", timeout)
-    if e is not None and e.get("ev") != "error":
+    e = stream.wait_for(lambda e: pred(e) or e.get("ev") == Ev.ERROR, timeout)
+    if e is not None and e.get("ev") != Ev.ERROR:
         return e
     if e is not None:
         why = e.get("what")
@@ -130,92 +107,95 @@ def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIME
     raise TrialFailed(f"{what}: {why}")
 
 
-def _ev(name: str) -> Any:
-    return lambda e: e.get("ev") == name
+def _start(lab: TrialLab, s: roles.Setup) -> roles.Setup:
+    """Every program of the trial (lab/roles.py): the owners first, one container a side, both at
+    once (each side's sysctls set in its new namespace), then the others in their side's container;
+    each waited for until it says it is up. Returns the setup with the server's address."""
+    programs = roles.of_trial(s)
+    sysctls = {side: {k: str(v) for k, v in s.p.sysctls(side).items()} for side in (roles.SERVER_SIDE,
+                                                                                     roles.CLIENT_SIDE)}
+    owners = [p for p in programs if p.owner]
+    with concurrent.futures.ThreadPoolExecutor(len(owners)) as pool:
+        list(pool.map(lambda p: lab.own(p.side_of(s), p.role, p.command(s), roles.side_caps(s, p.side_of(s)),
+                                        p.data_out, sysctls[p.side_of(s)]), owners))
+    s = dataclasses.replace(s, server_address=lab.address(roles.SERVER_SIDE))
+    for p in programs:
+        if not p.owner:
+            lab.exec(p.role, p.side_of(s), p.command(s), user=p.user, env=p.env(s) if p.env else None)
+    for p in programs:
+        _need(lab.streams[p.role], p.not_ready, p.ready)
+    return s
 
 
-def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, say_fault: Callable[[FaultBackend, str], None],
-              mark: Callable[[str], None], slot: SetupSlot) -> bytes:
-    """Connect, echo, install the fault, close in the chosen order, observe until the port is free.
-
-    Returns the pcap; everything else the trial yields is in its events."""
-    exp, p = ctx.exp, trial.params
-    passive = "client" if p.close_first == "server" else "server"
-    say = lambda state: ctx.progress.state(trial, state)
-
-    fault_backend = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
-    sysctls = {side: {k: str(v) for k, v in p.sysctls(side).items()} for side in ("server", "client")}
-    # What each side's container holds: its programs' capabilities (each drops the rest).
-    programs: dict[str, list[tuple[str, ...]]] = {"server": [commands.AGENT_CAPS], "client": [commands.CAPTURE_CAPS]}
-    if p.watches_client:
-        programs["client"].append(commands.AGENT_CAPS)
-    if fault_backend:
-        programs[passive].append(commands.FAULT_CAPS)
-    # One container a side, both at once (each side's sysctls set in its new namespace); the
-    # client's side's programs then start in the capture's container.
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        owners = [pool.submit(lab.own, "server", OWNER_ROLE["server"], commands.agent(exp, p, ctx.close_phase),
-                              commands.side_caps(*programs["server"]), sysctls=sysctls["server"]),
-                  pool.submit(lab.own, "client", OWNER_ROLE["client"], commands.capture(exp),
-                              commands.side_caps(*programs["client"]), data_out=True, sysctls=sysctls["client"])]
-        agent, cap = (f.result() for f in owners)
-    server_address = lab.address("server")
-    lab.exec("client", "client", commands.client(exp, p, server_address), user=commands.NOBODY)
-    if p.watches_client:
-        lab.exec(WATCHER, "client", commands.client_agent(exp, p, server_address))
-    if fault_backend:
-        argv, env = commands.fault_agent(*fault_backend.scripts(exp, p))
-        lab.exec("fault", passive, argv, env=env)
-    _need(lab.streams["capture"], "capture", lambda e: "listening on" in e.get("text", ""))
-    _need(lab.streams["agent"], "server did not listen", _ev("listening"))
-    _need(lab.streams["client"], "client start", _ev("ready"))
-    lab.send("client", "connect")
-    _need(lab.streams["client"], "echo exchange", _ev("echoed"))
-    if p.watches_client:  # the client's connections are up: its agent finds them
-        _need(lab.streams[WATCHER], "client agent start", _ev("ready"))
-        lab.send(WATCHER, "watch")
-        _need(lab.streams[WATCHER], "client agent", _ev("watching"))
-
-    if fault_backend is not None:
+def _handshake(lab: TrialLab, s: roles.Setup, say: Callable[[str], None]) -> None:
+    """The client's connections and echo; its agent finds them; the fault goes in."""
+    lab.send(CLIENT, "connect")
+    _need(lab.streams[CLIENT], "echo exchange", roles.is_(Ev.ECHOED))
+    if s.p.watches_client:
+        lab.send(CLIENT_AGENT, "watch")
+        _need(lab.streams[CLIENT_AGENT], "client agent", roles.is_(Ev.WATCHING))
+    if s.fault is not None:
         say("installing fault")
-        _need(lab.streams["fault"], "fault agent start", _ev("ready"))
-        lab.send("fault", "install")
-        _need(lab.streams["fault"], "fault install", _ev("installed"))
-        say_fault(fault_backend, passive)
+        lab.send(FAULT, "install")
+        _need(lab.streams[FAULT], "fault install", roles.is_(Ev.INSTALLED))
 
+
+def _close(lab: TrialLab, s: roles.Setup) -> None:
+    """The chosen side closes first: the agent stops the server, or marks t = 0 for the client's close."""
+    aligning = s.close_phase[0] if s.close_phase else 0.0
+    lab.signal(lab.owners[roles.SERVER_SIDE], "SIGUSR1")
+    if s.p.close_first == "client":
+        _need(lab.streams[AGENT], "agent arming", roles.is_(Ev.ARMED), START_TIMEOUT_S + aligning)
+        lab.send(CLIENT, "close")
+        _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
+    else:
+        _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
+
+
+def _observe(lab: TrialLab, s: roles.Setup) -> None:
+    """Until every observer has seen the sockets through (or max_wait_s ran out)."""
+    for role in (AGENT, *([CLIENT_AGENT] if s.p.watches_client else [])):
+        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in (Ev.DONE, Ev.TIMEOUT), s.exp.max_wait_s + 60)
+
+
+def _collect(lab: TrialLab, s: roles.Setup) -> bytes:
+    """The fault's counters, then the pcap (tcpdump owns the client's side, where they may be)."""
+    if s.fault is None or s.passive == roles.CLIENT_SIDE:  # the agent's side is not read below: it goes now
+        lab.release(AGENT)
+    if s.fault is not None:
+        lab.send(FAULT, "readout")
+        _need(lab.streams[FAULT], "fault readout", roles.is_(Ev.COUNTED))
+    return _pcap(lab)
+
+
+def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, mark: Callable[[str], None], slot: SetupSlot) -> bytes:
+    """Start, handshake, close, observe, collect. Returns the pcap; everything else the trial yields
+    is in its events."""
+    p = trial.params
+    say = lambda state: ctx.progress.state(trial, state)
+    fault = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
+    s = _start(lab, roles.Setup(ctx.exp, p, ctx.close_phase, fault))
+    _handshake(lab, s, say)
+    if fault is not None:
+        lab.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))
     mark("exchange")
     say("closing" if ctx.close_phase is None else "closing at the next close phase (--close-phase)")
-    aligning = ctx.close_phase[0] if ctx.close_phase else 0.0
-    lab.signal(agent, "SIGUSR1")
-    if p.close_first == "client":
-        _need(lab.streams["agent"], "agent arming", _ev("armed"), START_TIMEOUT_S + aligning)
-        lab.send("client", "close")
-        _need(lab.streams["client"], "client close", _ev("close"))
-    else:
-        _need(lab.streams["agent"], "server close", _ev("close"), START_TIMEOUT_S + aligning)
+    _close(lab, s)
     # The close is made; from here on this trial only waits. The next setup's
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
     say("waiting")
-    for role in ("agent", *([WATCHER] if p.watches_client else [])):
-        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in ("done", "timeout"), exp.max_wait_s + 60)
+    _observe(lab, s)
     mark("observe")
-
-    if fault_backend is None or passive == "client":  # the agent's side is not read below: it goes now
-        lab.release("agent")
-    if fault_backend is not None:
-        # The counters come before tcpdump stops: it owns the client's side, where they may be.
-        lab.send("fault", "readout")
-        _need(lab.streams["fault"], "fault readout", _ev("counted"))
-    pcap = _pcap(lab, cap)
+    pcap = _collect(lab, s)
     mark("collect")
     return pcap
 
 
-def _pcap(lab: TrialLab, cap: Any) -> bytes:
+def _pcap(lab: TrialLab) -> bytes:
     """Stop tcpdump: it writes out what it has and exits, which ends the pcap on its stdout."""
-    lab.signal(cap, "SIGTERM")
-    pcap = lab.outputs["capture"].wait_end(START_TIMEOUT_S)
+    lab.signal(lab.owners[roles.CLIENT_SIDE], "SIGTERM")
+    pcap = lab.outputs[CAPTURE].wait_end(START_TIMEOUT_S)
     if pcap is None:
         raise TrialFailed("capture: tcpdump did not stop")
     return pcap
@@ -231,9 +211,6 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
             events.append(event)
             ctx.write(lambda: ctx.store.event({"trial": trial.id, **event}))
         ctx.progress.event(trial, event)
-
-    def say_fault(backend: FaultBackend, side: str) -> None:
-        sink(events_.harness(Ev.FAULT, backend=backend.name, injection_point=backend.where(side)))
 
     # Host-clock seconds of each phase: where the harness's own time goes (bench/).
     phases: dict[str, float] = {}
@@ -256,14 +233,14 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
                 raise Stopped()
             ctx.progress.state(trial, "setting up")
             with TrialLab(engine.docker, engine.images, engine.subnets, ctx.run_id, trial.id, trial.params.family,
-                          sink, ctx.stopping) as lab:
+                          sink, ctx.stopping, engine.remover) as lab:
                 mark("lab")
-                pcap = _exchange(ctx, trial, lab, say_fault, mark, slot)
+                pcap = _exchange(ctx, trial, lab, mark, slot)
         end["capture"] = ctx.write(lambda: ctx.store.capture(trial.id, pcap))
     except HarnessError as exc:
         end["error"] = ctx.stop_reason if ctx.stopping.is_set() else str(exc)
     except Exception as exc:
-        end["error"] = f"internal error: {exc!r}"
+        end["error"] = bug_line(exc)
         end["logs"] = traceback.format_exc()
     mark("teardown")
     end["phases"] = phases

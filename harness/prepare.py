@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import __version__, provenance, spec
-from harness.execute import Engine
 from harness.faults.choose import choose
 from harness.lab import engine as lab_engine
 from harness.lab import engines, facts, images, subnets
@@ -28,7 +27,7 @@ Say = Callable[[str], None]
 
 @dataclass
 class Prepared:
-    engines: dict[str, Engine]
+    engines: dict[str, engines.Engine]
     facts: dict[str, dict[str, Any]]  # per engine, for the manifest
 
 
@@ -57,7 +56,7 @@ def engines_named(given: list[str] | None) -> list[engines.EngineRef]:
 
 def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial], run_id: str,
             base_image: str | None, pool: str, say: Say) -> Prepared:
-    engines_: dict[str, Engine] = {}
+    engines_: dict[str, engines.Engine] = {}
     all_facts: dict[str, dict[str, Any]] = {}
     first: images.ImageSet | None = None
     imgs: images.ImageSet | None  # this engine's: declared so the copy branch below is type-checked
@@ -92,7 +91,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
             "fault_backend_why": why,
             "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids}}
-        engines_[ref.name] = Engine(ref.name, engine_facts["kernel"] or "", client, quick,
+        engines_[ref.name] = engines.Engine(ref.name, engine_facts["kernel"] or "", client, quick,
                                     engines.client(ref, lab_engine.PING_TIMEOUT_S), imgs,
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))))

@@ -7,8 +7,8 @@ import threading
 import time
 from typing import Any, TextIO
 
+from harness.events import CLIENT_AGENT, Ev
 from harness.plan import Trial
-from harness.probes.commands import CLIENT_AGENT
 from harness.record import TrialResult
 
 
@@ -18,18 +18,18 @@ def _whose(e: dict[str, Any]) -> str:
 
 # Events worth a line of their own, and how to say them.
 NOTABLE = {
-    "listening": lambda e: "server listening",
-    "close": lambda e: f"{e.get('side')} closed ({e.get('how')})",
-    "tw_appear": lambda e: f"{_whose(e)}TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
-    "tw_timer_restart": lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
-    "tw_gone": lambda e: f"{_whose(e)}TIME_WAIT gone",
-    "reconnect": lambda e: (f"client reconnected from port {e.get('lport')}" if e.get("ok")
-                            else f"client reconnect failed ({e.get('step')}: {e.get('errno')})"),
-    "fixed_port_ok": lambda e: f"client's fixed port {e.get('lport')} usable again",
-    "bind_ok": lambda e: f"bind() ok {'with' if e.get('reuseaddr') else 'without'} SO_REUSEADDR",
-    "restart_up": lambda e: f"server restarted after {e.get('attempt')} attempt(s)",
-    "timeout": lambda e: "gave up waiting (max_wait_s)",
-    "error": lambda e: f"error: {e.get('what')}",
+    Ev.LISTENING: lambda e: "server listening",
+    Ev.CLOSE: lambda e: f"{e.get('side')} closed ({e.get('how')})",
+    Ev.TW_APPEAR: lambda e: f"{_whose(e)}TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
+    Ev.TW_TIMER_RESTART: lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
+    Ev.TW_GONE: lambda e: f"{_whose(e)}TIME_WAIT gone",
+    Ev.RECONNECT: lambda e: (f"client reconnected from port {e.get('lport')}" if e.get("ok")
+                             else f"client reconnect failed ({e.get('step')}: {e.get('errno')})"),
+    Ev.FIXED_PORT_OK: lambda e: f"client's fixed port {e.get('lport')} usable again",
+    Ev.BIND_OK: lambda e: f"bind() ok {'with' if e.get('reuseaddr') else 'without'} SO_REUSEADDR",
+    Ev.RESTART_UP: lambda e: f"server restarted after {e.get('attempt')} attempt(s)",
+    Ev.TIMEOUT: lambda e: "gave up waiting (max_wait_s)",
+    Ev.ERROR: lambda e: f"error: {e.get('what')}",
 }
 
 
@@ -71,13 +71,13 @@ class Progress:
 
     def event(self, trial: Trial, e: dict[str, Any]) -> None:
         name = e.get("ev")
-        if name in ("tw_appear", "tw_timer_restart"):
+        if name in (Ev.TW_APPEAR, Ev.TW_TIMER_RESTART):
             with self._lock:
                 self._timers[trial.id] = (e.get("expires_ms", 0) / 1000, time.monotonic())
-        elif name == "tw_gone":
+        elif name == Ev.TW_GONE:
             with self._lock:
                 self._timers.pop(trial.id, None)
-        if name == "restart_fail" and e.get("attempt") == 1:
+        if name == Ev.RESTART_FAIL and e.get("attempt") == 1:
             text = f"restart failed: {e.get('stderr')} (retrying until it comes up)"
         elif name in NOTABLE:
             text = NOTABLE[name](e)

@@ -39,7 +39,7 @@ class _State:
         self.pending: int | None = None  # a first signal that came while deferring
 
 
-_state = _State()
+_state = _State()  # the current handled() block's: each run starts with no signal seen
 
 
 def _handler(signum: int, _frame: object) -> None:
@@ -60,6 +60,8 @@ def _handler(signum: int, _frame: object) -> None:
 def handled() -> Iterator[threading.Event]:
     """Within the block, the first stop signal raises Stop; the event is set as it arrives, so
     threads can see it too."""
+    global _state
+    outer, _state = _state, _State()
     stopping = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
@@ -75,6 +77,7 @@ def handled() -> Iterator[threading.Event]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+        _state = outer
 
 
 @contextlib.contextmanager

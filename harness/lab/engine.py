@@ -21,6 +21,7 @@ import requests.exceptions
 
 from harness.errors import LabError
 from harness.lab import engines
+from harness.lab.engines import REMOVERS
 
 LABEL = "io.harness"  # every object we create carries it
 RUN_LABEL = "io.harness.run"
@@ -30,7 +31,6 @@ OWNER_LABEL = "io.harness.owner"  # host:pid:start, the process that made it
 TIMEOUT_S = 120  # per socket read: a trial's capture can be silent for a minute (TIME_WAIT)
 QUICK_TIMEOUT_S = 15  # for removals after a stop, which must not hang when the engine does
 PING_TIMEOUT_S = 3  # is the engine still there?
-REMOVERS = 16  # removals at once: each takes the engine about 0.25 s
 
 
 def _start_ticks(pid: int | str) -> str | None:

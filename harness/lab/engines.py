@@ -9,11 +9,15 @@ current context (DOCKER_CONTEXT, or the CLI's config), else the local socket.
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -21,9 +25,15 @@ import requests.exceptions
 
 from harness.errors import EnvironmentProblem, UsageError
 
+if TYPE_CHECKING:
+    from harness.faults import FaultBackend
+    from harness.lab.images import ImageSet
+    from harness.lab.subnets import Subnets
+
 LOCAL = "unix:///var/run/docker.sock"
 DEFAULT = "default"  # the CLI's name for the environment's engine
 API_VERSION = "1.41"  # Docker 20.10's; later engines speak it too
+REMOVERS = 16  # container removals at once, per engine: each takes the engine about 0.25 s
 
 
 @dataclass(frozen=True)
@@ -112,3 +122,23 @@ def client(ref: EngineRef, timeout: float) -> docker.DockerClient:
             f"cannot reach the Docker engine{where} at {ref.host} ({exc.__class__.__name__}); start one "
             "(`dockerd &`, `bash .ci/run`, or `harness kernel-lab up`), or name another with --engine") from None
     return c
+
+
+@dataclass
+class Engine:
+    """One engine of the run, and what the trials on it use."""
+
+    name: str
+    kernel: str
+    docker: docker.DockerClient
+    quick: docker.DockerClient  # short timeouts: removal after a stop must not hang with the engine
+    ping: docker.DockerClient  # shorter still: is the engine still there? (EngineWatch)
+    images: ImageSet
+    subnets: Subnets
+    fault: FaultBackend | None
+    # Trials setting up at once. Container starts load the engine and its host's CPUs; bounding
+    # them keeps other trials' 10 ms polls on time.
+    setting_up: threading.Semaphore
+    # Every trial's container removals, a few at once (each takes the engine about 0.25 s).
+    remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))

@@ -6,11 +6,16 @@ trial thread outlasts a stop by more than a fraction of a second.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 
 from harness.errors import HarnessError
 
@@ -35,6 +40,16 @@ def _waiting(stopping: threading.Event, timeout: float, ready: Callable[[float],
             return False
 
 
+def _read(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """A program's output until it ends; a connection that breaks (the engine, a removed container)
+    ends it too."""
+    try:
+        yield from chunks
+    except (OSError, ValueError, http.client.HTTPException, urllib3.exceptions.HTTPError,
+            docker.errors.DockerException, requests.exceptions.RequestException):
+        return
+
+
 class EventStream:
     """Follows one program's output (byte chunks: a container's logs, or an exec's) in a thread;
     others wait for named events."""
@@ -48,21 +63,22 @@ class EventStream:
         self._events: list[Event] = []
         self._cond = threading.Condition()
         self._ended = False
+        self._bug: BaseException | None = None  # the sink's own failure: raised to whoever waits
         self._thread = threading.Thread(target=self._follow, name=f"logs-{source}", daemon=True)
         self._thread.start()
 
     def _follow(self) -> None:
         pending = b""
         try:
-            for chunk in self._chunks:
+            for chunk in _read(self._chunks):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     self._take(line)
             if pending:
                 self._take(pending)
-        except Exception:
-            pass
+        except Exception as exc:  # a bug in the sink: not the end of a stream, and not to be lost
+            self._bug = exc
         finally:
             with self._cond:
                 self._ended = True
@@ -90,6 +106,8 @@ class EventStream:
             seen = lambda: self._ended or any(pred(e) for e in self._events)
             if not _waiting(self._stopping, timeout, lambda t: self._cond.wait_for(seen, t)):
                 return None
+            if self._bug is not None:
+                raise self._bug
             return next((e for e in self._events if pred(e)), None)
 
     @property
@@ -115,10 +133,8 @@ class ByteStream:
 
     def _follow(self, chunks: Iterable[bytes]) -> None:
         try:
-            for chunk in chunks:
+            for chunk in _read(chunks):
                 self._data += chunk
-        except Exception:
-            pass
         finally:
             self._done.set()
 

@@ -25,9 +25,10 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
-import requests.exceptions
 
+from harness import events
 from harness.errors import LabError
+from harness.events import Ev
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
@@ -50,7 +51,8 @@ class TrialLab:
     """A context manager: the network on entry, containers as the trial asks, all removed on exit."""
 
     def __init__(self, client: docker.DockerClient, images: ImageSet, subnets: Subnets, run_id: str,
-                 trial_id: str, family: str, sink: Callable[[Event], None], stopping: threading.Event):
+                 trial_id: str, family: str, sink: Callable[[Event], None], stopping: threading.Event,
+                 remover: concurrent.futures.ThreadPoolExecutor):
         self._docker = client
         self._subnets = subnets
         self._subnet: Any = None
@@ -62,7 +64,7 @@ class TrialLab:
         self._sink = sink
         self._prefix = f"harness-{run_id}-{trial_id}"
         self._containers: dict[str, Any] = {}  # role -> container, until its removal starts
-        self._remover = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix=f"rm-{trial_id}")
+        self._remover = remover
         self._removals: list[concurrent.futures.Future[None]] = []
         self._network: Any = None
         self.owners: dict[str, Any] = {}  # side -> the container owning its namespaces
@@ -85,7 +87,6 @@ class TrialLab:
         self.release(*self._containers)
         errors = [exc for f in self._removals if (exc := f.exception())]
         self._removals.clear()
-        self._remover.shutdown()
         if self._network is not None and not errors:  # Docker keeps a network that has containers
             with translated(f"removing the trial network {self._prefix}"):
                 remove_quietly(self._network.remove)
@@ -115,21 +116,20 @@ class TrialLab:
             except Exhausted as exc:
                 raise LabError(what, f"{exc} (--subnet-pool): run fewer trials at once (--jobs), or give a larger pool") from None
             try:
-                self._network = self._docker.networks.create(
-                    self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
-                    ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet)), *pools]),
-                    labels=labels(self._run_id, self._trial, "network"))
-            except docker.errors.APIError as exc:
-                if "overlap" in str(exc.explanation or exc):
+                with translated(what):
+                    self._network = self._docker.networks.create(
+                        self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
+                        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet)),
+                                                                   *pools]),
+                        labels=labels(self._run_id, self._trial, "network"))
+            except LabError as exc:
+                if "overlap" in exc.cause:
                     self._subnets.refused(subnet)  # another run took it meanwhile
                     continue
                 self._subnets.release(subnet)
-                raise LabError(what, exc.explanation or str(exc)) from None
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                self._subnets.release(subnet)
-                raise LabError(what, str(exc)) from None
+                raise
             self._subnet = subnet
-            self._sink({"src": "harness", "ev": "network", "subnet": str(subnet), "mono": time.monotonic()})
+            self._sink(events.harness(Ev.NETWORK, subnet=str(subnet), mono=time.monotonic()))
             return
         raise LabError(what, f"{NETWORK_TRIES} subnets in a row were taken by others meanwhile")
 
@@ -198,6 +198,10 @@ class TrialLab:
             self._execs[role].sendall(command.encode() + b"\n")
         except OSError as exc:
             raise LabError(f"telling {role} to {command}", str(exc)) from None
+
+    def event(self, e: Event) -> None:
+        """An event of the harness's own about this trial, among its programs' events."""
+        self._sink(e)
 
     def signal(self, container: Any, sig: str) -> None:
         with translated(f"sending {sig} to {container.name}"):

@@ -1,0 +1,156 @@
+"""Who runs what in a trial: one row per program (see images/src), read by the trial's choreography
+(execute.py) and the lab (topology.py).
+
+A trial has one container a side. Each side's first program owns its namespaces, so they outlive
+the programs that come and go in them: the agent on the server's side (it starts the server
+itself), tcpdump on the client's. The others start in a side's container with `docker exec` and
+take the harness's commands on stdin. A container holds the union of its programs' capabilities;
+each program drops the rest as it starts (`setpriv`), so only the fault agent holds NET_ADMIN, and
+the client none. Adding a program is a new row here and the protocol step that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, Ev
+from harness.spec import Experiment, Params
+
+if TYPE_CHECKING:
+    from harness.faults import FaultBackend
+
+SERVER_SIDE, CLIENT_SIDE, PASSIVE = "server", "client", "passive"  # passive: the side the final ACK goes to
+SETPCAP = "SETPCAP"  # setpriv needs it to drop a capability from a program's bounding set
+ROOT, NOBODY = "root", "65534"
+
+# Read back on each side in every trial, with those the case sets: the sysctls that govern
+# a close (retries, FIN_WAIT_2, TIME_WAIT buckets and reuse, RFC 1337).
+TEARDOWN_SYSCTLS = ("net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_orphan_retries",
+                    "net.ipv4.tcp_retries2", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_tw_reuse")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the command builders read: the experiment, the case, and what the lab has made so far."""
+
+    exp: Experiment
+    p: Params
+    close_phase: tuple[float, float] | None = None  # see the agent's -a
+    fault: FaultBackend | None = None
+    server_address: str = ""  # known once the server's side runs
+
+    @property
+    def passive(self) -> str:
+        return CLIENT_SIDE if self.p.close_first == "server" else SERVER_SIDE
+
+
+@dataclass(frozen=True)
+class Program:
+    role: str  # the src of its events, and its container's role label
+    side: str  # SERVER_SIDE, CLIENT_SIDE or PASSIVE
+    caps: tuple[str, ...]  # the only ones it keeps
+    user: str
+    owner: bool  # starts its side's container, and owns its namespaces
+    ready: Callable[[dict[str, Any]], bool]  # the event that says it is up
+    not_ready: str  # what a trial's failure says when that event does not come
+    argv: Callable[[Setup], list[str]]
+    runs: Callable[[Setup], bool] = lambda s: True  # does this trial have it?
+    env: Callable[[Setup], dict[str, str]] | None = None
+    data_out: bool = False  # its stdout is data (kept as bytes), its events come from stderr
+
+    def side_of(self, s: Setup) -> str:
+        return s.passive if self.side == PASSIVE else self.side
+
+    def command(self, s: Setup) -> list[str]:
+        """argv, started with this program's capabilities and no others."""
+        keep = ",".join(f"+{c.lower()}" for c in self.caps)
+        return ["setpriv", f"--bounding-set=-all{',' + keep if keep else ''}", "--", *self.argv(s)]
+
+
+def _sysctl_flags(p: Params, side: str) -> list[str]:
+    names = dict.fromkeys(TEARDOWN_SYSCTLS + tuple(p.sysctls(side)))
+    return [arg for name in names for arg in ("-S", name)]
+
+
+def served(p: Params) -> int:
+    """Connections the server serves before it exits: the client's, and, when the client closes
+    first and is watched, its reconnect from a fresh socket and the one from its fixed port."""
+    if p.close_first != "client" or not p.watches_client:
+        return p.connections
+    return p.connections + 1 + (p.client_port is not None)
+
+
+def _agent(s: Setup) -> list[str]:
+    # The agent starts the server itself (echo-server [-r] [-n N] PORT), in its own namespaces,
+    # and reports how it ended: no container of the server's own to start and remove.
+    exp, p = s.exp, s.p
+    return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []), "-n", str(served(p)),
+            "-c", p.close_first, "-k", p.server_stop, "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms),
+            "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
+            *(["-6"] if p.family == "ipv6" else []),
+            *(["-a", "{:.6f},{:.6f}".format(*s.close_phase)] if s.close_phase else []), *_sysctl_flags(p, "server")]
+
+
+def _capture(s: Setup) -> list[str]:
+    # The pcap goes to stdout, which the harness reads as it comes: no file to copy out at the
+    # end. -U and --immediate-mode write each packet at once; SIGTERM makes tcpdump write what it
+    # has and exit, which ends the stream.
+    return ["tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-w", "-", f"tcp port {s.exp.port}"]
+
+
+def _client(s: Setup) -> list[str]:
+    # -w: start early, connect when the harness says so on stdin. "--": a message may start with "-".
+    p = s.p
+    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections),
+            *(["-b", str(p.client_port)] if p.client_port is not None else []), *_sysctl_flags(p, "client"),
+            "--", s.server_address, str(s.exp.port), s.exp.message]
+
+
+def _client_agent(s: Setup) -> list[str]:
+    # -r: the book's question, a client started again at once; only a client that closed first
+    # has a TIME_WAIT to try it against (the server keeps listening for it, see served()).
+    p = s.p
+    return [CLIENT_AGENT, "-H", s.server_address, "-p", str(s.exp.port), "-i", str(s.exp.poll_ms),
+            "-w", f"{s.exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
+            *(["-r"] if p.close_first == "client" else []),
+            *(["-b", str(p.client_port)] if p.client_port is not None else [])]
+
+
+def _fault_env(s: Setup) -> dict[str, str]:
+    assert s.fault is not None
+    install, readout = s.fault.scripts(s.exp, s.p)
+    return {"FAULT_INSTALL": install, "FAULT_READOUT": readout}
+
+
+def is_(ev: Ev) -> Callable[[dict[str, Any]], bool]:
+    """Picks the events of one name."""
+    return lambda e: e.get("ev") == ev
+
+
+PROGRAMS = (
+    # The agent raises its own CPU priority so its polls start on time under load.
+    Program(AGENT, SERVER_SIDE, ("SYS_NICE",), ROOT, True, is_(Ev.LISTENING), "server did not listen", _agent),
+    # tcpdump opens the interface as root, then runs as its own user.
+    Program(CAPTURE, CLIENT_SIDE, ("NET_RAW", "SETUID", "SETGID"), ROOT, True,
+            lambda e: "listening on" in e.get("text", ""), "capture", _capture, data_out=True),
+    Program(CLIENT, CLIENT_SIDE, (), NOBODY, False, is_(Ev.READY), "client start", _client),
+    Program(CLIENT_AGENT, CLIENT_SIDE, ("SYS_NICE",), ROOT, False, is_(Ev.READY), "client agent start", _client_agent,
+            runs=lambda s: s.p.watches_client),
+    # The only program with NET_ADMIN: it installs a fault backend's drop and reads its counters
+    # (images/src/fault_agent.sh, harness/faults).
+    Program(FAULT, PASSIVE, ("NET_ADMIN",), ROOT, False, is_(Ev.READY), "fault agent start", lambda s: ["fault-agent"],
+            runs=lambda s: s.fault is not None, env=_fault_env),
+)
+BY_ROLE = {p.role: p for p in PROGRAMS}
+
+
+def of_trial(s: Setup) -> list[Program]:
+    """The programs this trial runs, owners first."""
+    return sorted((p for p in PROGRAMS if p.runs(s)), key=lambda p: not p.owner)
+
+
+def side_caps(s: Setup, side: str) -> list[str]:
+    """A side's container's capabilities: what its programs need, and what setpriv needs to drop the rest."""
+    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side for c in p.caps)})
