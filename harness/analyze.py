@@ -86,6 +86,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
         restart_s=since(_first(agent, Ev.RESTART_UP)),
         bind_errors=restarts.get("bind_errors", 0),
         restart_failures_other=restarts.get("other", 0),
+        restart_interval_ms=restarts.get("interval_ms"),
         observed_s=since(done),
         poll_late_max_ms=polls.get("late_max_ms"),
         window_max_ms=window,

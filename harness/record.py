@@ -45,6 +45,7 @@ class ServerSide:
     restart_s: float | None = None
     bind_errors: int = 0
     restart_failures_other: int = 0
+    restart_interval_ms: float | None = None  # between restarts, as achieved (restart_every_ms asks)
     observed_s: float | None = None  # the close until the port was free: the kernel's part
     poll_late_max_ms: float | None = None  # how late the agent's latest poll started
     window_max_ms: float | None = None  # widest window between two polls around a reported change

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_opts.h"
 #include "anyaddr.h"
 #include "diag.h"
 #include "events.h"
@@ -98,24 +99,24 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-	int port = 0, family = AF_INET, reconnect = 0, fixed = 0, interval_ms = 10, opt;
-	double max_wait = 600;
+	struct agent_opts o = agent_opts_default();
+	int reconnect = 0, fixed = 0, opt;
 	const char *host = NULL;
 
-	while ((opt = getopt(argc, argv, "H:p:6rb:i:w:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "H:rb:")) != -1) {
+		if (agent_opt(&o, opt, optarg, usage))
+			continue;
 		switch (opt) {
 		case 'H': host = optarg; break;
-		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
-		case '6': family = AF_INET6; break;
 		case 'r': reconnect = 1; break;
-		case 'b': fixed = number_arg(optarg, 1, 65535, usage); break;
-		case 'i': interval_ms = number_arg(optarg, 1, 1000, usage); break;
-		case 'w': max_wait = seconds_arg(optarg, 1, 86400, usage); break;
+		case 'b': fixed = (int)number_arg(optarg, 1, 65535, usage); break;
 		default: usage();
 		}
 	}
-	if (!host || !port || optind != argc)
+	if (!host || !o.port || optind != argc)
 		usage();
+	int port = o.port, family = o.family, interval_ms = o.interval_ms;
+	double max_wait = o.max_wait;
 	struct sockaddr_storage server;
 	socklen_t slen = any_addr(family, port, &server);
 	void *addr = family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&server)->sin6_addr

@@ -153,6 +153,12 @@ struct poll_clock {
 	long polls, late_5ms;
 };
 
+/* When the current poll was due: a grid that lateness does not shift. */
+static double poll_due(const struct poll_clock *c)
+{
+	return c->due.tv_sec + c->due.tv_nsec / 1e9;
+}
+
 /* since: where the first poll's window begins (the close, say) */
 static void poll_clock_start(struct poll_clock *c, double since)
 {
@@ -166,7 +172,7 @@ static void poll_clock_start(struct poll_clock *c, double since)
  * since the previous poll: a change seen now happened within it. */
 static double poll_begin(struct poll_clock *c, double now, double *window_ms)
 {
-	double late = now - (c->due.tv_sec + c->due.tv_nsec / 1e9);
+	double late = now - poll_due(c);
 	c->polls++;
 	if (late > c->late_max)
 		c->late_max = late;

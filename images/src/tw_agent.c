@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_opts.h"
 #include "anyaddr.h"
 #include "diag.h"
 #include "events.h"
@@ -294,59 +295,88 @@ static void usage(void)
 	exit(2);
 }
 
-int main(int argc, char **argv)
-{
-	int port = 0, family = AF_INET, old_reuse = 0, serve = 1, restart_reuse = 0,
-	    interval_ms = 10, restart_ms = 100, opt, stop = 0, nsysctls = 0;
+/* Everything the agent was asked and has seen so far. */
+struct agent {
+	struct agent_opts o;
+	int old_reuse, serve, restart_reuse, restart_ms, slow_ms, stop, nsysctls;
 	char *sysctls[MAX_SYSCTLS];
-	double max_wait = 600, period = 0, phase = 0;
-	const char *close_first = "server",
-		   *server_path = "/usr/local/bin/" SERVER_COMM;
+	double period, phase; /* -a: the close's phase of CLOCK_MONOTONIC */
+	const char *close_first, *server_path;
 
-	while ((opt = getopt(argc, argv, "p:6rn:c:Rk:i:e:w:s:a:S:")) != -1) {
+	struct mnl_socket *nl;
+	struct snapshot snap;
+	pid_t server;
+	int sout; /* the server's output, until it has ended */
+	char sbuf[4096];
+	size_t sused;
+
+	double t0, end; /* the close, and when to give up */
+	struct poll_clock pc;
+	int tw_seen, tw_gone, server_gone, restart_up;
+	int bind_ok[2], bind_fails[2];
+	unsigned last_expires;
+	double next_sample; /* the next once-a-second sample of the TIME_WAIT timer */
+	char last_states[sizeof(((struct snapshot *)0)->states)];
+
+	/* Restarts, due every restart_ms on the polls' clock; failed ones are
+	 * counted, each a line of its own only when it fails otherwise than the
+	 * one before (hundreds say "bind() error"). */
+	int attempts, restart_bind_errors, restart_other;
+	double restart_due, first_restart, last_restart;
+	char last_why[200];
+};
+
+static void parse(struct agent *a, int argc, char **argv)
+{
+	int opt;
+	*a = (struct agent){.o = agent_opts_default(), .serve = 1, .restart_ms = 100, .sout = -1,
+			    .close_first = "server", .server_path = "/usr/local/bin/" SERVER_COMM,
+			    .last_states = "-"};
+	while ((opt = getopt(argc, argv, AGENT_OPTS "rn:c:Rk:e:s:a:S:")) != -1) {
+		if (agent_opt(&a->o, opt, optarg, usage))
+			continue;
 		switch (opt) {
-		case 'p': port = number_arg(optarg, 1, 65535, usage); break;
-		case '6': family = AF_INET6; break;
-		case 'r': old_reuse = 1; break;
-		case 'n': serve = number_arg(optarg, 1, 64, usage); break;
+		case 'r': a->old_reuse = 1; break;
+		case 'n': a->serve = (int)number_arg(optarg, 1, 64, usage); break;
 		case 'c':
 			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
 				usage();
-			close_first = optarg;
+			a->close_first = optarg;
 			break;
-		case 'R': restart_reuse = 1; break;
+		case 'R': a->restart_reuse = 1; break;
 		case 'k':
-			for (stop = 0; stop < N_STOPS && strcmp(optarg, stops[stop].name); stop++)
+			for (a->stop = 0; a->stop < N_STOPS && strcmp(optarg, stops[a->stop].name); a->stop++)
 				;
-			if (stop == N_STOPS)
+			if (a->stop == N_STOPS)
 				usage();
 			break;
 		case 'S':
-			if (nsysctls == MAX_SYSCTLS || !sysctl_name_ok(optarg))
+			if (a->nsysctls == MAX_SYSCTLS || !sysctl_name_ok(optarg))
 				usage();
-			sysctls[nsysctls++] = optarg;
+			a->sysctls[a->nsysctls++] = optarg;
 			break;
-		case 'i': interval_ms = number_arg(optarg, 1, 1000, usage); break;
-		case 'e': restart_ms = number_arg(optarg, 1, 60000, usage); break;
-		case 'w': max_wait = seconds_arg(optarg, 1, 86400, usage); break;
-		case 's': server_path = optarg; break;
+		case 'e': a->restart_ms = (int)number_arg(optarg, 1, 60000, usage); break;
+		case 's': a->server_path = optarg; break;
 		case 'a':
-			if (sscanf(optarg, "%lf,%lf", &period, &phase) != 2 ||
-			    !(period >= 0.001 && period <= 3600) ||
-			    !(phase >= 0 && phase < period))
+			if (sscanf(optarg, "%lf,%lf", &a->period, &a->phase) != 2 ||
+			    !(a->period >= 0.001 && a->period <= 3600) ||
+			    !(a->phase >= 0 && a->phase < a->period))
 				usage();
 			break;
 		default: usage();
 		}
 	}
-	if (!port || optind != argc)
+	if (!a->o.port || optind != argc)
 		usage();
-	/* restarts are tried on polls: a quiet poll comes no later than the next
-	 * restart, and never sooner than a busy one */
-	int slow_ms = restart_ms < SLOW_MS ? restart_ms : SLOW_MS;
-	if (slow_ms < interval_ms)
-		slow_ms = interval_ms;
+	/* a quiet poll comes no later than the next restart, and never sooner than a busy one */
+	a->slow_ms = a->restart_ms < SLOW_MS ? a->restart_ms : SLOW_MS;
+	if (a->slow_ms < a->o.interval_ms)
+		a->slow_ms = a->o.interval_ms;
+}
 
+/* Say when we are and what the namespace is set to; open inet_diag. */
+static int setup(struct agent *a)
+{
 	sigset_t usr1;
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
@@ -354,200 +384,248 @@ int main(int argc, char **argv)
 		emit_at(SRC, "error", mono_now(), "\"what\":\"sigprocmask\"");
 		return 1;
 	}
-
 	/* Polls must start on time while other trials start containers: ask for
 	 * the highest CFS priority (needs CAP_SYS_NICE; without it, say so). */
 	int nice_err = setpriority(PRIO_PROCESS, 0, -20) ? errno : 0;
-
 	struct timespec real;
 	clock_gettime(CLOCK_REALTIME, &real);
 	/* Lets the harness put pcap (wall-clock) timestamps on this axis. */
 	emit_at(SRC, "clock", mono_now(), "\"realtime\":%.9f,\"nice\":%d",
 		real.tv_sec + real.tv_nsec / 1e9, nice_err ? 0 : -20);
-	emit_sysctls(SRC, sysctls, nsysctls);
-
-	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
-	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+	emit_sysctls(SRC, a->sysctls, a->nsysctls);
+	a->nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	if (!a->nl || mnl_socket_bind(a->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
 		emit_at(SRC, "error", mono_now(), "\"what\":\"netlink\"");
 		return 1;
 	}
-	struct snapshot snap = {.port = port};
+	a->snap.port = a->o.port;
+	return 0;
+}
 
-	/* 1. Start the server; it is up when the kernel shows its LISTEN socket. */
-	char sbuf[4096];
-	size_t sused = 0;
-	int sout = -1;
-	pid_t server = spawn_server(server_path, family, port, old_reuse, serve, &sout);
-	if (server < 0) {
-		emit_at(SRC, "error", mono_now(), "\"what\":\"starting the server: %s\"",
-			strerror(errno));
+/* 1. Start the server; it is up when the kernel shows its LISTEN socket. */
+static int start_server(struct agent *a)
+{
+	a->server = spawn_server(a->server_path, a->o.family, a->o.port, a->old_reuse, a->serve, &a->sout);
+	if (a->server < 0) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"starting the server: %s\"", strerror(errno));
 		return 1;
 	}
 	double deadline = mono_now() + 30;
-	while (snapshot_dump(nl, family, &snap) < 0 || !strstr(snap.states, "LISTEN")) {
-		drain_server(sout, sbuf, sizeof(sbuf), &sused);
-		if (mono_now() > deadline || server_ended(server)) {
-			emit_at(SRC, "error", mono_now(),
-				"\"what\":\"server never listened\"");
+	while (snapshot_dump(a->nl, a->o.family, &a->snap) < 0 || !strstr(a->snap.states, "LISTEN")) {
+		drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
+		if (mono_now() > deadline || server_ended(a->server)) {
+			emit_at(SRC, "error", mono_now(), "\"what\":\"server never listened\"");
 			return 1;
 		}
 		usleep(5000);
 	}
-	drain_server(sout, sbuf, sizeof(sbuf), &sused);
-	emit_at(SRC, "listening", mono_now(), "\"pid\":%d", server);
+	drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
+	emit_at(SRC, "listening", mono_now(), "\"pid\":%d", a->server);
+	return 0;
+}
 
-	/* 2. Wait for the harness's "close now". */
+/* 2. On the harness's "close now" (and at the asked phase): stop the server,
+ * or mark t = 0 for the client's close. */
+static int close_now(struct agent *a)
+{
+	sigset_t usr1;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
 	struct timespec wait_max = {.tv_sec = 120};
 	if (sigtimedwait(&usr1, NULL, &wait_max) < 0) {
 		emit_at(SRC, "error", mono_now(), "\"what\":\"no close signal\"");
 		return 1;
 	}
-	if (snapshot_dump(nl, family, &snap) < 0 || !snap.nconns) {
-		emit_at(SRC, "error", mono_now(),
-			"\"what\":\"no connection on the port to watch\"");
+	if (snapshot_dump(a->nl, a->o.family, &a->snap) < 0 || !a->snap.nconns) {
+		emit_at(SRC, "error", mono_now(), "\"what\":\"no connection on the port to watch\"");
 		return 1;
 	}
-	if (period > 0) {
+	if (a->period > 0) {
 		double asked = mono_now();
-		sleep_to_phase(period, phase);
+		sleep_to_phase(a->period, a->phase);
 		double woke = mono_now();
-		emit_at(SRC, "aligned", woke,
-			"\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
-			period, phase, woke - asked);
+		emit_at(SRC, "aligned", woke, "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
+			a->period, a->phase, woke - asked);
 	}
 	emit_tcpext("close");
-	double t0 = mono_now();
-	if (strcmp(close_first, "server") == 0) {
-		if (kill(server, stops[stop].sig)) {
-			emit_at(SRC, "error", mono_now(), "\"what\":\"kill: %s\"",
-				strerror(errno));
+	a->t0 = mono_now();
+	a->end = a->t0 + a->o.max_wait;
+	if (strcmp(a->close_first, "server") == 0) {
+		if (kill(a->server, stops[a->stop].sig)) {
+			emit_at(SRC, "error", mono_now(), "\"what\":\"kill: %s\"", strerror(errno));
 			return 1;
 		}
-		emit_at(SRC, "close", t0, "\"side\":\"server\",\"how\":\"%s\"",
-			stops[stop].how);
+		emit_at(SRC, "close", a->t0, "\"side\":\"server\",\"how\":\"%s\"", stops[a->stop].how);
 	} else {
-		emit_at(SRC, "armed", t0, NULL);
+		emit_at(SRC, "armed", a->t0, NULL);
 	}
+	poll_clock_start(&a->pc, a->t0);
+	return 0;
+}
 
-	/* 3. Observe. */
-	int tw_seen = 0, tw_gone = 0, server_gone = 0, restart_up = 0;
-	int bind_ok[2] = {0, 0}, bind_fails[2] = {0, 0}, attempts = 0;
-	/* Failed restarts, counted; each is a line of its own only when it
-	 * fails otherwise than the one before (hundreds say "bind() error"). */
-	int restart_bind_errors = 0, restart_other = 0;
-	char last_why[200] = "";
-	unsigned last_expires = 0;
-	char last_states[sizeof(snap.states)] = "-";
-	/* The kernel's TIME_WAIT timer, sampled once a second: the report draws
-	 * it (a FIN that arrives restarts it, see tw_timer_restart). */
-	double next_sample = 0;
-	double next_restart = 0, end = t0 + max_wait;
-	struct poll_clock pc;
-	poll_clock_start(&pc, t0);
+/* The connections' sockets: their states, TIME_WAIT's start and end.
+ * Returns 1 when TIME_WAIT appeared at this poll, -1 on an error. */
+static int watch_sockets(struct agent *a, double now, double window_ms)
+{
+	int appeared = 0;
+	if (snapshot_conns(a->nl, a->o.family, &a->snap) < 0) {
+		emit_at(SRC, "error", now, "\"what\":\"inet_diag\"");
+		return -1;
+	}
+	if (strcmp(a->snap.states, a->last_states)) {
+		emit_at(SRC, "sockets", now, "\"states\":[%s]", a->snap.states);
+		strcpy(a->last_states, a->snap.states);
+	}
+	if (a->snap.time_wait && !a->tw_seen) {
+		a->tw_seen = 1;
+		emit_at(SRC, "tw_appear", now, "\"expires_ms\":%u,\"window_ms\":%.3f",
+			a->snap.tw_expires_ms, window_ms);
+		a->next_sample = now + 1.0;
+		appeared = 1;
+	}
+	if (a->tw_seen && !a->snap.time_wait && !a->tw_gone) {
+		a->tw_gone = 1;
+		emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f", window_ms);
+	}
+	return appeared;
+}
 
+/* The kernel's TIME_WAIT timer, sampled once a second (the report draws it);
+ * a FIN that arrives restarts it. */
+static void watch_timer(struct agent *a, double now, int appeared)
+{
+	const struct snapshot *s = &a->snap;
+	if (s->time_wait && !appeared && s->tw_expires_ms > a->last_expires) {
+		/* The timer went up: a FIN arrived in TIME_WAIT. */
+		emit_at(SRC, "tw_timer_restart", now, "\"expires_ms\":%u", s->tw_expires_ms);
+		a->next_sample = now + 1.0;
+	} else if (s->time_wait && !appeared && now >= a->next_sample) {
+		emit_at(SRC, "tw_timer", now, "\"expires_ms\":%u", s->tw_expires_ms);
+		a->next_sample = now + 1.0;
+	}
+	a->last_expires = s->tw_expires_ms;
+}
+
+/* The old server's lines, and its end. */
+static void watch_server(struct agent *a, double now)
+{
+	drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
+	if (!a->server_gone && server_ended(a->server)) {
+		a->server_gone = 1;
+		drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
+		close(a->sout);
+		a->sout = -1;
+		emit_at(SRC, "server_exit", now, NULL);
+	}
+}
+
+/* A fresh socket's bind() without and with SO_REUSEADDR, until each works. */
+static void try_binds(struct agent *a, double window_ms)
+{
+	for (int reuse = 0; reuse < 2; reuse++) {
+		if (a->bind_ok[reuse])
+			continue;
+		double t = mono_now();
+		int err = try_bind(a->o.family, a->o.port, reuse);
+		if (!err) {
+			a->bind_ok[reuse] = 1;
+			emit_at(SRC, "bind_ok", t, "\"reuseaddr\":%s,\"failures\":%d,\"window_ms\":%.3f",
+				reuse ? "true" : "false", a->bind_fails[reuse], window_ms);
+		} else if (a->bind_fails[reuse]++ == 0) {
+			char esc[200];
+			emit_at(SRC, "bind_fail", t, "\"reuseaddr\":%s,\"errno\":\"%s\"",
+				reuse ? "true" : "false", json_escape(strerror(err), esc, sizeof(esc)));
+		}
+	}
+}
+
+/* Once the old server is gone: start it again as the book's reader does, on
+ * the first poll due at or after each restart_ms step, until it comes up. */
+static void try_restart(struct agent *a)
+{
+	double due = poll_due(&a->pc), step = a->restart_ms / 1000.0;
+	if (!a->server_gone || a->restart_up || due + 1e-6 < a->restart_due)
+		return;
+	a->restart_due = (a->attempts ? a->restart_due : due) + step;
+	while (a->restart_due <= due + 1e-6) /* restarts missed (a slow one) are skipped */
+		a->restart_due += step;
+	char why[200], esc[1200];
+	double t = mono_now();
+	if (!a->attempts++)
+		a->first_restart = t;
+	a->last_restart = t;
+	a->restart_up = restart_once(a->server_path, a->o.family, a->o.port, a->restart_reuse, why,
+				     sizeof(why));
+	if (a->restart_up) {
+		emit_at(SRC, "restart_up", t, "\"attempt\":%d,\"failures\":%d", a->attempts, a->attempts - 1);
+		return;
+	}
+	if (strstr(why, "bind() error"))
+		a->restart_bind_errors++;
+	else
+		a->restart_other++;
+	if (strcmp(why, a->last_why))
+		emit_at(SRC, "restart_fail", t, "\"attempt\":%d,\"stderr\":\"%s\"", a->attempts,
+			json_escape(why, esc, sizeof(esc)));
+	snprintf(a->last_why, sizeof(a->last_why), "%s", why);
+}
+
+static int finished(const struct agent *a)
+{
+	return a->bind_ok[0] && a->bind_ok[1] && a->restart_up && !a->snap.count;
+}
+
+/* 4. Say how it ended, then hold the namespaces until the harness removes us. */
+static void finish(struct agent *a)
+{
+	emit_tcpext("end");
+	if (a->attempts > 1)
+		emit_at(SRC, "restart_stats", mono_now(),
+			"\"attempts\":%d,\"bind_errors\":%d,\"other\":%d,\"interval_ms\":%.3f",
+			a->attempts, a->restart_bind_errors, a->restart_other,
+			(a->last_restart - a->first_restart) * 1000 / (a->attempts - 1));
+	else
+		emit_at(SRC, "restart_stats", mono_now(), "\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
+			a->attempts, a->restart_bind_errors, a->restart_other);
+	emit_poll_stats(SRC, &a->pc, a->o.interval_ms);
+	if (finished(a))
+		emit_at(SRC, "done", mono_now(), NULL);
+	else
+		emit_at(SRC, "timeout", mono_now(), "\"after_s\":%.0f", a->o.max_wait);
+	hold_namespaces(a->nl);
+}
+
+/* Until the next poll: the interval asked for, or a quiet one while every
+ * watched socket sits in TIME_WAIT far from its end (see SLOW_MS). */
+static int pace(const struct agent *a)
+{
+	const struct snapshot *s = &a->snap;
+	int quiet = s->time_wait && s->time_wait == s->count && s->tw_soonest_ms > FAST_BEFORE_MS;
+	return quiet ? a->slow_ms : a->o.interval_ms;
+}
+
+int main(int argc, char **argv)
+{
+	static struct agent a;
+
+	parse(&a, argc, argv);
+	if (setup(&a) || start_server(&a) || close_now(&a))
+		return 1;
+	/* 3. Observe, every poll. */
 	for (;;) {
 		double now = mono_now(), window_ms;
-		double late = poll_begin(&pc, now, &window_ms);
+		double late = poll_begin(&a.pc, now, &window_ms);
 		if (late > 0.020) /* worth a line: it blurs the times below */
 			emit_at(SRC, "late_poll", now, "\"late_ms\":%.3f", late * 1000);
-		if (snapshot_conns(nl, family, &snap) < 0) {
-			emit_at(SRC, "error", now, "\"what\":\"inet_diag\"");
+		int appeared = watch_sockets(&a, now, window_ms);
+		if (appeared < 0)
 			return 1;
-		}
-		if (strcmp(snap.states, last_states)) {
-			emit_at(SRC, "sockets", now, "\"states\":[%s]", snap.states);
-			strcpy(last_states, snap.states);
-		}
-		if (snap.time_wait && !tw_seen) {
-			tw_seen = 1;
-			emit_at(SRC, "tw_appear", now,
-				"\"expires_ms\":%u,\"window_ms\":%.3f",
-				snap.tw_expires_ms, window_ms);
-			next_sample = now + 1.0;
-		} else if (snap.time_wait && snap.tw_expires_ms > last_expires) {
-			/* The timer went up: a FIN arrived in TIME_WAIT. */
-			emit_at(SRC, "tw_timer_restart", now, "\"expires_ms\":%u",
-				snap.tw_expires_ms);
-			next_sample = now + 1.0;
-		} else if (snap.time_wait && now >= next_sample) {
-			emit_at(SRC, "tw_timer", now, "\"expires_ms\":%u",
-				snap.tw_expires_ms);
-			next_sample = now + 1.0;
-		}
-		last_expires = snap.tw_expires_ms;
-		if (tw_seen && !snap.time_wait && !tw_gone) {
-			tw_gone = 1;
-			emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f",
-				window_ms);
-		}
-		drain_server(sout, sbuf, sizeof(sbuf), &sused);
-		if (!server_gone && server_ended(server)) {
-			server_gone = 1;
-			drain_server(sout, sbuf, sizeof(sbuf), &sused);
-			close(sout);
-			sout = -1;
-			emit_at(SRC, "server_exit", now, NULL);
-		}
-		for (int reuse = 0; reuse < 2; reuse++) {
-			if (bind_ok[reuse])
-				continue;
-			double t = mono_now();
-			int err = try_bind(family, port, reuse);
-			if (!err) {
-				bind_ok[reuse] = 1;
-				emit_at(SRC, "bind_ok", t,
-					"\"reuseaddr\":%s,\"failures\":%d,"
-					"\"window_ms\":%.3f",
-					reuse ? "true" : "false",
-					bind_fails[reuse], window_ms);
-			} else if (bind_fails[reuse]++ == 0) {
-				char esc[200];
-				emit_at(SRC, "bind_fail", t,
-					"\"reuseaddr\":%s,\"errno\":\"%s\"",
-					reuse ? "true" : "false",
-					json_escape(strerror(err), esc, sizeof(esc)));
-			}
-		}
-		if (server_gone && !restart_up && mono_now() >= next_restart) {
-			char why[200], esc[1200];
-			double t = mono_now();
-			next_restart = t + restart_ms / 1000.0;
-			attempts++;
-			restart_up = restart_once(server_path, family, port,
-						  restart_reuse, why, sizeof(why));
-			if (restart_up) {
-				emit_at(SRC, "restart_up", t,
-					"\"attempt\":%d,\"failures\":%d",
-					attempts, attempts - 1);
-			} else {
-				if (strstr(why, "bind() error"))
-					restart_bind_errors++;
-				else
-					restart_other++;
-				if (strcmp(why, last_why))
-					emit_at(SRC, "restart_fail", t,
-						"\"attempt\":%d,\"stderr\":\"%s\"",
-						attempts,
-						json_escape(why, esc, sizeof(esc)));
-				snprintf(last_why, sizeof(last_why), "%s", why);
-			}
-		}
-		int finished = bind_ok[0] && bind_ok[1] && restart_up && !snap.count;
-		if (finished || mono_now() > end) {
-			emit_tcpext("end");
-			emit_at(SRC, "restart_stats", mono_now(),
-				"\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
-				attempts, restart_bind_errors, restart_other);
-			emit_poll_stats(SRC, &pc, interval_ms);
-			if (finished)
-				emit_at(SRC, "done", mono_now(), NULL);
-			else
-				emit_at(SRC, "timeout", mono_now(),
-					"\"after_s\":%.0f", max_wait);
-			hold_namespaces(nl);
-		}
-		int quiet = snap.time_wait && snap.time_wait == snap.count &&
-			    snap.tw_soonest_ms > FAST_BEFORE_MS;
-		poll_wait(&pc, quiet ? slow_ms : interval_ms);
+		watch_timer(&a, now, appeared);
+		watch_server(&a, now);
+		try_binds(&a, window_ms);
+		try_restart(&a);
+		if (finished(&a) || mono_now() > a.end)
+			finish(&a);
+		poll_wait(&a.pc, pace(&a));
 	}
 }
