@@ -17,23 +17,20 @@ temporary folder. (d) removes the harness's images, base included, first.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import docker
+from runner import ROOT, harness  # bench/runner.py, beside this file
 from tabulate import tabulate
 
 from harness import store, timerwheel
+from harness.lab import engine
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"a": 1.15, "b": 1.5, "c": 0.020, "d": 90.0}
 ALONE = 3  # lone no-loss trials, one after another (about a minute each)
 TIMEWAIT_LEN_S = 60.0  # Linux's TCP_TIMEWAIT_LEN: only where the close is aimed, never a result
@@ -47,15 +44,8 @@ cases:
 
 def run(spec: Path, results: Path, *extra: str) -> tuple[dict, float, float, int]:
     """(JSON document, wall seconds, start on the monotonic clock, max RSS in KiB) of one run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", str(spec), "--json", "--quiet",
-                           "--results", str(results), *extra], capture_output=True, text=True, cwd=ROOT)
-    wall = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.exit(f"{spec.name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return json.loads(proc.stdout), wall, start, max(rss, before)
+    ran = harness("run", str(spec), "--results", str(results), *extra)
+    return ran.doc, ran.wall, ran.start, ran.rss
 
 
 def events(doc: dict, name: str) -> list[dict]:
@@ -85,13 +75,12 @@ def tw_range(doc: dict) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    client = docker.from_env()
+    client = engine.connect()
     tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     rows = []
 
     # (d) and the lone trials of (c): from no images at all, one trial at a time.
-    for image in client.images.list(filters={"label": "io.harness"}):
-        client.images.remove(image.id, force=True)
+    engine.remove_images(client)
     alone_spec = tmp / "alone.yaml"
     alone_spec.write_text(NO_LOSS.format(name="alone", n=ALONE))
     alone, _, start, rss_alone = run(alone_spec, tmp, "--jobs", "1")

@@ -25,14 +25,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import docker
+from runner import ROOT, build_images, start  # bench/runner.py, beside this file
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.integration.conftest import default_signals, run_id_of, wait_for_line  # noqa: E402
-from tests.integration.test_stopping import EngineProxy  # noqa: E402
+from harness.lab import engine
+from tests.integration.conftest import run_id_of, wait_for_line
+from tests.integration.test_stopping import EngineProxy
 
 SOAK = """name: soak
 description: short trials, many of them, to look for leaks
@@ -64,18 +64,14 @@ def sample(pid: int, out: list[tuple[float, int, int]], done: threading.Event) -
         out.append((time.monotonic() - start, fds, rss))
 
 
-def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, preexec_fn=default_signals, env=env)
+def left(client: Any, run_id: str) -> str:
+    """The run's containers / networks still on the engine (client: engine.connect())."""
+    containers, networks = engine.count_labelled(client, run_id)
+    return f"{containers} / {networks}"
 
 
-def left(client: docker.DockerClient, run_id: str) -> str:
-    f = {"label": f"io.harness.run={run_id}"}
-    return f"{len(client.containers.list(all=True, filters=f))} / {len(client.networks.list(filters=f))}"
-
-
-def stop_once(client: docker.DockerClient, tmp: Path, sig: signal.Signals) -> list[str]:
-    proc = harness("run", str(STOP), "--results", str(tmp))
+def stop_once(client: Any, tmp: Path, sig: signal.Signals) -> list[str]:
+    proc = start("run", str(STOP), "--results", str(tmp))
     run_id = run_id_of(wait_for_line(proc, ": waiting", timeout=120))
     sent = time.monotonic()
     proc.send_signal(sig)
@@ -84,35 +80,32 @@ def stop_once(client: docker.DockerClient, tmp: Path, sig: signal.Signals) -> li
             f"exit {proc.returncode}", left(client, run_id)]
 
 
-def engine_gone(client: docker.DockerClient, tmp: Path) -> list[str]:
+def engine_gone(client: Any, tmp: Path) -> list[str]:
     proxy = EngineProxy(tmp / "engine.sock")
-    proc = harness("run", str(WAIT), "--results", str(tmp), env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"})
+    proc = start("run", str(WAIT), "--results", str(tmp), env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"})
     run_id = run_id_of(wait_for_line(proc, ": waiting", timeout=120))
     proxy.paused.set()
     paused = time.monotonic()
     proc.communicate(timeout=180)
     took = time.monotonic() - paused
     leftover = left(client, run_id)
-    for c in client.containers.list(all=True, filters={"label": f"io.harness.run={run_id}"}):
-        c.remove(force=True)
-    for n in client.networks.list(filters={"label": f"io.harness.run={run_id}"}):
-        n.remove()
+    engine.remove_labelled(client, run_id)
     return ["engine stops answering while trials wait", f"{took:.2f} s", f"exit {proc.returncode}",
             f"{leftover} (the engine cannot remove them: `harness clean` once it answers)"]
 
 
 def main() -> None:
-    client = docker.from_env()
+    client = engine.connect()
     tmp = Path(tempfile.mkdtemp(prefix="harness-soak-"))
     spec = tmp / "soak.yaml"
     spec.write_text(SOAK)
-    subprocess.run([sys.executable, "-m", "harness", "images"], cwd=ROOT, check=True, capture_output=True)
+    build_images()
     before = host_counts()
 
     samples: list[tuple[float, int, int]] = []
     done = threading.Event()
     started = time.monotonic()
-    proc = harness("run", str(spec), "--json", "--jobs", "25", "--results", str(tmp))
+    proc = start("run", str(spec), "--json", "--jobs", "25", "--results", str(tmp))
     threading.Thread(target=sample, args=(proc.pid, samples, done), daemon=True).start()
     # Sampled while trials run: the report written after them (a process pool, matplotlib's
     # fonts) is not a wave, and would look like growth in the last quarter.

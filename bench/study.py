@@ -16,26 +16,23 @@ Every figure comes from runs made now, on this machine.
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import docker
+from runner import ROOT, build_images, harness  # bench/runner.py, beside this file
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench import close_phase, wheel_grid  # noqa: E402  (bench/bench.py, beside this file)
-from harness import store  # noqa: E402
+from bench import close_phase, wheel_grid  # bench/bench.py, beside this file
+from harness import store
+from harness.lab import engine
 
 TARGETS = {"a": 1.5, "window_ms": 11.0, "p99_ms": 20.0, "c_ms": 20.0}
 OWN_NETWORKS = 25
+OWN_LABEL = "io.harness.bench=1"  # on those networks
 LATE_MS = 20.0  # the agent logs every poll later than this (late_poll)
 NO_LOSS = """name: {name}
 description: server closes first, no loss, {n} at once
@@ -43,16 +40,6 @@ repeat: {n}
 cases:
   - {{close_first: server}}
 """
-
-
-def harness(*args: str) -> tuple[dict, float]:
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "harness", *args, "--json", "--quiet"], capture_output=True,
-                          text=True, cwd=ROOT)
-    wall = time.monotonic() - start
-    if proc.returncode not in (0, 1):
-        sys.exit(f"harness {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout), wall
 
 
 def polls(run_dir: str) -> tuple[int, list[float]]:
@@ -77,18 +64,16 @@ def show(rows: list[list]) -> None:
 
 
 def main() -> None:
-    client = docker.from_env()
+    client = engine.connect()
     tmp = Path(tempfile.mkdtemp(prefix="harness-study-"))
-    subprocess.run([sys.executable, "-m", "harness", "images"], cwd=ROOT, check=True, capture_output=True)
-    own = [client.networks.create(f"harness-bench-own-{i}", labels={"io.harness.bench": "1"})
-           for i in range(OWN_NETWORKS)]
+    build_images()
     rows = []
     try:
+        engine.create_networks(client, "harness-bench-own", OWN_NETWORKS, OWN_LABEL)
         spec = tmp / "lost_ack.yaml"
         spec.write_text((ROOT / "experiments" / "lost_ack.yaml").read_text().replace("repeat: 1", "repeat: 20"))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        study, wall = harness("run", str(spec), "--jobs", "200", "--results", str(tmp))
-        rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        ran = harness("run", str(spec), "--jobs", "200", "--results", str(tmp), ok=(0, 1))
+        study, wall, rss = ran.doc, ran.wall, ran.rss
         trials = study["trials"]
         ok = [t for t in trials if t["status"] == "ok"]
         longest = max(t["observed_s"] for t in ok)
@@ -115,8 +100,8 @@ def main() -> None:
         alone, crowd = tmp / "alone.yaml", tmp / "crowd.yaml"
         alone.write_text(NO_LOSS.format(name="alone", n=1))
         crowd.write_text(NO_LOSS.format(name="crowd", n=20))
-        one, _ = harness("run", str(alone), "--close-phase", phase, "--results", str(tmp))
-        many, _ = harness("run", str(crowd), "--jobs", "20", "--close-phase", phase, "--results", str(tmp))
+        one = harness("run", str(alone), "--close-phase", phase, "--results", str(tmp), ok=(0, 1)).doc
+        many = harness("run", str(crowd), "--jobs", "20", "--close-phase", phase, "--results", str(tmp), ok=(0, 1)).doc
         ref = one["trials"][0]["time_wait_s"]
         tws = [t["time_wait_s"] for t in many["trials"]]
         worst = max(abs(x - ref) for x in tws) * 1000
@@ -125,23 +110,18 @@ def main() -> None:
                   f"all within {TARGETS['c_ms']:.0f} ms", worst <= TARGETS["c_ms"]]]
 
         # (d)
-        f = {"label": "io.harness.run"}
-        left = len(client.containers.list(all=True, filters=f)), len(client.networks.list(filters=f))
+        left = engine.count_labelled(client)  # of every run
         rows += [["(d) containers / networks left", f"{left[0]} / {left[1]}", "0 / 0", left == (0, 0)],
                  ["(d) peak memory of the harness", f"{rss / 1024:.0f} MiB", "", ""]]
         for label, run_dir in (("200", study["run_dir"]), ("10", None)):
             if run_dir is None:
-                ten, _ = harness("run", str(ROOT / "experiments" / "lost_ack.yaml"), "--results", str(tmp))
+                ten = harness("run", str(ROOT / "experiments" / "lost_ack.yaml"), "--results", str(tmp), ok=(0, 1)).doc
                 run_dir = ten["run_dir"]
-            start = time.monotonic()
-            subprocess.run([sys.executable, "-m", "harness", "report", run_dir], cwd=ROOT, check=True,
-                           capture_output=True)
-            took = time.monotonic() - start
+            took = harness("report", run_dir, json=False).wall
             limit = 60 if label == "200" else 10
             rows.append([f"(d) harness report, {label} trials", f"{took:.1f} s", f"<= {limit} s", took <= limit])
     finally:
-        for n in own:
-            n.remove()
+        engine.remove_networks(client, OWN_LABEL)
 
     show(rows)
     print(f"\n(c) every close at --close-phase {phase}; run directories: {tmp}")

@@ -243,7 +243,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from harness.lab import engine
 
     client = engine.connect(engine.QUICK_TIMEOUT_S)
-    containers, networks = engine.remove_labelled(client) if args.all else engine.remove_dead(client)
+    containers, networks = engine.remove_labelled(client) if args.all else engine.remove_dead(client, unowned=True)
     whose = "of every harness run" if args.all else "of harness runs that are no longer running"
     print(f"removed {containers} container(s) and {networks} network(s) {whose}")
     return Exit.OK

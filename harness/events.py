@@ -140,15 +140,18 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.POLL_STATS, "how many polls, how late the latest", **_POLL_STATS),
     _k(AGENT, Ev.DONE, "everything seen through: the port is free and the server restarted", **T),
     _k(AGENT, Ev.TIMEOUT, "max_wait_s ran out first", **T, after_s=NUM),
-    _k(SERVER, Ev.OUTPUT, "a line the server printed", **T, text=STR),
-    _k(SERVER, Ev.EXIT, "the old server's end, as a shell reports it (128 + a signal's number)", **T, status=INT),
+    # No time on the server's own lines and end in runs before 0.2.0 where the server had a container of its own.
+    _k(SERVER, Ev.OUTPUT, "a line the server printed", optional=("mono",), **T, text=STR),
+    _k(SERVER, Ev.EXIT, "the old server's end, as a shell reports it (128 + a signal's number)", optional=("mono",),
+       **T, status=INT),
     # echo-client (images/src/echo_client.c)
     _k(CLIENT, Ev.READY, "started, waiting for the harness's connect", **T),
     _k(CLIENT, Ev.SYSCTLS, "the sysctls in force in the client's namespace", **T, values=(dict,)),
     _k(CLIENT, Ev.CONNECTED, "one connection is up, from this local port", **T, conn=INT, lport=INT),
     _k(CLIENT, Ev.ECHOED, "the message came back on every connection", **T, bytes=INT, connections=INT),
     _k(CLIENT, Ev.CLOSE, "the client closed (t = 0 when it closes first)", **T, side=STR, how=STR, connections=INT),
-    _k(CLIENT, Ev.EOF, "the server's FIN (or a RST) reached the client", **T, conn=INT, read=INT, errno=STR),
+    _k(CLIENT, Ev.EOF, "the server's FIN (or a RST) reached the client (errno: older clients did not say)",
+       optional=("errno",), **T, conn=INT, read=INT, errno=STR),
     _k(CLIENT, Ev.SOCKET_CLOSED, "the client closed a connection after the server's", **T, conn=INT, so_error=INT),
     _k(CLIENT, Ev.ERROR, "the client gave up: what failed", **T, what=STR, errno=STR),
     # client-agent (images/src/client_agent.c)
@@ -176,7 +179,8 @@ KINDS: tuple[Kind, ...] = (
     # tcpdump
     _k(CAPTURE, Ev.OUTPUT, "a line tcpdump printed on stderr", text=STR),
     # the harness (execute.py, lab/topology.py)
-    _k(HARNESS, Ev.NETWORK, "the trial's network exists, on this subnet", **T, subnet=STR),
+    _k(HARNESS, Ev.NETWORK, "the trial's network exists, on this subnet (older runs: without its time)",
+       optional=("mono",), **T, subnet=STR),
     _k(HARNESS, Ev.FAULT, "the fault backend applied, and where", backend=STR, injection_point=(str, NULL)),
     _k(HARNESS, Ev.TRIAL_END, "how the trial ended for the harness: its error, where its time went, its pcap",
        optional=("logs", "capture", "phases", "wall_s"), error=(str, NULL), phases=(dict,), wall_s=NUM, capture=(str, NULL), logs=STR),

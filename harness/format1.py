@@ -8,7 +8,9 @@ while the format number did not. This turns such a directory into what format 2 
   - the harness's own events, which the first versions did not write: the fault as applied (from
     the manifest's backend and the case) and each trial's end (from trials.jsonl where it is
     there, else from the raw data alone: its pcap, and whether its programs finished);
-  - the agent's count of failed restarts (restart_stats), which older agents listed one by one.
+  - the agent's count of failed restarts (restart_stats), which older agents listed one by one;
+  - fields older programs left out that their behaviour fixes: a client of one connection (conn
+    0, connections 1), and a restart's failures before it came up (its attempt - 1).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from harness import plan, spec
 from harness.errors import RunDirError, SpecError
-from harness.events import AGENT, HARNESS, Ev
+from harness.events import AGENT, CLIENT, HARNESS, Ev
 from harness.faults.choose import named
 
 Event = dict[str, Any]
@@ -86,6 +88,18 @@ def _restart_stats(agent: list[Event]) -> Event | None:
             "attempts": len(fails) + (up is not None), "bind_errors": bind, "other": len(fails) - bind}
 
 
+def _filled(e: Event) -> Event:
+    """An older event with the fields it left out and its behaviour fixes."""
+    src, ev = e.get("src"), e.get("ev")
+    if src == CLIENT and ev in (Ev.CONNECTED, Ev.EOF) and "conn" not in e:
+        return {**e, "conn": 0}  # one connection, before clients opened several
+    if src == CLIENT and ev in (Ev.ECHOED, Ev.CLOSE) and "connections" not in e:
+        return {**e, "connections": 1}
+    if src == AGENT and ev == Ev.RESTART_UP and "failures" not in e:
+        return {**e, "failures": e["attempt"] - 1}
+    return e
+
+
 def _fault(manifest: dict[str, Any], t: plan.Trial, record: dict[str, Any] | None) -> Event | None:
     """The fault the run applied to this trial: from its record, else from the manifest's backend."""
     if record is not None and record.get("backend", "none") != "none":
@@ -128,7 +142,7 @@ def upgrade(path: Path, manifest: dict[str, Any], spec_text: str, events: list[E
         wrote_own = any(e.get("src") == HARNESS for e in mine)
         added = [] if wrote_own else [x for x in (_fault(manifest, t, recorded.get(t.id)),
                                                    _end(path, t, recorded.get(t.id))) if x]
-        out += [{"trial": t.id, **e} for e in [*mine, *([stats] if stats else []), *added]]
+        out += [{"trial": t.id, **_filled(e)} for e in [*mine, *([stats] if stats else []), *added]]
     for rest in by_trial.values():  # events of no planned trial: kept, as they were
         out += rest
     upgraded = {**manifest, "settings": exp.to_json(), "trials": [t.to_json() for t in trials]}

@@ -64,7 +64,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
         client = engines.client(ref, lab_engine.TIMEOUT_S)
         quick = engines.client(ref, lab_engine.QUICK_TIMEOUT_S)
         label = "" if len(refs) == 1 else f"engine {ref.name}: "
-        containers, networks = lab_engine.remove_dead(quick)  # so a crashed run never fails this one
+        containers, networks = lab_engine.remove_dead(quick, unowned=False)  # so a crashed run never fails this one
         if containers or networks:
             say(f"{label}removed {containers} container(s) and {networks} network(s) left by harness runs "
                 "that are no longer running")

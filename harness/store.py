@@ -47,10 +47,16 @@ def capture_path(trial_id: str) -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Whole or not at all: a reader never sees a half-written file."""
+    """Whole or not at all: a reader never sees a half-written file; one that cannot be written
+    is one line naming it."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        what = "a folder, where a file should be" if path.is_dir() else exc.strerror
+        raise RunDirError(f"{path}: cannot be written: {what}") from None
 
 
 def check_writable(folder: Path) -> None:

@@ -127,9 +127,12 @@ def remove_labelled(client: docker.DockerClient, run_id: str | None = None, netw
     return len(found), len(nets)
 
 
-def remove_dead(client: docker.DockerClient) -> tuple[int, int]:
-    """Remove what runs whose process is gone left behind (a crash, a SIGKILL); returns the counts."""
-    return remove_labelled(client, only=lambda labels: not owner_alive(labels.get(OWNER_LABEL)))
+def remove_dead(client: docker.DockerClient, unowned: bool) -> tuple[int, int]:
+    """Remove what runs whose process is gone left behind (a crash, a SIGKILL); returns the counts.
+    Objects without an owner (made by harness versions before owners were recorded) go only with
+    `unowned`: whether their run still goes cannot be told."""
+    return remove_labelled(client, only=lambda labels: (unowned or OWNER_LABEL in labels)
+                           and not owner_alive(labels.get(OWNER_LABEL)))
 
 
 def remove_quietly(remove: Callable[..., None], **kwargs: Any) -> None:
@@ -141,3 +144,50 @@ def remove_quietly(remove: Callable[..., None], **kwargs: Any) -> None:
     except docker.errors.APIError as exc:
         if exc.status_code != 409:  # 409: removal already in progress
             raise
+
+
+def count_labelled(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
+    """How many containers (stopped ones too) and networks one run (or every run) has on the
+    engine: what remove_labelled would remove, counted and left in place."""
+    filt = {"label": [f"{RUN_LABEL}={run_id}"] if run_id else [RUN_LABEL]}
+    with translated("counting the harness's containers and networks"):
+        return len(client.containers.list(all=True, filters=filt)), len(client.networks.list(filters=filt))
+
+
+def remove_images(client: docker.DockerClient) -> int:
+    """Remove every image the harness built or imported (labelled LABEL: the lab images and a
+    local base), by force; returns how many. The next run builds them again, from nothing."""
+    with translated("removing the harness's images"):
+        found = client.images.list(filters={"label": LABEL})
+        for image in found:
+            client.images.remove(image.id, force=True)
+    return len(found)
+
+
+def _label(label: str) -> tuple[str, str]:
+    """A label written key=value as (key, value); a bare key as (key, "1")."""
+    key, sep, value = label.partition("=")
+    return key, value if sep else "1"
+
+
+def create_networks(client: docker.DockerClient, prefix: str, n: int, label: str) -> list[str]:
+    """Create n networks, prefix-0 to prefix-(n-1), each labelled `label` ("key=value"), each
+    given a subnet from the engine's default address pools: what other users of the engine
+    take from them. They belong to no run (no RUN_LABEL), so neither a run nor `harness clean`
+    removes them: remove_networks(client, label) does. Returns their names."""
+    key, value = _label(label)
+    names = [f"{prefix}-{i}" for i in range(n)]
+    with translated(f"creating {n} networks labelled {label}"):
+        for name in names:
+            client.networks.create(name, labels={key: value})
+    return names
+
+
+def remove_networks(client: docker.DockerClient, label: str) -> int:
+    """Remove every network labelled `label` ("key=value", or "key" for any value); returns how many."""
+    with translated(f"removing the networks labelled {label}"):
+        nets = client.networks.list(filters={"label": label})
+        for n in nets:
+            with contextlib.suppress(docker.errors.NotFound):  # gone already
+                n.remove()
+    return len(nets)

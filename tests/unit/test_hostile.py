@@ -160,6 +160,7 @@ DAMAGE = {
     "non-UTF-8 bytes": lambda p: (p / "events.jsonl").write_bytes(
         (p / "events.jsonl").read_bytes() + b'{"trial": "t000", "ev": "x\xff"}\n'),
     "not a directory": lambda p: (shutil.rmtree(p), p.write_text("x")),
+    "trials.jsonl a folder": lambda p: ((p / "trials.jsonl").unlink(), (p / "trials.jsonl").mkdir()),
 }
 
 
