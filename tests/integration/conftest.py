@@ -19,6 +19,7 @@ ROOT = HERE.parents[1]
 EXPERIMENTS = HERE / "experiments"
 ARTIFACTS = ROOT / "test-artifacts"  # kept after the run: what a reader would have seen
 CLOSE_PHASE = "3.0,1.25"
+TIME_WAIT_RANGE = (59.9, 65.2)  # TCP_TIMEWAIT_LEN, rounded up by the timer wheel (at most 5.12 s)
 
 
 # The long runs, started together as the session starts, so that their minutes of TIME_WAIT pass
@@ -99,6 +100,15 @@ def run_id(doc: dict) -> str:
 def run_id_of(progress: str) -> str:
     """The id in the harness's "run ID: N trials ..." line."""
     return re.search(r"^run ([0-9a-f]{8}):", progress, re.M).group(1)
+
+
+def ok_trial(results: dict, name: str, case: str) -> dict:
+    """The trial of run `name` (a group's results, e.g. the runs fixture) whose case is `case`,
+    asserted to have measured ("ok")."""
+    _, doc, _ = results[name]
+    (t,) = [t for t in doc["trials"] if t["case"] == case]
+    assert t["status"] == "ok", f"{case}: {t['why']}\n{t.get('logs', '')}"
+    return t
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, dict | None, str]:

@@ -10,16 +10,7 @@ from pathlib import Path
 
 from harness import plan, spec, store
 
-from .conftest import GROUPS, finish, harness, run_objects
-
-TIME_WAIT_RANGE = (59.9, 65.2)  # TCP_TIMEWAIT_LEN, rounded up by the timer wheel (at most 5.12 s)
-
-
-def trial(catalog, name, case):
-    _, doc, _ = catalog[name]
-    (t,) = [t for t in doc["trials"] if t["case"] == case]
-    assert t["status"] == "ok", f"{case}: {t['why']}\n{t.get('logs', '')}"
-    return t
+from .conftest import GROUPS, TIME_WAIT_RANGE, finish, harness, ok_trial, run_objects
 
 
 def segments(t, what):
@@ -43,12 +34,12 @@ def test_sysctls_are_read_back_from_each_sides_namespace(catalog):
     # The values a trial records are those its programs read in /proc/sys of their own network
     # namespace (the per-netns ipv4 sysctl table, net/ipv4/sysctl_net_ipv4.c): the case's on its
     # side, the namespace's defaults elsewhere.
-    t = trial(catalog, "retries", "close(), tcp_orphan_retries 2")
+    t = ok_trial(catalog, "retries", "close(), tcp_orphan_retries 2")
     assert t["client_sysctls"]["net.ipv4.tcp_orphan_retries"] == "2"
     assert t["server_sysctls"]["net.ipv4.tcp_orphan_retries"] == "0"
-    t = trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 1")
+    t = ok_trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 1")
     assert (t["server_sysctls"]["net.ipv4.tcp_rfc1337"], t["client_sysctls"]["net.ipv4.tcp_rfc1337"]) == ("1", "0")
-    t = trial(catalog, "tw_buckets", "8 connections, tcp_max_tw_buckets 4")
+    t = ok_trial(catalog, "tw_buckets", "8 connections, tcp_max_tw_buckets 4")
     assert t["server_sysctls"]["net.ipv4.tcp_max_tw_buckets"] == "4"
 
 
@@ -79,13 +70,13 @@ def test_sigkill_and_close_close_like_sigint_and_linger0_resets(catalog):
     # then TIME_WAIT on the side that sent it (RFC 793, 3.5). The shell reports a signal's end
     # as 128 + its number (SIGINT 2, SIGKILL 9).
     for case, status in (("SIGINT (Ctrl+C)", 130), ("SIGKILL", 137), ("close() by the program", 0)):
-        t = trial(catalog, "abortive_close", case)
+        t = ok_trial(catalog, "abortive_close", case)
         assert t["server_exit_status"] == status
         assert TIME_WAIT_RANGE[0] <= t["time_wait_s"] <= TIME_WAIT_RANGE[1]
         assert segments(t, "server FIN") and not segments(t, "server RST")
     # SO_LINGER {1, 0}: tcp_close() disconnects (net/ipv4/tcp.c, __tcp_close) and sends a RST;
     # the socket is CLOSED at once, and the client's socket goes with the RST (RFC 793, 3.4).
-    t = trial(catalog, "abortive_close", "SO_LINGER 0 then close()")
+    t = ok_trial(catalog, "abortive_close", "SO_LINGER 0 then close()")
     assert t["server_exit_status"] == 0 and t["server_rsts"] == 1 and not segments(t, "server FIN")
     assert t["time_wait_s"] is None and t["client_tw_s"] is None
     assert t["rebind_plain_s"] < 1 and t["bind_errors"] == 0
@@ -93,19 +84,19 @@ def test_sigkill_and_close_close_like_sigint_and_linger0_resets(catalog):
 
 def test_the_client_goes_through_time_wait_when_it_closes_first(catalog):
     # The active closer, whichever side it is, goes FIN_WAIT2 -> TIME_WAIT (tcp_input.c, tcp_fin).
-    t = trial(catalog, "client_time_wait", "client closes first, ephemeral port")
+    t = ok_trial(catalog, "client_time_wait", "client closes first, ephemeral port")
     assert TIME_WAIT_RANGE[0] <= t["client_tw_s"] <= TIME_WAIT_RANGE[1] and t["time_wait_s"] is None
     # connect() from a fresh socket picks a port whose 4-tuple is free (__inet_hash_connect);
     # the TIME_WAIT's port is reused only under tcp_tw_reuse, which (2) allows on loopback alone.
     assert t["reconnect_s"] < 1 and t["reconnect_port"] != t["client_tw_port"]
-    passive = trial(catalog, "client_time_wait", "server closes first (the book's case), client watched")
+    passive = ok_trial(catalog, "client_time_wait", "server closes first (the book's case), client watched")
     assert passive["client_tw_s"] is None and passive["time_wait_s"] > TIME_WAIT_RANGE[0]
 
 
 def test_a_fixed_client_port_is_blocked_until_its_time_wait_ends(catalog):
     # bind() of a port a TIME_WAIT socket holds fails unless both set SO_REUSEADDR
     # (inet_csk_bind_conflict, net/ipv4/inet_connection_sock.c).
-    t = trial(catalog, "client_time_wait", "client closes first, fixed port 40000")
+    t = ok_trial(catalog, "client_time_wait", "client closes first, fixed port 40000")
     assert t["client_tw_port"] == 40000
     assert t["fixed_port_error"] == "bind: Address already in use"
     assert t["fixed_port_failures"] > 5000  # one per 10 ms poll for 60 s
@@ -115,7 +106,7 @@ def test_a_fixed_client_port_is_blocked_until_its_time_wait_ends(catalog):
 def test_a_rst_into_time_wait_kills_it_unless_rfc1337(catalog):
     # tcp_timewait_state_process (net/ipv4/tcp_minisocks.c): a RST whose sequence number is the
     # next expected one kills the TIME_WAIT socket unless tcp_rfc1337 (RFC 1337, 3).
-    killed = trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 0")
+    killed = ok_trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 0")
     (answered,) = [e for e in killed["timeline"] if e.get("reset")]
     (rst,) = segments(killed, "client RST")
     # `reject with tcp reset` takes its sequence number from the ACK's acknowledgment number
@@ -126,12 +117,12 @@ def test_a_rst_into_time_wait_kills_it_unless_rfc1337(catalog):
     # with a RST (RFC 793, 3.4); the agent's polls (10 ms, later under load) may miss the 0.2 s.
     assert killed["tw_entered"] == 1 and killed["rebind_plain_s"] < 1
     assert killed["server_rsts"] == 1 and segments(killed, "server RST")[0]["t"] < 1
-    kept = trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 1")
+    kept = ok_trial(catalog, "rst_in_time_wait", "server in TIME_WAIT, tcp_rfc1337 1")
     assert kept["server_rsts"] == 0 and kept["time_wait_s"] - kept["last_fin_s"] > TIME_WAIT_RANGE[0]
     # the same in the client's namespace, for its TIME_WAIT: the server's next FIN meets the
     # client's RST, not its TIME_WAIT
-    assert trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 0")["client_rsts"] == 1
-    kept = trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 1")
+    assert ok_trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 0")["client_rsts"] == 1
+    kept = ok_trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 1")
     assert kept["client_tw_gone_s"] - kept["last_fin_s"] > TIME_WAIT_RANGE[0]
 
 
@@ -140,9 +131,9 @@ def test_sockets_past_tcp_max_tw_buckets_skip_time_wait(catalog):
     # LINUX_MIB_TCPTIMEWAITOVERFLOW and closes the socket at once (net/ipv4/tcp_minisocks.c).
     for case, peak in (("8 connections, tcp_max_tw_buckets as is", 8), ("8 connections, tcp_max_tw_buckets 4", 4),
                        ("8 connections, tcp_max_tw_buckets 0", 0)):
-        t = trial(catalog, "tw_buckets", case)
+        t = ok_trial(catalog, "tw_buckets", case)
         assert (t["tw_entered"], t["tw_peak"], t["tw_overflow"]) == (peak, peak, 8 - peak)
-    t = trial(catalog, "tw_buckets", "8 connections, tcp_max_tw_buckets 0")
+    t = ok_trial(catalog, "tw_buckets", "8 connections, tcp_max_tw_buckets 0")
     assert t["time_wait_s"] is None and t["rebind_plain_s"] < 1
 
 
@@ -150,7 +141,7 @@ def test_time_wait_follows_the_fin_resends_the_retry_limits_allow(catalog):
     # tcp_write_timeout (net/ipv4/tcp_timer.c): after the tail loss probe, timeouts until
     # (2^(b+1) - 1) x 200 ms have passed since the first (tcp_model_timeout); b is the orphan's
     # tcp_orphan_retries (0 means 8) or, for a socket its program holds, tcp_retries2.
-    copies = {case: trial(catalog, "retries", case)["fin_retransmits"] for case in (
+    copies = {case: ok_trial(catalog, "retries", case)["fin_retransmits"] for case in (
         "close(), tcp_orphan_retries 2", "close(), tcp_orphan_retries 4", "close(), tcp_orphan_retries 0 (= 8)",
         "shutdown(), tcp_retries2 3", "close(), tcp_retries2 3")}
     assert copies["close(), tcp_orphan_retries 2"] in (3, 4)
@@ -159,7 +150,7 @@ def test_time_wait_follows_the_fin_resends_the_retry_limits_allow(catalog):
     assert copies["shutdown(), tcp_retries2 3"] in (4, 5)
     assert copies["close(), tcp_retries2 3"] == copies["close(), tcp_orphan_retries 0 (= 8)"]
     for case in copies:
-        t = trial(catalog, "retries", case)
+        t = ok_trial(catalog, "retries", case)
         fins = [e["t"] for e in t["timeline"] if e["what"].startswith("client FIN")]
         assert fins[-1] == t["last_fin_s"]
         # every FIN copy restarts TIME_WAIT (tcp_timewait_state_process): it ends 60 s after the last
@@ -167,7 +158,7 @@ def test_time_wait_follows_the_fin_resends_the_retry_limits_allow(catalog):
 
 
 def test_ipv6_client_side_fixed_port_and_rst(catalog):
-    t = trial(catalog, "catalog_v6", "ipv6 fixed port, RST into the client's TIME_WAIT")
+    t = ok_trial(catalog, "catalog_v6", "ipv6 fixed port, RST into the client's TIME_WAIT")
     assert t["params"]["family"] == "ipv6" and t["final_acks_reset"] == 1
     # the RST killed the client's TIME_WAIT (tcp_rfc1337 0): its fixed port is free within a second
     assert t["reconnect_s"] is not None and t["fixed_port_s"] < 1

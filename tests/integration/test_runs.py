@@ -9,21 +9,12 @@ from docker.utils.socket import frames_iter
 
 from harness import store
 
-from .conftest import CLOSE_PHASE, EXPERIMENTS, finish, harness, run_id, run_objects
-
-TIME_WAIT_RANGE = (55.0, 65.0)  # TCP_TIMEWAIT_LEN is 60 s; the timer wheel rounds it up
+from .conftest import CLOSE_PHASE, EXPERIMENTS, TIME_WAIT_RANGE, finish, harness, ok_trial, run_id, run_objects
 
 
 def tw_end(t):
     """The earliest TIME_WAIT can have ended: the poll before the one that saw it gone."""
     return t["tw_gone_s"] - t["window_max_ms"] / 1000
-
-
-def trial(runs, name, case):
-    _, doc, _ = runs[name]
-    (t,) = [t for t in doc["trials"] if t["case"] == case]
-    assert t["status"] == "ok", f"{case}: {t['why']}\n{t.get('logs', '')}"
-    return t
 
 
 def test_every_reported_time_comes_with_its_poll_window(runs):
@@ -55,7 +46,7 @@ def test_nothing_is_left_behind(engine, runs):
 
 
 def test_client_closes_first_no_time_wait_on_the_server_and_an_immediate_restart(runs):
-    t = trial(runs, "paths", "client first")
+    t = ok_trial(runs, "paths", "client first")
     assert t["params"]["close_first"] == "client"
     assert t["time_wait_s"] is None
     assert t["bind_errors"] == 0
@@ -63,7 +54,7 @@ def test_client_closes_first_no_time_wait_on_the_server_and_an_immediate_restart
 
 
 def test_server_closes_first_time_wait_blocks_bind_until_it_is_gone(runs):
-    t = trial(runs, "paths", "server first")
+    t = ok_trial(runs, "paths", "server first")
     assert TIME_WAIT_RANGE[0] < t["time_wait_s"] < TIME_WAIT_RANGE[1]
     # plain bind() failed all through TIME_WAIT and worked at its end
     assert tw_end(t) <= t["rebind_plain_s"] < t["tw_gone_s"] + 0.5
@@ -73,7 +64,7 @@ def test_server_closes_first_time_wait_blocks_bind_until_it_is_gone(runs):
 
 
 def test_so_reuseaddr_on_both_sockets_binds_during_time_wait(runs):
-    t = trial(runs, "paths", "server first reuse")
+    t = ok_trial(runs, "paths", "server first reuse")
     assert t["time_wait_s"] is not None and t["time_wait_s"] > TIME_WAIT_RANGE[0]
     assert t["rebind_reuseaddr_s"] < 1.0
     assert t["restart_s"] < 1.0 and t["bind_errors"] == 0
@@ -81,13 +72,13 @@ def test_so_reuseaddr_on_both_sockets_binds_during_time_wait(runs):
 
 
 def test_so_reuseaddr_only_on_the_new_socket_does_not_help_on_linux(runs):
-    t = trial(runs, "paths", "reuse only on restart")
+    t = ok_trial(runs, "paths", "reuse only on restart")
     assert t["params"]["server_reuseaddr"] is False and t["params"]["restart_reuseaddr"] is True
     assert t["restart_s"] >= tw_end(t) and t["bind_errors"] > 100
 
 
 def test_all_final_acks_lost_time_wait_lasts_far_longer(runs):
-    lost, base = trial(runs, "paths", "all acks lost"), trial(runs, "paths", "server first")
+    lost, base = ok_trial(runs, "paths", "all acks lost"), ok_trial(runs, "paths", "server first")
     assert lost["backend"] == "nftables"
     assert "ingress" in lost["injection_point"] and "client" in lost["injection_point"]
     assert lost["time_wait_s"] > base["time_wait_s"] + 30
@@ -102,7 +93,7 @@ def test_all_final_acks_lost_time_wait_lasts_far_longer(runs):
 
 
 def test_same_seed_drops_the_same_copies(runs):
-    a, b = trial(runs, "paths", "seeded"), trial(runs, "seeded_again", "seeded")
+    a, b = ok_trial(runs, "paths", "seeded"), ok_trial(runs, "seeded_again", "seeded")
     assert a["params"]["final_ack_loss"] == {"p": 0.5, "seed": 7}
     assert a["dropped_copies"] == b["dropped_copies"]
     assert a["final_acks_dropped"] == len(a["dropped_copies"]) == b["final_acks_dropped"]
@@ -111,20 +102,20 @@ def test_same_seed_drops_the_same_copies(runs):
 
 
 def test_ipv6_final_ack_lost_once(runs):
-    t = trial(runs, "paths", "ipv6 first ack lost")
+    t = ok_trial(runs, "paths", "ipv6 first ack lost")
     assert t["params"]["family"] == "ipv6"
     assert t["final_acks_dropped"] == 1 and t["fin_retransmits"] == 1
     assert t["time_wait_s"] is not None
 
 
 def test_client_shutdown_still_leaves_the_server_in_time_wait(runs):
-    t = trial(runs, "paths", "client shutdown")
+    t = ok_trial(runs, "paths", "client shutdown")
     assert t["params"]["client_close"] == "shutdown"
     assert TIME_WAIT_RANGE[0] < t["time_wait_s"] < TIME_WAIT_RANGE[1]
 
 
 def test_client_first_lost_ack_keeps_the_server_in_last_ack(runs):
-    t = trial(runs, "paths", "client first ack lost")
+    t = ok_trial(runs, "paths", "client first ack lost")
     assert "server" in t["injection_point"]
     assert t["fin_retransmits"] == 1 and t["final_acks_dropped"] == 1
     # the port frees only when the retransmitted FIN is acknowledged, one RTO later
@@ -145,7 +136,7 @@ def test_asking_for_netem_here_is_one_clear_line(engine, images):
 
 
 def test_shutdown_with_every_ack_lost_retries_past_the_orphan_limit(runs):
-    short, long = trial(runs, "paths", "all acks lost"), trial(runs, "paths", "shutdown all acks lost")
+    short, long = ok_trial(runs, "paths", "all acks lost"), ok_trial(runs, "paths", "shutdown all acks lost")
     assert long["params"]["client_close"] == "shutdown"
     # A client that keeps its descriptor retries its FIN tcp_retries2 times, more than an
     # orphan's 8; TIME_WAIT ends at the first gap between copies longer than itself.

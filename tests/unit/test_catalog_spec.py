@@ -4,8 +4,8 @@ import pytest
 
 from harness import plan, spec
 from harness.errors import SpecError
-from tests.unit import test_spec
-from tests.unit.test_spec import BASE
+from tests.unit import specs
+from tests.unit.specs import BASE
 
 
 def parse(text: str) -> spec.Experiment:
@@ -13,7 +13,7 @@ def parse(text: str) -> spec.Experiment:
 
 
 def error(text: str) -> str:
-    return test_spec.error(BASE + text)
+    return specs.error(BASE + text)
 
 
 def test_new_variables_and_their_defaults():
@@ -86,7 +86,7 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {client_port: 40000, connections: 2}\n", "cases[0]", "client_port needs connections: 1"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
-    test_spec.assert_refused(BASE + text, field, allowed)
+    specs.assert_refused(BASE + text, field, allowed)
 
 
 def test_too_many_sysctls():

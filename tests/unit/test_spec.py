@@ -4,29 +4,9 @@ import pytest
 
 from harness import spec
 from harness.errors import SpecError
+from tests.unit.specs import BASE, assert_refused, error, parse
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def parse(text: str) -> spec.Experiment:
-    return spec.parse(text, "exp.yaml")
-
-
-def error(text: str) -> str:
-    with pytest.raises(SpecError) as exc:
-        parse(text)
-    return str(exc.value)
-
-
-def assert_refused(text: str, field: str, allowed: str) -> None:
-    """Refused in one line that names the file, the field and what is allowed."""
-    msg = error(text)
-    assert msg.startswith(f"exp.yaml: {field}: ")
-    assert allowed in msg
-    assert "\n" not in msg
-
-
-BASE = "name: t\ndescription: d\n"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")))
