@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness import expect
-from harness.events import AGENT, CLIENT, CLIENT_AGENT, FAULT, HARNESS, SERVER, Ev
+from harness.events import AGENT, CLIENT, CLIENT_AGENT, FAULT, HARNESS, KEEPER, SERVER, Ev
 from harness.faults.choose import named
 from harness.plan import Trial
 from harness.probes import capture
@@ -28,6 +28,7 @@ from harness.record import (
     FaultApplied,
     FaultCounts,
     HarnessFigures,
+    RestartFailure,
     ServerSide,
     SysctlsRead,
     TrialResult,
@@ -65,28 +66,60 @@ def _tcpext_delta(agent: list[Event], counter: str) -> int | None:
     return end.get(counter, 0) - close.get(counter, 0)
 
 
+def inferred_reuseaddr(tw_gone_s: float | None, rebind_reuseaddr_s: float | None, restart_s: float | None,
+                       failed_in_time_wait: bool) -> tuple[bool | None, bool | None]:
+    """(old, new): whether the old and the restarted server's listening sockets set SO_REUSEADDR,
+    as the kernel's answers show from outside. Linux lets a socket bind a port a TIME_WAIT socket
+    holds only when both set it (inet_csk_bind_conflict: the TIME_WAIT socket keeps its listener's
+    sk_reuse). So during TIME_WAIT the agent's SO_REUSEADDR bind() working says the old one did, and
+    failing that it did not; a restart that came up then says the new one did too; one that failed
+    then, while the old one did, says the new one did not. Without a TIME_WAIT nothing is told."""
+    if tw_gone_s is None:
+        return None, None
+    old = rebind_reuseaddr_s is not None and rebind_reuseaddr_s < tw_gone_s
+    if restart_s is not None and restart_s < tw_gone_s:
+        return old, True
+    return old, (False if old and failed_in_time_wait else None)
+
+
 def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSide:
     """Seconds after the close at which each thing happened in the server's namespace, from the
-    agent's events (and the polls' windows of both agents)."""
+    agent's events (and the polls' windows of both agents), and the restarts, from whoever made
+    them: the agent (the harness's server) or the keeper (a user's)."""
     since = _since(events, close_first)
     agent = [e for e in events if e.get("src") == AGENT]
+    keeper = [e for e in events if e.get("src") == KEEPER]
+    restarter = keeper or agent
     appear, gone, done = _first(agent, Ev.TW_APPEAR), _first(agent, Ev.TW_GONE), _first(agent, Ev.DONE)
-    restarts = _first(agent, Ev.RESTART_STATS) or {}
+    restarts = _first(restarter, Ev.RESTART_STATS) or {}
+    failures = tuple(RestartFailure(e["attempt"], e["stderr"], e.get("status"), e.get("held_by"), e.get("holder_pid"),
+                                    e.get("holder")) for e in restarter if e.get("ev") == Ev.RESTART_FAIL)
+    tw_gone_s, rebind_reuseaddr_s = since(gone), since(_first(agent, Ev.BIND_OK, reuseaddr=True))
+    restart_s = since(_first(restarter, Ev.RESTART_UP))
+    # A restart refused by the TIME_WAIT: the keeper saw it hold the port; the harness's own server
+    # says bind() error, within the TIME_WAIT.
+    failed_in_tw = any(e.get("held_by") == "TIME_WAIT" or ("held_by" not in e and "bind() error" in e["stderr"]
+                                                           and tw_gone_s is not None and since(e) < tw_gone_s)
+                       for e in restarter if e.get("ev") == Ev.RESTART_FAIL)
+    old, new = inferred_reuseaddr(tw_gone_s, rebind_reuseaddr_s, restart_s, failed_in_tw)
     polls = _first(agent, Ev.POLL_STATS) or {}
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
     return ServerSide(
         close_mono=close_time(events, close_first),
         tw_appear_s=since(appear),
-        tw_gone_s=since(gone),
+        tw_gone_s=tw_gone_s,
         time_wait_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
         tw_timer_restarts=sum(1 for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART),
         rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
-        rebind_reuseaddr_s=since(_first(agent, Ev.BIND_OK, reuseaddr=True)),
-        restart_s=since(_first(agent, Ev.RESTART_UP)),
+        rebind_reuseaddr_s=rebind_reuseaddr_s,
+        restart_s=restart_s,
         bind_errors=restarts.get("bind_errors", 0),
         restart_failures_other=restarts.get("other", 0),
         restart_interval_ms=restarts.get("interval_ms"),
+        restart_failures=failures,
+        old_reuseaddr_inferred=old,
+        new_reuseaddr_inferred=new,
         observed_s=since(done),
         poll_late_max_ms=polls.get("late_max_ms"),
         window_max_ms=window,
@@ -128,7 +161,7 @@ def outcome(events: list[Event], src: str = AGENT) -> tuple[str, str]:
     for e in events:
         if e.get("src") != src:
             continue
-        if e.get("ev") == Ev.DONE:
+        if e.get("ev") in (Ev.DONE, Ev.CUT):  # cut: its namespace went, as the case asks
             return OK, ""
         if e.get("ev") == Ev.TIMEOUT:
             return FAILED, ("" if src == AGENT else f"{src}: ") + f"not over after {e.get('after_s')} s (max_wait_s)"
@@ -173,7 +206,8 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
     `kernel` is the release of the engine it ran on."""
     case = Case(t.case, t.params)
     ids: dict[str, Any] = {"trial": t.id, "index": t.index, "case": t.case, "repeat": t.repeat,
-                           "params": t.params, "engine": t.engine, "kernel": kernel}
+                           "params": t.params, "engine": t.engine, "kernel": kernel,
+                           "server_program": exp.server.label if exp.server else ""}
     if not events:
         return TrialResult(**ids, status=INTERRUPTED, why="not started: the run was stopped first",
                            expectations=tuple(expect.outcomes(exp, case, None)))
@@ -189,7 +223,9 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
             problems.append(f"fault readout: {exc}")
 
     end = _first(events, Ev.TRIAL_END, src=HARNESS)
-    harness = HarnessFigures(end.get("wall_s"), end.get("phases", {})) if end else HarnessFigures()
+    remade = _first(events, Ev.RESTARTED, src=HARNESS)
+    harness = HarnessFigures(end.get("wall_s") if end else None, end.get("phases", {}) if end else {},
+                             remade["address"] if remade else None)
     path = end.get("capture") if end else None
     captured = CaptureFigures(capture=path)
     if pcap is not None:
@@ -200,8 +236,9 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
             problems.append(f"capture {path or 'pcap'}: {exc}")
 
     status, why = outcome(events)
-    if status == OK and t.params.watches_client:
-        status, why = outcome(events, CLIENT_AGENT)
+    for watcher, runs in ((CLIENT_AGENT, t.params.watches_client), (KEEPER, exp.server is not None)):
+        if status == OK and runs:
+            status, why = outcome(events, watcher)
     if end is None:
         status, why = FAILED, "no end record: the harness stopped before this trial ended"
     elif end.get("error") == "interrupted":
@@ -210,10 +247,14 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         status, why = FAILED, end["error"]
     elif status == OK and problems:
         status, why = FAILED, problems[0]
+    observed = server_side(events, t.params.close_first, exp.poll_ms)
+    held = [f for f in observed.restart_failures if f.port_held_by]  # a keeper's: it looked at the port
+    if status == FAILED and held and "not over" in why:  # what kept the server from coming back
+        why += f"; the restart failed: {held[-1].stderr} (port held by {held[-1].port_held_by})"
     if status != OK:
         harness = dataclasses.replace(harness, logs=end["logs"] if end and end.get("logs") else logs(events))
     r = TrialResult(**ids, status=status, why=why, fault=fault,
-                    server=server_side(events, t.params.close_first, exp.poll_ms), sysctls=sysctls,
+                    server=observed, sysctls=sysctls,
                     client=client_side(events, t.params.close_first), counts=counts, capture_part=captured,
                     harness=harness)
     return dataclasses.replace(r, expectations=tuple(expect.outcomes(exp, case, r if r.ok else None)))

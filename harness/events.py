@@ -22,8 +22,9 @@ CLIENT = "client"  # echo-client
 CLIENT_AGENT = "client-agent"  # the observer on the client's side
 FAULT = "fault"  # fault-agent
 CAPTURE = "capture"  # tcpdump (its stderr lines)
+KEEPER = "keeper"  # server-keeper: starts, stops and restarts a user's server
 HARNESS = "harness"  # the harness itself
-SOURCES = (AGENT, SERVER, CLIENT, CLIENT_AGENT, FAULT, CAPTURE, HARNESS)
+SOURCES = (AGENT, SERVER, CLIENT, CLIENT_AGENT, FAULT, CAPTURE, KEEPER, HARNESS)
 
 
 class Ev(enum.StrEnum):
@@ -68,6 +69,8 @@ class Ev(enum.StrEnum):
     NETWORK = "network"
     FAULT = "fault"
     TRIAL_END = "trial_end"
+    CUT = "cut"
+    RESTARTED = "restarted"
 
 
 NUM = (int, float)
@@ -140,6 +143,8 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.POLL_STATS, "how many polls, how late the latest", **_POLL_STATS),
     _k(AGENT, Ev.DONE, "everything seen through: the port is free and the server restarted", **T),
     _k(AGENT, Ev.TIMEOUT, "max_wait_s ran out first", **T, after_s=NUM),
+    _k(AGENT, Ev.CUT, "observing ended: the namespace is being destroyed (restart: container); the sockets then",
+       **T, states=(list,)),
     # No time on the server's own lines and end in runs before 0.2.0 where the server had a container of its own.
     _k(SERVER, Ev.OUTPUT, "a line the server printed", optional=("mono",), **T, text=STR),
     _k(SERVER, Ev.EXIT, "the old server's end, as a shell reports it (128 + a signal's number)", optional=("mono",),
@@ -176,18 +181,38 @@ KINDS: tuple[Kind, ...] = (
     _k(FAULT, Ev.COUNTED, "the kernel's counters are printed (its output lines before this)"),
     _k(FAULT, Ev.ERROR, "install or readout failed: what and why", what=STR),
     _k(FAULT, Ev.OUTPUT, "a line of the readout (the backend parses them)", text=STR),
+    # server-keeper (images/src/server_keeper.c), with a user's server
+    _k(KEEPER, Ev.READY, "started; starting the server", **T),
+    _k(KEEPER, Ev.LISTENING, "the server holds a LISTEN socket on the port", **T, pid=INT),
+    _k(KEEPER, Ev.ALIGNED, "the stop waited for its phase of the monotonic clock (--close-phase)",
+       **T, period_s=NUM, phase_s=NUM, waited_s=NUM),
+    _k(KEEPER, Ev.CLOSE, "the server was stopped as server.stop says (t = 0)", **T, side=STR, how=STR),
+    _k(KEEPER, Ev.RESTART_UP, "a fresh process of the server holds a LISTEN socket on the port",
+       **T, attempt=INT, failures=INT, pid=INT),
+    _k(KEEPER, Ev.RESTART_FAIL, "a start that failed otherwise than the one before: its exit status, its last "
+       "line, and what held the port then (TIME_WAIT, LISTEN of a surviving process, or nothing)",
+       **T, attempt=INT, status=INT, stderr=STR, held_by=STR, holder_pid=INT, holder=STR),
+    _k(KEEPER, Ev.RESTART_STATS, "the starts: how many, how many failed while the port was held and how many "
+       "otherwise, and the interval between them achieved",
+       optional=("interval_ms",), **T, attempts=INT, bind_errors=INT, other=INT, interval_ms=NUM),
+    _k(KEEPER, Ev.DONE, "the server came back up (and was stopped again)", **T),
+    _k(KEEPER, Ev.TIMEOUT, "max_wait_s ran out before the server came back", **T, after_s=NUM),
+    _k(KEEPER, Ev.ERROR, "the keeper gave up: what failed (a server that exited at once, or never listened)",
+       **T, what=STR),
     # tcpdump
     _k(CAPTURE, Ev.OUTPUT, "a line tcpdump printed on stderr", text=STR),
     # the harness (execute.py, lab/topology.py)
     _k(HARNESS, Ev.NETWORK, "the trial's network exists, on this subnet (older runs: without its time)",
        optional=("mono",), **T, subnet=STR),
     _k(HARNESS, Ev.FAULT, "the fault backend applied, and where", backend=STR, injection_point=(str, NULL)),
+    _k(HARNESS, Ev.RESTARTED, "the server's side made anew, as `docker restart` does (restart: container): "
+       "its new container's address", **T, address=STR),
     _k(HARNESS, Ev.TRIAL_END, "how the trial ended for the harness: its error, where its time went, its pcap",
        optional=("logs", "capture", "phases", "wall_s"), error=(str, NULL), phases=(dict,), wall_s=NUM, capture=(str, NULL), logs=STR),
 )
 CATALOGUE: dict[tuple[str, str], Kind] = {(k.src, k.ev): k for k in KINDS}
 # A program's line that is not an event becomes one of these (lab/streams.py).
-for _src in (CLIENT, CLIENT_AGENT, AGENT):
+for _src in (CLIENT, CLIENT_AGENT, AGENT, KEEPER):
     CATALOGUE.setdefault((_src, Ev.OUTPUT), Kind(_src, Ev.OUTPUT, {"text": STR}, "a line that is not an event"))
 
 

@@ -20,12 +20,12 @@ from typing import Any
 from harness import analyze, stopping
 from harness import events as events_
 from harness.errors import EngineGone, EnvironmentProblem, HarnessError, LabError, TrialFailed, bug_line
-from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, Ev
+from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, KEEPER, SERVER, Ev
 from harness.lab import roles
 from harness.lab.engine import alive, remove_labelled
 from harness.lab.engines import Engine
 from harness.lab.streams import Event, EventStream, Stopped
-from harness.lab.topology import TrialLab
+from harness.lab.topology import GUEST, RESTARTED, TrialLab
 from harness.plan import Trial, schedule
 from harness.progress import Progress
 from harness.record import TrialResult
@@ -33,6 +33,7 @@ from harness.spec import Experiment
 from harness.store import RunDir
 
 START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
+KEEPER_RESTARTED = "keeper-restarted"  # the keeper in a user's server's side made anew (restart: container)
 
 
 THREAD_NAMES = ("trial", "rm-")  # the prefixes of the threads a run starts (trials, removals)
@@ -120,10 +121,17 @@ def _start(lab: TrialLab, s: roles.Setup) -> roles.Setup:
                                         p.data_out, sysctls[p.side_of(s)]), owners))
     s = dataclasses.replace(s, server_address=lab.address(roles.SERVER_SIDE))
     for p in programs:
+        if p.guest:
+            assert s.exp.server is not None
+            server = s.exp.server
+            lab.guest(p.side_of(s), list(server.caps), server.user, dict(server.env))
         if not p.owner:
-            lab.exec(p.role, p.side_of(s), p.command(s), user=p.user, env=p.env(s) if p.env else None)
-    for p in programs:
-        _need(lab.streams[p.role], p.not_ready, p.ready)
+            lab.exec(p.role, p.side_of(s), p.command(s), user=p.user, env=p.env(s) if p.env else None,
+                     into=GUEST if p.guest else None)
+    # A guest first: a user's server that fails to come up says why there, within max_wait_s.
+    for p in sorted(programs, key=lambda p: not p.guest):
+        _need(lab.streams[p.role], p.not_ready, p.ready, s.exp.max_wait_s + START_TIMEOUT_S if p.guest
+              else START_TIMEOUT_S)
     return s
 
 
@@ -141,10 +149,15 @@ def _handshake(lab: TrialLab, s: roles.Setup, say: Callable[[str], None]) -> Non
 
 
 def _close(lab: TrialLab, s: roles.Setup) -> None:
-    """The chosen side closes first: the agent stops the server, or marks t = 0 for the client's close."""
+    """The chosen side closes first: the agent stops the server, or marks t = 0 for the client's
+    close; a user's server, its keeper stops once the agent watches."""
     aligning = s.close_phase[0] if s.close_phase else 0.0
     lab.signal(lab.owners[roles.SERVER_SIDE], "SIGUSR1")
-    if s.p.close_first == "client":
+    if s.exp.server is not None:
+        _need(lab.streams[AGENT], "agent arming", roles.is_(Ev.ARMED))
+        lab.send(KEEPER, "stop")
+        _need(lab.streams[KEEPER], "server stop", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
+    elif s.p.close_first == "client":
         _need(lab.streams[AGENT], "agent arming", roles.is_(Ev.ARMED), START_TIMEOUT_S + aligning)
         lab.send(CLIENT, "close")
         _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
@@ -152,10 +165,29 @@ def _close(lab: TrialLab, s: roles.Setup) -> None:
         _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
 
 
+def _remake(lab: TrialLab, s: roles.Setup) -> None:
+    """restart: container, as `docker restart` does: once the old server has ended, the agent stops
+    observing (its namespace goes, with the TIME_WAIT it holds), the side is made anew in a fresh
+    namespace, and a keeper there starts the server as a restart."""
+    server = s.exp.server
+    assert server is not None
+    ended = lambda e: e.get("src") == SERVER and e.get("ev") == Ev.EXIT
+    _need(lab.streams[KEEPER], "server stop", ended, START_TIMEOUT_S + (server.stop.kill_after_s or 0))
+    lab.signal(lab.owners[roles.SERVER_SIDE], "SIGTERM")
+    _need(lab.streams[AGENT], "agent", roles.is_(Ev.CUT))
+    sysctls = {k: str(v) for k, v in s.p.sysctls(roles.SERVER_SIDE).items()}
+    address = lab.remake_guest(roles.SERVER_SIDE, list(server.caps), server.user, dict(server.env), sysctls)
+    lab.event(events_.harness(Ev.RESTARTED, address=address, mono=time.monotonic()))
+    lab.exec(KEEPER_RESTARTED, roles.SERVER_SIDE, roles.restarted_keeper(s), user="", into=RESTARTED, src=KEEPER)
+
+
 def _observe(lab: TrialLab, s: roles.Setup) -> None:
     """Until every observer has seen the sockets through (or max_wait_s ran out)."""
-    for role in (AGENT, *([CLIENT_AGENT] if s.p.watches_client else [])):
-        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in (Ev.DONE, Ev.TIMEOUT), s.exp.max_wait_s + 60)
+    keeper = KEEPER_RESTARTED if s.p.restart == "container" else KEEPER
+    watchers = [AGENT, *([CLIENT_AGENT] if s.p.watches_client else []), *([keeper] if s.exp.server else [])]
+    for role in watchers:
+        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in (Ev.DONE, Ev.TIMEOUT, Ev.CUT),
+              s.exp.max_wait_s + 60)
 
 
 def _collect(lab: TrialLab, s: roles.Setup) -> bytes:
@@ -184,6 +216,9 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, mark: Callable[[str]
     # The close is made; from here on this trial only waits. The next setup's
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
+    if s.p.restart == "container":
+        say("restarting its container")
+        _remake(lab, s)
     say("waiting")
     _observe(lab, s)
     mark("observe")

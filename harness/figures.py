@@ -26,7 +26,15 @@ FIGURES = (
     ("reconnect_port", "reconnect port"),
     ("fixed_port_s", "fixed port free (s)"),
     ("fixed_port_failures", "fixed port failures"),
+    ("restart_blocked_by", "restart blocked by"),
+    ("old_reuseaddr_inferred", "old SO_REUSEADDR (inferred)"),
+    ("new_reuseaddr_inferred", "new SO_REUSEADDR (inferred)"),
 )
+# Figures shown only when some trial ran a server of the user's own (the `server:` section).
+SHOWN_FOR_OWN_SERVER = frozenset({"restart_blocked_by", "old_reuseaddr_inferred", "new_reuseaddr_inferred"})
+# Figures that say yes or no, and those that are words.
+FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred"})
+WORDS = frozenset({"restart_blocked_by"})
 # Figures a table shows when some case sets one of these case variables away from its default,
 # and only then: those every trial measures but only some experiments ask about (so the book's
 # tables keep their columns), and the client's TIME_WAIT, whose "-" (never) is the finding when
@@ -50,7 +58,7 @@ COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
 # Figures that name something (a port, how a process ended) rather than measure it: the tables
 # show them; compare does not judge them.
-LABELS = PORTS | {"server_exit_status", "reconnect_same_port"}
+LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by"}
 # Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
 MEASURES = ("time_wait_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
             "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",

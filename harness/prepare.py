@@ -70,6 +70,8 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                 "that are no longer running")
         if first is None:
             imgs = first = images.ensure(client, say, base_image)
+            if exp.server is not None:  # the user's server's image, built once, copied with the rest
+                imgs = first = images.guest(client, exp.server, imgs, exp.source, say)
         else:
             imgs = images.present(client, first)
             if imgs is None:

@@ -31,6 +31,36 @@ class FaultApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartFailure:
+    """A failed start of the server, as its keeper saw it (one per distinct way of failing): its exit
+    status, its last line, and what held the port then (TIME_WAIT; LISTEN, a surviving process's,
+    named by holder_pid and holder; or "" for nothing). The harness's own agent says the line alone."""
+
+    attempt: int
+    stderr: str
+    status: int | None = None
+    held_by: str | None = None
+    holder_pid: int | None = None
+    holder: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @property
+    def port_held_by(self) -> str | None:
+        """What held the port, in words (None: not looked at)."""
+        if self.held_by is None:
+            return None
+        if self.held_by == "LISTEN":
+            return f"LISTEN: {self.holder} (pid {self.holder_pid})"
+        return "TIME_WAIT" if self.held_by == "TIME_WAIT" else "nothing"
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> RestartFailure:
+        return cls(**{k: doc[k] for k in cls.__slots__ if k in doc})
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSide:
     """What the agent in the server's namespace saw; seconds after the close (t = 0), which was at
     close_mono on the host's CLOCK_MONOTONIC (analyze.server_side)."""
@@ -46,6 +76,11 @@ class ServerSide:
     bind_errors: int = 0
     restart_failures_other: int = 0
     restart_interval_ms: float | None = None  # between restarts, as achieved (restart_every_ms asks)
+    restart_failures: tuple[RestartFailure, ...] = ()  # each distinct way the restarts failed
+    # Whether the old server's and the restarted server's listening sockets set SO_REUSEADDR, as
+    # the kernel's answers show it from outside (analyze.inferred_reuseaddr); None: they cannot tell.
+    old_reuseaddr_inferred: bool | None = None
+    new_reuseaddr_inferred: bool | None = None
     observed_s: float | None = None  # the close until the port was free: the kernel's part
     poll_late_max_ms: float | None = None  # how late the agent's latest poll started
     window_max_ms: float | None = None  # widest window between two polls around a reported change
@@ -162,9 +197,12 @@ class HarnessFigures:
 
     wall_s: float | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    restart_address: str | None = None  # restart: container: the server's address in its new namespace
     logs: str = ""  # for a failed trial: the last lines of each program
 
 
+# Fields that hold a list of typed items, and the item's class (JSON: a list of objects).
+NESTED: dict[str, Any] = {"timeline": Segment, "restart_failures": RestartFailure}
 # The record's parts, in the order of its JSON form.
 PARTS: dict[str, type] = {"fault": FaultApplied, "server": ServerSide, "sysctls": SysctlsRead,
                           "client": ClientSide, "counts": FaultCounts, "capture": CaptureFigures,
@@ -184,6 +222,7 @@ class TrialResult:
     # Where it ran: the engine's name (a Docker context, an address, or "default") and its kernel.
     engine: str
     kernel: str
+    server_program: str  # "" for the harness's echo server, else the user's server's program
     fault: FaultApplied
     server: ServerSide
     sysctls: SysctlsRead
@@ -194,7 +233,7 @@ class TrialResult:
     harness: HarnessFigures
 
     def __init__(self, trial: str, index: int, case: str, repeat: int, params: Params | Mapping[str, Any],
-                 status: str = FAILED, why: str = "", engine: str = "", kernel: str = "",
+                 status: str = FAILED, why: str = "", engine: str = "", kernel: str = "", server_program: str = "",
                  expectations: tuple[Outcome, ...] | list[Any] = (), **figures: Any):
         """The parts by name (fault=FaultApplied(...), ...), or any of their fields by name, which
         replace the part's: a name that is neither is a TypeError. params and expectations may
@@ -207,14 +246,15 @@ class TrialResult:
                 raise TypeError(f"a trial record has no field {key!r}")
             changes.setdefault(OWNER[key], {})[key] = value
         for name, fields in changes.items():
+            for key, item in NESTED.items():  # typed items, in their JSON form too
+                if key in fields:
+                    fields[key] = tuple(x if isinstance(x, item) else item.from_json(x) for x in fields[key])
             parts[name] = dataclasses.replace(parts[name], **fields)
-        if "timeline" in changes.get("capture", {}):
-            timeline = tuple(s if isinstance(s, Segment) else Segment.from_json(s) for s in parts["capture"].timeline)
-            parts["capture"] = dataclasses.replace(parts["capture"], timeline=timeline)
         setter = object.__setattr__
         for name, value in (("trial", trial), ("index", index), ("case", case), ("repeat", repeat),
                             ("params", params if isinstance(params, Params) else Params.from_json(params)),
                             ("status", status), ("why", why), ("engine", engine), ("kernel", kernel),
+                            ("server_program", server_program),
                             ("expectations", tuple(o if isinstance(o, Outcome) else Outcome.from_json(o)
                                                    for o in expectations)),
                             *((k if k != "capture" else "capture_part", v) for k, v in parts.items())):
@@ -232,20 +272,26 @@ class TrialResult:
         return self.status == OK
 
     @property
+    def restart_blocked_by(self) -> str | None:
+        """What held the port as restarts failed, from the kernel, in the order seen: "TIME_WAIT",
+        "LISTEN: NAME (pid N)" (a surviving process's), "nothing" (they failed otherwise)."""
+        return ", ".join(dict.fromkeys(h for f in self.restart_failures if (h := f.port_held_by))) or None
+
+    @property
     def failed_expectations(self) -> list[Outcome]:
         return [o for o in self.expectations if o.verdict == FAIL]
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"trial": self.trial, "index": self.index, "case": self.case, "repeat": self.repeat,
                                "params": self.params.to_json(), "status": self.status, "why": self.why,
-                               "engine": self.engine, "kernel": self.kernel}
+                               "engine": self.engine, "kernel": self.kernel, "server_program": self.server_program}
         for name in PARTS:
             part = getattr(self, name if name != "capture" else "capture_part")
             if name == "harness":
                 doc["expectations"] = [o.to_json() for o in self.expectations]
             for f in dataclasses.fields(part):
                 value = getattr(part, f.name)
-                doc[f.name] = [s.to_json() for s in value] if f.name == "timeline" else value
+                doc[f.name] = [x.to_json() for x in value] if f.name in NESTED else value
         if not doc["logs"]:
             del doc["logs"]
         return doc
@@ -255,7 +301,7 @@ class TrialResult:
         """A record as trials.jsonl holds it; fields it does not know (from another version) are left out."""
         known = {k: v for k, v in doc.items() if k in OWNER or k in ("trial", "index", "case", "repeat", "params",
                                                                      "status", "why", "engine", "kernel",
-                                                                     "expectations")}
+                                                                     "server_program", "expectations")}
         return cls(**known)
 
 

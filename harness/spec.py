@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from harness import specfile
+from harness import servers, specfile
 from harness.errors import SpecError
 from harness.figures import COUNTS, MEASURES
 
@@ -36,6 +36,13 @@ BACKENDS = ("auto", "nftables", "netem")
 # How the agent stops the server when it closes first (images/src/echo_server.c).
 STOP_WORDS = {"sigint": "SIGINT", "sigkill": "SIGKILL", "close": "close()", "linger0": "SO_LINGER 0"}
 SERVER_STOPS = tuple(STOP_WORDS)
+# How a user's server is restarted: a fresh process in the same network namespace (a pod's
+# container, systemd, a supervisor), or a fresh namespace too (`docker restart`).
+RESTARTS = ("namespace", "container")
+# What the client waits for after it sends the message: the same bytes back (the echo server), any
+# reply (a user's server: a Redis PONG, an HTTP response), or nothing (a server that speaks only
+# when spoken to in its own protocol).
+REPLIES = ("echo", "any", "none")
 MAX_CONNECTIONS = 32  # the agents watch up to this many (images/src/diag.h)
 MAX_SYSCTLS = 24  # per side; the programs read back these and a few more
 SYSCTL_NAME = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
@@ -104,6 +111,7 @@ class Params:
     final_ack_reset: bool = False  # the first final ACK the loss lets through is answered with a RST
     server_sysctls: Sysctls = ()  # set in that side's network namespace before the connection
     client_sysctls: Sysctls = ()
+    restart: str = "namespace"  # RESTARTS: how a user's server is restarted
 
     def __post_init__(self) -> None:
         # One form for one setting: a restart SO_REUSEADDR like the old server's is the default,
@@ -155,6 +163,7 @@ class Params:
             "final_ack_reset": self.final_ack_reset,
             "server_sysctls": dict(self.server_sysctls),
             "client_sysctls": dict(self.client_sysctls),
+            "restart": self.restart,
         }
 
     @classmethod
@@ -195,6 +204,8 @@ class Params:
             parts.append("final ACK answered with RST")
         for side in ("server", "client"):
             parts += [f"{side} {k}={v}" for k, v in self.sysctls(side).items()]
+        if self.restart != "namespace":
+            parts.append(f"restarted by {self.restart}")
         return ", ".join(parts)
 
 
@@ -277,20 +288,24 @@ class Experiment:
     matrix: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     cases: tuple[Case, ...] = field(default_factory=tuple)
     expect: tuple[Expectation, ...] = ()
+    reply: str = "echo"  # REPLIES
+    server: servers.ServerSpec | None = None  # None: the harness's echo server
 
     # What a run directory keeps of it (its manifest's "settings"): the file as validated when the
     # run began, read back as it was, never validated again under later rules. The cases are the
     # manifest's trials'.
     SETTINGS = ("name", "description", "repeat", "port", "message", "poll_ms", "restart_every_ms", "max_wait_s",
-                "fault_backend")
+                "fault_backend", "reply")
 
     def to_json(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k) for k in self.SETTINGS}, "expect": [e.to_json() for e in self.expect]}
+        return {**{k: getattr(self, k) for k in self.SETTINGS}, "expect": [e.to_json() for e in self.expect],
+                "server": self.server.to_json() if self.server else None}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], source: str, text: str) -> Experiment:
+        server = servers.ServerSpec.from_json(doc["server"]) if doc.get("server") else None
         return cls(source=source, text=text, expect=tuple(Expectation.from_json(e) for e in doc["expect"]),
-                   **{k: doc[k] for k in cls.SETTINGS})
+                   server=server, **{k: doc[k] for k in cls.SETTINGS if k in doc})
 
 
 # --- field parsers: each takes (value, where) and raises SpecError via `bad` ---
@@ -402,6 +417,7 @@ class _Reader:
             "final_ack_reset": self.boolean,
             "server_sysctls": self.sysctls,
             "client_sysctls": self.sysctls,
+            "restart": lambda v, w: self.choice(v, w, RESTARTS),
         }
         return parsers[name](value, where)
 
@@ -409,7 +425,7 @@ class _Reader:
 PARAM_NAMES = tuple(Params.__dataclass_fields__)
 TOP_LEVEL = (
     "name", "description", "repeat", "port", "message", "poll_ms",
-    "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases", "expect",
+    "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases", "expect", "server", "reply",
 )
 BOUND_KEYS = ("min", "max", "of", "within")
 
@@ -467,11 +483,35 @@ def _case(r: _Reader, raw: Any, where: str) -> Case:
     return Case(name, params)
 
 
-def _message(r: _Reader, value: Any) -> str:
-    text = r.text(value, "message", limit=MAX_MESSAGE_BYTES)
-    if len(text.encode()) > MAX_MESSAGE_BYTES:
-        raise r.bad("message", f"{len(text.encode())} bytes; allowed: up to {MAX_MESSAGE_BYTES} (one echo, one read)")
-    return text
+def _message(r: _Reader, value: Any, reply: str) -> str:
+    """The bytes the client sends: YAML's escapes ("PING\\r\\n") give line ends; no NUL (it travels
+    as a command-line word). Empty only when no echo is awaited."""
+    if not isinstance(value, str) or (not value and reply == "echo"):
+        need = "non-empty: it is echoed" if reply == "echo" else "may be empty"
+        raise r.bad("message", f"got {_show(value)}; allowed: a string ({need})")
+    if len(value.encode()) > MAX_MESSAGE_BYTES:
+        raise r.bad("message", f"{len(value.encode())} bytes; allowed: up to {MAX_MESSAGE_BYTES} (one send, one read)")
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf") and c not in "\r\n\t"), None)
+    if bad is not None:
+        raise r.bad("message", f"contains the control character {bad!r}; allowed: text, with \\r, \\n and \\t")
+    return value
+
+
+def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tuple[str, tuple[Any, ...]]],
+                 cases: list[Case]) -> None:
+    """A user's server is stopped its own way, by the harness, first; restart styles are for it alone."""
+    given = [(f"matrix.{k}", v) for k, vs in matrix for v in vs if k in ("close_first", "server_stop", "restart")]
+    given += [(f"cases[{i}].{k}", getattr(c.params, k)) for i, c in enumerate(cases)
+              for k in ("close_first", "server_stop", "restart")]
+    for where, value in given:
+        key = where.rsplit(".", 1)[1]
+        if server is not None and key == "close_first" and value != "server":
+            raise r.bad(where, "a server of your own closes first (it is the one stopped); allowed: server")
+        if server is not None and key == "server_stop" and value != "sigint":
+            raise r.bad(where, "a server of your own is stopped as server.stop says; set that instead")
+        if server is None and key == "restart" and value != "namespace":
+            raise r.bad(where, "restart styles are for a server of your own (a server: section); "
+                               "the harness's echo server restarts in its namespace")
 
 
 def parse(text: str, source: str) -> Experiment:
@@ -514,6 +554,11 @@ def parse(text: str, source: str) -> Experiment:
         if not isinstance(doc["expect"], list) or not doc["expect"]:
             raise r.bad("expect", "allowed: a non-empty list of expectations")
         expect = [_expectation(r, e, i) for i, e in enumerate(doc["expect"])]
+    server = servers.parse(r, doc["server"]) if "server" in doc else None
+    _guest_rules(r, server, matrix, cases)
+    if server is not None and "port" in doc and doc["port"] != server.port:
+        raise r.bad("port", f"the server listens on server.port ({server.port}); give the port once, there")
+    reply = r.choice(doc.get("reply", "any" if server else "echo"), "reply", REPLIES)
 
     return Experiment(
         name=name,
@@ -521,8 +566,8 @@ def parse(text: str, source: str) -> Experiment:
         source=source,
         text=text,
         repeat=r.integer(doc.get("repeat", 1), "repeat", 1, 1000),
-        port=r.integer(doc.get("port", 7777), "port", 1024, 65535),
-        message=_message(r, doc.get("message", "hello")),
+        port=server.port if server else r.integer(doc.get("port", 7777), "port", 1024, 65535),
+        message=_message(r, doc.get("message", "hello"), reply),
         poll_ms=r.integer(doc.get("poll_ms", 10), "poll_ms", 1, 10),
         restart_every_ms=r.integer(doc.get("restart_every_ms", 100), "restart_every_ms", 10, 10_000),
         max_wait_s=r.number(doc.get("max_wait_s", 600), "max_wait_s", 1, 24 * 3600),
@@ -530,6 +575,8 @@ def parse(text: str, source: str) -> Experiment:
         matrix=tuple(matrix),
         cases=tuple(cases),
         expect=tuple(expect),
+        reply=reply,
+        server=server,
     )
 
 

@@ -176,7 +176,8 @@ MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
 NULL = type(None)
 SETTINGS_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "description": (str,), "repeat": (int,), "port": (int,), "message": (str,), "poll_ms": (int,),
-    "restart_every_ms": (int,), "max_wait_s": NUMBER, "fault_backend": (str,), "expect": (list,)}
+    "restart_every_ms": (int,), "max_wait_s": NUMBER, "fault_backend": (str,), "expect": (list,),
+    "reply": (str,), "server": (dict, NULL)}
 TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
     "trial": (str,), "index": (int,), "case": (str,), "repeat": (int,), "engine": (str,), "expected_s": NUMBER,
     "params": (dict,)}
@@ -184,7 +185,7 @@ PARAM_FIELDS: dict[str, tuple[type, ...]] = {
     "close_first": (str,), "server_reuseaddr": (bool,), "restart_reuseaddr": (bool, NULL),
     "final_ack_loss": (int, str, dict), "client_close": (str,), "family": (str,), "server_stop": (str,),
     "connections": (int,), "client_port": (int, NULL), "watch_client": (bool,), "final_ack_reset": (bool,),
-    "server_sysctls": (dict,), "client_sysctls": (dict,)}
+    "server_sysctls": (dict,), "client_sysctls": (dict,), "restart": (str,)}
 
 
 def _planned(manifest: dict[str, Any], where: str) -> None:

@@ -116,15 +116,23 @@ def remove_labelled(client: docker.DockerClient, run_id: str | None = None, netw
 
     networks=False removes containers only: what a stop does first, while trial threads may
     still be tearing down networks of their own."""
-    filt = [f"{RUN_LABEL}={run_id}"] if run_id else [RUN_LABEL]
+    api = client.api
     with translated("removing the harness's containers and networks"), \
             concurrent.futures.ThreadPoolExecutor(REMOVERS) as pool:
-        found = [c for c in client.containers.list(all=True, filters={"label": filt}) if only(c.labels)]
-        list(pool.map(lambda c: remove_quietly(c.remove, force=True), found))
-        nets = [n for n in client.networks.list(filters={"label": filt}) if only(n.attrs.get("Labels") or {})] \
+        found = [c["Id"] for c in _listed(client, run_id, networks=False) if only(c.get("Labels") or {})]
+        list(pool.map(lambda c: remove_quietly(api.remove_container, container=c, force=True), found))
+        nets = [n["Id"] for n in _listed(client, run_id, networks=True) if only(n.get("Labels") or {})] \
             if networks else []
-        list(pool.map(lambda n: remove_quietly(n.remove), nets))
+        list(pool.map(lambda n: remove_quietly(api.remove_network, net_id=n), nets))
     return len(found), len(nets)
+
+
+def _listed(client: docker.DockerClient, run_id: str | None, networks: bool) -> list[dict[str, Any]]:
+    """The summaries (id, labels) of one run's (or every run's) containers, stopped ones too, or
+    networks: as the engine lists them, without looking each one up, which fails for an object
+    another run removes meanwhile."""
+    filters = {"label": [f"{RUN_LABEL}={run_id}"] if run_id else [RUN_LABEL]}
+    return client.api.networks(filters=filters) if networks else client.api.containers(all=True, filters=filters)
 
 
 def remove_dead(client: docker.DockerClient, unowned: bool) -> tuple[int, int]:
@@ -149,9 +157,8 @@ def remove_quietly(remove: Callable[..., None], **kwargs: Any) -> None:
 def count_labelled(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
     """How many containers (stopped ones too) and networks one run (or every run) has on the
     engine: what remove_labelled would remove, counted and left in place."""
-    filt = {"label": [f"{RUN_LABEL}={run_id}"] if run_id else [RUN_LABEL]}
     with translated("counting the harness's containers and networks"):
-        return len(client.containers.list(all=True, filters=filt)), len(client.networks.list(filters=filt))
+        return len(_listed(client, run_id, networks=False)), len(_listed(client, run_id, networks=True))
 
 
 def remove_images(client: docker.DockerClient) -> int:

@@ -8,7 +8,9 @@ mmdebstrap from the host's own apt sources and `docker import` it.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,8 +22,9 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.errors import EnvironmentProblem, LabError
+from harness.errors import EnvironmentProblem, LabError, SpecError
 from harness.lab.engine import LABEL, translated
+from harness.servers import ServerSpec
 
 REGISTRY_BASE = "debian:bookworm-slim"
 LOCAL_BASE_REPO = "harness-base"
@@ -227,6 +230,47 @@ def copy(refs: list[str], src_env: dict[str, str], dst_env: dict[str, str], say:
     if save.returncode != 0:
         raise LabError("saving the images", save_err.strip()[-300:])
     say(f"images copied: {sent / 1e6:.0f} MB in {time.monotonic() - t0:.0f} s")
+
+
+GUEST_REPO = "harness-guest"
+KEEPER_PATH = "/usr/local/bin/server-keeper"  # where a guest image has it
+_UNKNOWN_PACKAGE = re.compile(r"Unable to locate package (\S+)|Package '?([^' ]+)'? has no installation candidate")
+
+
+def guest(client: docker.DockerClient, server: ServerSpec, images: ImageSet, source: str, say: Say) -> ImageSet:
+    """The images with the user's server's added as "guest": their image (or the harness's base with
+    their Debian packages) with server-keeper in it, tagged by what it is made of, built once."""
+    if server.image is not None:
+        with translated(f"looking up the server's image {server.image}"):
+            if not _exists(client, server.image):
+                raise SpecError(source, "server.image", f"{server.image} is not on the engine; pull or build it "
+                                                        "first, or give server.packages instead")
+            start = client.images.get(server.image).id
+    else:
+        with translated("looking up images"):
+            start = client.images.get(images.base).id
+    install = (f"RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+               f"{' '.join(server.packages)} && rm -rf /var/lib/apt/lists/*\n" if server.packages else "")
+    dockerfile = (f"FROM {server.image or images.base}\n{install}"
+                  f"COPY --from={images['probe']} {KEEPER_PATH} {KEEPER_PATH}\n")
+    tag = f"{GUEST_REPO}:{hashlib.sha256((start + images.ids['probe'] + dockerfile).encode()).hexdigest()[:12]}"
+    if not _exists(client, tag):
+        what = server.image or ", ".join(server.packages)
+        say(f"building the server's image {tag} from {what}")
+        log: list[str] = []
+        with translated(f"building image {tag}"):
+            for chunk in client.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True,
+                                          labels={LABEL: "image"}, decode=True):
+                log.append(chunk.get("stream", ""))
+                if "error" in chunk:
+                    unknown = _UNKNOWN_PACKAGE.search("".join(log))
+                    if unknown:
+                        raise SpecError(source, "server.packages", f"apt does not know {unknown.group(1) or unknown.group(2)} "
+                                                                   "(a Debian bookworm package name is wanted)")
+                    raise LabError(f"building image {tag}", chunk["error"].strip(), "".join(log[-20:]))
+    with translated("looking up images"):
+        return ImageSet(images.base, images.base_origin, {**images.tags, "guest": tag},
+                        {**images.ids, "guest": client.images.get(tag).id})
 
 
 def present(client: docker.DockerClient, images: ImageSet) -> ImageSet | None:

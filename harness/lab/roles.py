@@ -6,7 +6,10 @@ the programs that come and go in them: the agent on the server's side (it starts
 itself), tcpdump on the client's. The others start in a side's container with `docker exec` and
 take the harness's commands on stdin. A container holds the union of its programs' capabilities;
 each program drops the rest as it starts (`setpriv`), so only the fault agent holds NET_ADMIN, and
-the client none. Adding a program is a new row here and the protocol step that uses it.
+the client none. A user's server (the experiment's `server:` section) is a guest: it runs in a
+container of its own image, joined to the server side's network namespace (a pod's container
+beside its pause container), under server-keeper, with only the capabilities the file names.
+Adding a program is a new row here and the protocol step that uses it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, Ev
+from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, KEEPER, Ev
+from harness.lab.images import KEEPER_PATH
 from harness.spec import Experiment, Params
 
 if TYPE_CHECKING:
@@ -59,12 +63,16 @@ class Program:
     runs: Callable[[Setup], bool] = lambda s: True  # does this trial have it?
     env: Callable[[Setup], dict[str, str]] | None = None
     data_out: bool = False  # its stdout is data (kept as bytes), its events come from stderr
+    guest: bool = False  # in a container of the user's server's image, joined to its side's namespace
 
     def side_of(self, s: Setup) -> str:
         return s.passive if self.side == PASSIVE else self.side
 
     def command(self, s: Setup) -> list[str]:
-        """argv, started with this program's capabilities and no others."""
+        """argv, started with this program's capabilities and no others (a guest's container holds
+        only those the file names: its image need not have setpriv)."""
+        if self.guest:
+            return self.argv(s)
         keep = ",".join(f"+{c.lower()}" for c in self.caps)
         return ["setpriv", f"--bounding-set=-all{',' + keep if keep else ''}", "--", *self.argv(s)]
 
@@ -84,8 +92,12 @@ def served(p: Params) -> int:
 
 def _agent(s: Setup) -> list[str]:
     # The agent starts the server itself (echo-server [-r] [-n N] PORT), in its own namespaces,
-    # and reports how it ended: no container of the server's own to start and remove.
+    # and reports how it ended: no container of the server's own to start and remove. A user's
+    # server is the keeper's (-x): the agent only watches.
     exp, p = s.exp, s.p
+    if exp.server is not None:
+        return ["tw-agent", "-x", "-p", str(exp.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}",
+                *(["-6"] if p.family == "ipv6" else []), *_sysctl_flags(p, "server")]
     return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []), "-n", str(served(p)),
             "-c", p.close_first, "-k", p.server_stop, "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms),
             "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
@@ -103,7 +115,7 @@ def _capture(s: Setup) -> list[str]:
 def _client(s: Setup) -> list[str]:
     # -w: start early, connect when the harness says so on stdin. "--": a message may start with "-".
     p = s.p
-    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections),
+    return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections), "-r", s.exp.reply,
             *(["-b", str(p.client_port)] if p.client_port is not None else []), *_sysctl_flags(p, "client"),
             "--", s.server_address, str(s.exp.port), s.exp.message]
 
@@ -116,6 +128,28 @@ def _client_agent(s: Setup) -> list[str]:
             "-w", f"{s.exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
             *(["-r"] if p.close_first == "client" else []),
             *(["-b", str(p.client_port)] if p.client_port is not None else [])]
+
+
+def _keeper(s: Setup, mode: str) -> list[str]:
+    server = s.exp.server
+    assert server is not None
+    stop = server.stop
+    how = ([arg for word in stop.command for arg in ("-K", word)] if stop.command else
+           ["-k", str(stop.signal), *(["-t", f"{stop.kill_after_s:g}"] if stop.kill_after_s else [])])
+    return [KEEPER_PATH, *([mode] if mode else []), "-p", str(server.port), "-e", str(s.exp.restart_every_ms),
+            "-w", f"{s.exp.max_wait_s:g}", *how,
+            *(["-a", "{:.6f},{:.6f}".format(*s.close_phase)] if s.close_phase else []), "--", *server.command]
+
+
+def keeper(s: Setup) -> list[str]:
+    """The keeper as the trial starts it: it restarts the server in its namespace, or (restart:
+    container) only stops it, the side being made anew for the restart (restarted_keeper)."""
+    return _keeper(s, "-N" if s.p.restart == "container" else "")
+
+
+def restarted_keeper(s: Setup) -> list[str]:
+    """The keeper in the server's side made anew: it starts the server as a restart."""
+    return _keeper(s, "-R")
 
 
 def _fault_env(s: Setup) -> dict[str, str]:
@@ -135,6 +169,9 @@ PROGRAMS = (
     # tcpdump opens the interface as root, then runs as its own user.
     Program(CAPTURE, CLIENT_SIDE, ("NET_RAW", "SETUID", "SETGID"), ROOT, True,
             lambda e: "listening on" in e.get("text", ""), "capture", _capture, data_out=True),
+    # A user's server, kept by server-keeper (its container's user: "" keeps the image's or the file's).
+    Program(KEEPER, SERVER_SIDE, (), "", False, is_(Ev.LISTENING), "server did not listen", keeper,
+            runs=lambda s: s.exp.server is not None, guest=True),
     Program(CLIENT, CLIENT_SIDE, (), NOBODY, False, is_(Ev.READY), "client start", _client),
     Program(CLIENT_AGENT, CLIENT_SIDE, ("SYS_NICE",), ROOT, False, is_(Ev.READY), "client agent start", _client_agent,
             runs=lambda s: s.p.watches_client),
@@ -153,4 +190,4 @@ def of_trial(s: Setup) -> list[Program]:
 
 def side_caps(s: Setup, side: str) -> list[str]:
     """A side's container's capabilities: what its programs need, and what setpriv needs to drop the rest."""
-    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side for c in p.caps)})
+    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side and not p.guest for c in p.caps)})

@@ -30,12 +30,14 @@ from harness import events
 from harness.errors import LabError
 from harness.events import Ev
 from harness.lab.engine import labels, remove_quietly, translated
-from harness.lab.images import ImageSet
+from harness.lab.images import KEEPER_PATH, ImageSet
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
 from harness.lab.subnets import Exhausted, Subnets
 
 NETWORK_TRIES = 20
 IMAGE = "probe"  # every program of a trial is in it (images/Dockerfile)
+GUEST = "guest"  # a user's server's container and image (lab/images.guest)
+RESTARTED = "guest-restarted"  # its container after a restart: container
 
 
 def _frames(stream: Any) -> Iterator[bytes]:
@@ -156,10 +158,12 @@ class TrialLab:
     # --- what a trial starts ---------------------------------------------
 
     def address(self, side: str) -> str:
-        owner = self.owners[side]
-        with translated(f"inspecting the {side} side of {self._trial}"):
-            owner.reload()  # the address is known once the container runs
-        net = owner.attrs["NetworkSettings"]["Networks"][self._network.name]
+        return self._address(self.owners[side])
+
+    def _address(self, container: Any) -> str:
+        with translated(f"inspecting {container.name}"):
+            container.reload()  # the address is known once the container runs
+        net = container.attrs["NetworkSettings"]["Networks"][self._network.name]
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
     def own(self, side: str, role: str, command: list[str], caps: list[str], data_out: bool = False,
@@ -176,21 +180,40 @@ class TrialLab:
                                          self._stopping)
         return c
 
+    def guest(self, side: str, caps: list[str], user: str | None, env: dict[str, str]) -> None:
+        """A container of a user's server's image (GUEST), joined to `side`'s network namespace, its
+        owner's, with only `caps`; its first process only reaps orphans (server-keeper -H), and the
+        keeper starts in it with exec(..., into=GUEST)."""
+        self._run(GUEST, self._images[GUEST], ["-H"], entrypoint=[KEEPER_PATH], network_mode=f"container:{self.owners[side].id}",
+                  cap_add=caps or None, user=user or "", environment=env)
+
+    def remake_guest(self, side: str, caps: list[str], user: str | None, env: dict[str, str],
+                     sysctls: dict[str, str]) -> str:
+        """`docker restart` for a user's server: its side's containers go, and their network
+        namespace with whatever TIME_WAIT it held; a new container of its image (RESTARTED) comes up
+        in a namespace of its own on the trial network (the side's sysctls set in it). Returns its
+        address; the keeper starts in it with exec(..., into=RESTARTED)."""
+        self.release(GUEST, *(role for role, c in self._containers.items() if c is self.owners[side]))
+        c = self._run(RESTARTED, self._images[GUEST], ["-H"], entrypoint=[KEEPER_PATH], network=self._network.name,
+                      hostname=side, cap_add=caps or None, user=user or "", environment=env, sysctls=sysctls or None)
+        return self._address(c)
+
     def exec(self, role: str, side: str, command: list[str], user: str = "root",
-             env: dict[str, str] | None = None) -> None:
+             env: dict[str, str] | None = None, into: str | None = None, src: str | None = None) -> None:
         """Start a program in `side`'s container (cheaper for the engine than a container of its
-        own); its output becomes events, and send() writes commands to its stdin."""
-        owner = self.owners[side]
+        own), or in the container of role `into`; its output becomes events (of `src`, the role's
+        own unless given, for its lines that are not events), and send() writes commands to its stdin."""
+        container = self._containers[into] if into else self.owners[side]
         with translated(f"starting {role} in the {side} side of {self._trial}"):
             self._unless_stopping()
-            ex = self._docker.api.exec_create(owner.id, command, stdin=True, stdout=True, stderr=True, user=user,
+            ex = self._docker.api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True, user=user,
                                               environment=env)
             sock = self._docker.api.exec_start(ex["Id"], socket=True)
         # the SDK hands back a SocketIO over a unix or plain TCP engine, the socket itself over TLS
         raw = getattr(sock, "_sock", sock)
         raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
         self._execs[role] = raw
-        self.streams[role] = EventStream(_frames(raw.makefile("rb")), role, self._sink, self._stopping)
+        self.streams[role] = EventStream(_frames(raw.makefile("rb")), src or role, self._sink, self._stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""

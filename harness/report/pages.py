@@ -145,6 +145,7 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
         "boxes": any(len(v) >= 5 for p in points for v in p.values.values()),
         "per_case": per_case, "failed": [r for r in results if not r.ok],
         "checks": tables.expectation_rows(results), "check_headers": tables.EXPECT_HEADERS,
+        "restart_failures": tables.restart_failure_rows(results), "restart_headers": tables.RESTART_HEADERS,
         "provenance": _provenance(manifest, results),
         "engines": tables.engine_rows(results), "engine_headers": tables.ENGINE_HEADERS,
         "sysctls": sorted((manifest.get("sysctls") or {}).items()), "version": __version__,

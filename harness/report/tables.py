@@ -12,7 +12,7 @@ from tabulate import tabulate
 from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS
 from harness.expect import by_case as expectations_by_case
-from harness.figures import COUNTS, FIGURES, PORTS, SHOWN_FOR
+from harness.figures import COUNTS, FIGURES, FLAGS, PORTS, SHOWN_FOR, SHOWN_FOR_OWN_SERVER, WORDS
 from harness.record import TrialResult, by_case, labeller
 from harness.spec import Params
 
@@ -34,10 +34,20 @@ def cell(key: str, s: Summary | None) -> str:
     return f"{_fmt(key, s.median)} [{_fmt(key, s.min)}-{_fmt(key, s.max)}]"
 
 
+def _cell(key: str, values: list[Any]) -> str:
+    """A case's figure: numbers as cell() shows them; yes/no and names as they are ("-": none)."""
+    if key in FLAGS or key in WORDS:
+        words = dict.fromkeys(("yes" if v else "no") if key in FLAGS else v for v in values if v is not None)
+        return " / ".join(words) or "-"
+    return cell(key, summarize(values))
+
+
 def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
     """Figures some trial has a value for (loss columns appear only with loss); those of
     record.SHOWN_FOR where some case sets their variable."""
     def shown(k: str) -> bool:
+        if k in SHOWN_FOR_OWN_SERVER:
+            return any(t.server_program for t in trials)
         if k in SHOWN_FOR:
             return any(t.params.to_json().get(v, DEFAULTS[v]) != DEFAULTS[v] for t in trials for v in SHOWN_FOR[k])
         return any(getattr(t, k) is not None for t in trials)
@@ -51,9 +61,19 @@ def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
     for case, ts in by_case(trials).items():
         ok = [t for t in ts if t.ok]
         coarse = sum(1 for t in ok if t.coarse)
-        rows.append([case, *(cell(k, summarize([getattr(t, k) for t in ok])) for k, _ in figures),
+        rows.append([case, *(_cell(k, [getattr(t, k) for t in ok]) for k, _ in figures),
                      f"{len(ok)}/{len(ts)}" + (f" ({coarse} coarse)" if coarse else "")])
     return headers, rows
+
+
+RESTART_HEADERS = ["trial", "case", "attempt", "exit status", "last line", "port held by"]
+
+
+def restart_failure_rows(trials: list[TrialResult]) -> list[list[str]]:
+    """Each distinct way a user's server's restart failed, per trial (the keeper says what held the port)."""
+    return [[t.trial, t.case, str(f.attempt), "-" if f.status is None else str(f.status), f.stderr,
+             f.port_held_by or "-"]
+            for t in sorted(trials, key=lambda t: t.index) if t.server_program for f in t.restart_failures]
 
 
 ENGINE_HEADERS = ["engine", "kernel", "fault backend", "trials", "widest window (ms)", "latest poll (ms)",
@@ -162,7 +182,7 @@ def stats_csv(trials: list[TrialResult]) -> str:
     w.writerow(["case", "figure", "n", "median", "min", "max", "stdev", "trials", "failed"])
     for case, ts in by_case(trials).items():
         ok = [t for t in ts if t.ok]
-        for key, _ in FIGURES:
+        for key in (k for k, _ in FIGURES if k not in WORDS):
             s = summarize([getattr(t, key) for t in ok])
             w.writerow([case, key, *(["0", "", "", "", ""] if s is None else
                                      [s.n, s.median, s.min, s.max, round(s.stdev, 6)]),

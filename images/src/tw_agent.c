@@ -24,6 +24,12 @@
  * as a shell reports it: 128 + the signal's number after one).
  * It also reads back the sysctls in force in the namespace (-S) and the
  * namespace's TcpExt counters at the close and at the end.
+ * With -x the server is someone else's: server-keeper starts, stops and
+ * restarts it in a container of its own joined to this namespace; the agent
+ * then only waits for its LISTEN socket, arms on SIGUSR1 (the keeper marks the
+ * close) and observes the sockets and the binds. A SIGTERM then (the harness
+ * is about to destroy the namespace: restart: container) ends the observation
+ * with a "cut" event.
  * Everything it observes is printed as JSON lines (events.h). */
 #define _GNU_SOURCE /* pipe2 */
 #include <arpa/inet.h>
@@ -289,15 +295,24 @@ static void hold_namespaces(struct mnl_socket *nl)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tw-agent -p PORT [-6] [-r] [-n SERVE] [-c server|client] [-R] "
+		"usage: tw-agent -p PORT [-6] [-x] [-r] [-n SERVE] [-c server|client] [-R] "
 		"[-k sigint|sigkill|close|linger0] [-i POLL_MS] [-e RESTART_MS] "
 		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]...\n");
 	exit(2);
 }
 
+static volatile sig_atomic_t cut; /* SIGTERM: the namespace is about to go */
+
+static void on_term(int sig)
+{
+	(void)sig;
+	cut = 1;
+}
+
 /* Everything the agent was asked and has seen so far. */
 struct agent {
 	struct agent_opts o;
+	int external; /* -x: the server is the keeper's, not ours */
 	int old_reuse, serve, restart_reuse, restart_ms, slow_ms, stop, nsysctls;
 	char *sysctls[MAX_SYSCTLS];
 	double period, phase; /* -a: the close's phase of CLOCK_MONOTONIC */
@@ -332,10 +347,11 @@ static void parse(struct agent *a, int argc, char **argv)
 	*a = (struct agent){.o = agent_opts_default(), .serve = 1, .restart_ms = 100, .sout = -1,
 			    .close_first = "server", .server_path = "/usr/local/bin/" SERVER_COMM,
 			    .last_states = "-"};
-	while ((opt = getopt(argc, argv, AGENT_OPTS "rn:c:Rk:e:s:a:S:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "xrn:c:Rk:e:s:a:S:")) != -1) {
 		if (agent_opt(&a->o, opt, optarg, usage))
 			continue;
 		switch (opt) {
+		case 'x': a->external = 1; break;
 		case 'r': a->old_reuse = 1; break;
 		case 'n': a->serve = (int)number_arg(optarg, 1, 64, usage); break;
 		case 'c':
@@ -402,18 +418,20 @@ static int setup(struct agent *a)
 	return 0;
 }
 
-/* 1. Start the server; it is up when the kernel shows its LISTEN socket. */
+/* 1. Start the server (or, -x, wait for the keeper's); it is up when the
+ * kernel shows its LISTEN socket. */
 static int start_server(struct agent *a)
 {
-	a->server = spawn_server(a->server_path, a->o.family, a->o.port, a->old_reuse, a->serve, &a->sout);
+	if (!a->external)
+		a->server = spawn_server(a->server_path, a->o.family, a->o.port, a->old_reuse, a->serve, &a->sout);
 	if (a->server < 0) {
 		emit_at(SRC, "error", mono_now(), "\"what\":\"starting the server: %s\"", strerror(errno));
 		return 1;
 	}
-	double deadline = mono_now() + 30;
+	double deadline = mono_now() + (a->external ? 120 : 30); /* someone else's may take a while */
 	while (snapshot_dump(a->nl, a->o.family, &a->snap) < 0 || !strstr(a->snap.states, "LISTEN")) {
 		drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
-		if (mono_now() > deadline || server_ended(a->server)) {
+		if (mono_now() > deadline || (!a->external && server_ended(a->server))) {
 			emit_at(SRC, "error", mono_now(), "\"what\":\"server never listened\"");
 			return 1;
 		}
@@ -450,7 +468,7 @@ static int close_now(struct agent *a)
 	emit_tcpext("close");
 	a->t0 = mono_now();
 	a->end = a->t0 + a->o.max_wait;
-	if (strcmp(a->close_first, "server") == 0) {
+	if (strcmp(a->close_first, "server") == 0 && !a->external) {
 		if (kill(a->server, stops[a->stop].sig)) {
 			emit_at(SRC, "error", mono_now(), "\"what\":\"kill: %s\"", strerror(errno));
 			return 1;
@@ -460,6 +478,7 @@ static int close_now(struct agent *a)
 		emit_at(SRC, "armed", a->t0, NULL);
 	}
 	poll_clock_start(&a->pc, a->t0);
+	signal(SIGTERM, on_term);
 	return 0;
 }
 
@@ -509,6 +528,8 @@ static void watch_timer(struct agent *a, double now, int appeared)
 /* The old server's lines, and its end. */
 static void watch_server(struct agent *a, double now)
 {
+	if (a->external)
+		return;
 	drain_server(a->sout, a->sbuf, sizeof(a->sbuf), &a->sused);
 	if (!a->server_gone && server_ended(a->server)) {
 		a->server_gone = 1;
@@ -544,7 +565,7 @@ static void try_binds(struct agent *a, double window_ms)
 static void try_restart(struct agent *a)
 {
 	double due = poll_due(&a->pc), step = a->restart_ms / 1000.0;
-	if (!a->server_gone || a->restart_up || due + 1e-6 < a->restart_due)
+	if (a->external || !a->server_gone || a->restart_up || due + 1e-6 < a->restart_due)
 		return;
 	a->restart_due = (a->attempts ? a->restart_due : due) + step;
 	while (a->restart_due <= due + 1e-6) /* restarts missed (a slow one) are skipped */
@@ -572,14 +593,16 @@ static void try_restart(struct agent *a)
 
 static int finished(const struct agent *a)
 {
-	return a->bind_ok[0] && a->bind_ok[1] && a->restart_up && !a->snap.count;
+	return a->bind_ok[0] && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
 }
 
 /* 4. Say how it ended, then hold the namespaces until the harness removes us. */
 static void finish(struct agent *a)
 {
 	emit_tcpext("end");
-	if (a->attempts > 1)
+	if (a->external) /* the keeper counts the restarts */
+		;
+	else if (a->attempts > 1)
 		emit_at(SRC, "restart_stats", mono_now(),
 			"\"attempts\":%d,\"bind_errors\":%d,\"other\":%d,\"interval_ms\":%.3f",
 			a->attempts, a->restart_bind_errors, a->restart_other,
@@ -588,7 +611,9 @@ static void finish(struct agent *a)
 		emit_at(SRC, "restart_stats", mono_now(), "\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
 			a->attempts, a->restart_bind_errors, a->restart_other);
 	emit_poll_stats(SRC, &a->pc, a->o.interval_ms);
-	if (finished(a))
+	if (cut)
+		emit_at(SRC, "cut", mono_now(), "\"states\":[%s]", a->snap.states);
+	else if (finished(a))
 		emit_at(SRC, "done", mono_now(), NULL);
 	else
 		emit_at(SRC, "timeout", mono_now(), "\"after_s\":%.0f", a->o.max_wait);
@@ -624,7 +649,7 @@ int main(int argc, char **argv)
 		watch_server(&a, now);
 		try_binds(&a, window_ms);
 		try_restart(&a);
-		if (finished(&a) || mono_now() > a.end)
+		if (finished(&a) || cut || mono_now() > a.end)
 			finish(&a);
 		poll_wait(&a.pc, pace(&a));
 	}

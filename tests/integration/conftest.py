@@ -35,6 +35,9 @@ GROUPS = {
                 # trials at once per run: 12 in all, each run's longest trials together
                 for name, jobs in (("retries", 4), ("abortive_close", 2), ("client_time_wait", 2),
                                    ("rst_in_time_wait", 2), ("tw_buckets", 1), ("catalog_v6", 1))},
+    # Servers no one on this team wrote (experiments/servers), and servers that misbehave.
+    "servers": {**{p.stem: (p, ()) for p in sorted((ROOT / "experiments" / "servers").glob("*.yaml"))},
+                **{p.stem: (p, ()) for p in sorted((EXPERIMENTS / "servers").glob("*.yaml"))}},
 }
 NEEDED: set[str] = set()  # the groups some selected test asks for
 
@@ -161,6 +164,12 @@ def runs(started):
 @pytest.fixture(scope="session")
 def forty(started):
     return results(started, "forty")
+
+
+@pytest.fixture(scope="session")
+def servers(started):
+    """Servers of their own (experiments/servers) and misbehaving ones (experiments/servers here)."""
+    return results(started, "servers")
 
 
 @pytest.fixture(scope="session")

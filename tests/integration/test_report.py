@@ -87,11 +87,15 @@ def test_the_report_in_a_browser_renders_every_figure_and_fetches_nothing(runs, 
 @pytest.mark.parametrize("field", ["description", "case name"])
 def test_a_script_in_the_experiment_file_is_shown_as_text_and_runs_nothing(runs, browser, tmp_path, field):
     run_dir = copy_of(runs, "seeded_again", tmp_path)
-    spec = run_dir / "experiment.yaml"
+    manifest = run_dir / "manifest.json"  # what a report reads of the experiment (format 2)
+    doc = json.loads(manifest.read_text())
     attack = "<script>alert(1)</script>"
-    old = "The seeded case of paths.yaml once more" if field == "description" else "{name: seeded,"
-    new = f"The seeded case {attack}" if field == "description" else f"{{name: '{attack}',"
-    spec.write_text(spec.read_text().replace(old, new))
+    if field == "description":
+        doc["settings"]["description"] = f"The seeded case {attack}"
+    else:
+        for t in doc["trials"]:
+            t["case"] = attack
+    manifest.write_text(json.dumps(doc))
     rc, _, err = finish(harness("report", str(run_dir)), timeout=120)
     assert rc == 0, err
     page, left, problems = open_report(browser, run_dir / "report.html")

@@ -15,12 +15,12 @@ EMIT = re.compile(rf'emit_at\(\s*(\w+|{LITERAL})\s*,\s*"(\w+)"\s*,[^,]+,\s*(NULL
 FIELD = re.compile(r'\\"(\w+)\\":')
 
 
-def emitted(path: Path, text: str, src_macro: str | None) -> list[tuple[str, str, set[str]]]:
-    """(src, ev, fields) of every emit_at in a C file; `src` variables resolve to the caller's SRC."""
+def emitted(text: str, macros: dict[str, str]) -> list[tuple[str | None, str, set[str]]]:
+    """(src, ev, fields) of every emit_at in a C file; a source named by a macro resolves to it."""
     found = []
     for src, ev, fmt in EMIT.findall(text):
-        if src == "SRC":
-            src = src_macro
+        if src in macros:
+            src = macros[src]
         elif src.startswith('"'):
             src = src.strip('"')
         else:  # a helper's parameter: its callers pass SRC (checked through helper_events)
@@ -34,13 +34,13 @@ def c_events() -> list[tuple[str, str, str, set[str]]]:
     helper = {}  # helper function -> (ev, fields) of its emit_at(src, ...)
     for text in headers.values():
         for m in re.finditer(r"static (?:inline )?void (\w+)\(const char \*src[^)]*\)\s*\{(.*?)\n\}", text, re.S):
-            helper[m.group(1)] = [(ev, fields) for _, ev, fields in emitted(Path(), m.group(2), None)]
+            helper[m.group(1)] = [(ev, fields) for _, ev, fields in emitted(m.group(2), {})]
     out = []
     for path in sorted(SRC.glob("*.c")):
         text = path.read_text()
-        macro = re.search(r'#define SRC "([^"]+)"', text)
-        src = macro.group(1) if macro else None
-        out += [(path.name, s, ev, f) for s, ev, f in emitted(path, text, src)]
+        macros = dict(re.findall(r'#define (\w+) "([^"]+)"', text))
+        src = macros.get("SRC")
+        out += [(path.name, s, ev, f) for s, ev, f in emitted(text, macros)]
         for name, evs in helper.items():
             for caller in re.findall(rf"{name}\((\w+|{LITERAL})", text):
                 who = src if caller == "SRC" else caller.strip('"')
