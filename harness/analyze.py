@@ -66,18 +66,19 @@ def _tcpext_delta(agent: list[Event], counter: str) -> int | None:
     return end.get(counter, 0) - close.get(counter, 0)
 
 
-def inferred_reuseaddr(tw_gone_s: float | None, rebind_reuseaddr_s: float | None, restart_s: float | None,
+def inferred_reuseaddr(tw_seen_s: float | None, rebind_reuseaddr_s: float | None, restart_s: float | None,
                        failed_in_time_wait: bool) -> tuple[bool | None, bool | None]:
     """(old, new): whether the old and the restarted server's listening sockets set SO_REUSEADDR,
     as the kernel's answers show from outside. Linux lets a socket bind a port a TIME_WAIT socket
     holds only when both set it (inet_csk_bind_conflict: the TIME_WAIT socket keeps its listener's
     sk_reuse). So during TIME_WAIT the agent's SO_REUSEADDR bind() working says the old one did, and
     failing that it did not; a restart that came up then says the new one did too; one that failed
-    then, while the old one did, says the new one did not. Without a TIME_WAIT nothing is told."""
-    if tw_gone_s is None:
+    then, while the old one did, says the new one did not. Without a TIME_WAIT nothing is told.
+    tw_seen_s: the last poll that saw the TIME_WAIT (it ended within the next poll's window)."""
+    if tw_seen_s is None:
         return None, None
-    old = rebind_reuseaddr_s is not None and rebind_reuseaddr_s < tw_gone_s
-    if restart_s is not None and restart_s < tw_gone_s:
+    old = rebind_reuseaddr_s is not None and rebind_reuseaddr_s < tw_seen_s
+    if restart_s is not None and restart_s < tw_seen_s:
         return old, True
     return old, (False if old and failed_in_time_wait else None)
 
@@ -95,13 +96,14 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
     failures = tuple(RestartFailure(e["attempt"], e["stderr"], e.get("status"), e.get("held_by"), e.get("holder_pid"),
                                     e.get("holder")) for e in restarter if e.get("ev") == Ev.RESTART_FAIL)
     tw_gone_s, rebind_reuseaddr_s = since(gone), since(_first(agent, Ev.BIND_OK, reuseaddr=True))
+    tw_seen_s = None if tw_gone_s is None or gone is None else tw_gone_s - gone["window_ms"] / 1000
     restart_s = since(_first(restarter, Ev.RESTART_UP))
     # A restart refused by the TIME_WAIT: the keeper saw it hold the port; the harness's own server
     # says bind() error, within the TIME_WAIT.
     failed_in_tw = any(e.get("held_by") == "TIME_WAIT" or ("held_by" not in e and "bind() error" in e["stderr"]
-                                                           and tw_gone_s is not None and since(e) < tw_gone_s)
+                                                           and tw_seen_s is not None and since(e) < tw_seen_s)
                        for e in restarter if e.get("ev") == Ev.RESTART_FAIL)
-    old, new = inferred_reuseaddr(tw_gone_s, rebind_reuseaddr_s, restart_s, failed_in_tw)
+    old, new = inferred_reuseaddr(tw_seen_s, rebind_reuseaddr_s, restart_s, failed_in_tw)
     polls = _first(agent, Ev.POLL_STATS) or {}
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)

@@ -93,12 +93,12 @@ def test_a_message_may_carry_line_ends_and_be_empty_when_no_echo_is_awaited():
     assert parse(SERVER + 'message: ""\nreply: none\n' + CASES).message == ""
 
 
-@pytest.mark.parametrize(("tw_gone", "rebind_reuseaddr", "restart", "failed_in_tw", "expected"), [
+@pytest.mark.parametrize(("tw_seen", "rebind_reuseaddr", "restart", "failed_in_tw", "expected"), [
     (None, 0.001, 0.002, False, (None, None)),  # no TIME_WAIT: nothing told
     (61.0, 61.01, 61.1, True, (False, None)),  # the old one did not set it; the new one cannot be told
     (61.0, 0.001, 0.01, False, (True, True)),  # both (the book's fix)
     (61.0, 0.001, 61.1, True, (True, False)),  # the old one did, the restart was refused: the new one did not
 ])
-def test_so_reuseaddr_is_inferred_from_the_kernels_answers(tw_gone, rebind_reuseaddr, restart, failed_in_tw,
+def test_so_reuseaddr_is_inferred_from_the_kernels_answers(tw_seen, rebind_reuseaddr, restart, failed_in_tw,
                                                             expected):
-    assert analyze.inferred_reuseaddr(tw_gone, rebind_reuseaddr, restart, failed_in_tw) == expected
+    assert analyze.inferred_reuseaddr(tw_seen, rebind_reuseaddr, restart, failed_in_tw) == expected
