@@ -18,8 +18,8 @@
  *      then stop that one as in 2. Each failed start says its exit status, its
  *      last output line and what held the port as it failed: a TIME_WAIT
  *      socket, a LISTEN socket of a process that survived (its PID and name),
- *      or nothing; a line of its own only when that differs from the one
- *      before (its digits aside: a time, a PID), and all of them counted.
+ *      or nothing; one line for each distinct way of failing (its digits
+ *      aside: a time, a PID), and all of them counted.
  * With -N it stops the server and starts nothing (the harness is about to
  * destroy the namespace: restart: container); with -R, in the fresh container
  * of such a restart, it starts at 3 at once.
@@ -292,7 +292,8 @@ static int restart(const struct keeper *k, double t0)
 {
 	int attempts = 0, held_fails = 0, other = 0;
 	double step = k->restart_ms / 1000.0, due = mono_now(), first = 0, last = 0, end = t0 + k->max_wait;
-	char last_said[700] = "";
+	unsigned long seen[64]; /* the ways of failing already told, by hash */
+	int nseen = 0;
 	for (;;) {
 		if (mono_now() > end) {
 			emit_at(SRC, "restart_stats", mono_now(), "\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
@@ -349,16 +350,24 @@ static int restart(const struct keeper *k, double t0)
 		else
 			other++;
 		snprintf(said, sizeof(said), "%d|%s|%s|%s", status, p.last, held, comm);
-		for (char *c = said; *c; c++) /* a time or a PID in the line does not make it new */
-			if (*c >= '0' && *c <= '9')
-				*c = '#';
-		if (strcmp(said, last_said)) {
+		/* A time or a PID in the line does not make it new: each run of digits hashes as one '#'. */
+		unsigned long h = 1469598103934665603UL; /* FNV-1a */
+		for (const char *c = said; *c; c++) {
+			int digit = *c >= '0' && *c <= '9';
+			if (digit && c > said && c[-1] >= '0' && c[-1] <= '9')
+				continue;
+			h = (h ^ (unsigned char)(digit ? '#' : *c)) * 1099511628211UL;
+		}
+		int known = 0;
+		for (int i = 0; i < nseen; i++)
+			known |= seen[i] == h;
+		if (!known && nseen < (int)(sizeof(seen) / sizeof(seen[0]))) {
+			seen[nseen++] = h;
 			emit_at(SRC, "restart_fail", t,
 				"\"attempt\":%d,\"status\":%d,\"stderr\":\"%s\",\"held_by\":\"%s\","
 				"\"holder_pid\":%d,\"holder\":\"%s\"",
 				attempts, status, json_escape(p.last, esc, sizeof(esc)), held, pid,
 				json_escape(comm, cesc, sizeof(cesc)));
-			snprintf(last_said, sizeof(last_said), "%s", said);
 		}
 	}
 }

@@ -40,7 +40,7 @@ def test_the_two_restart_styles_of_one_server(servers, engine):
     for case in ("container", "container, ACK lost"):
         fresh = ok_trial(servers, "styles", case)
         # a new namespace: no TIME_WAIT to meet (the kernel counted the old one), a new address
-        assert fresh["restart_s"] < 5 and fresh["bind_errors"] == 0 and fresh["time_wait_s"] is None
+        assert fresh["restart_s"] < 30 and fresh["bind_errors"] == 0 and fresh["time_wait_s"] is None
         assert fresh["tw_entered"] == 1 and fresh["restart_address"]
     lost = ok_trial(servers, "styles", "container, ACK lost")
     # the client sends its FIN again, to a namespace that is gone (docs/servers.md says what answers)
