@@ -107,11 +107,14 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
     polls = _first(agent, Ev.POLL_STATS) or {}
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
+    tw_entered = _tcpext_delta(agent, "TW")
+    unseen = appear is None and tw_entered and polls.get("window_max_ms") is not None
     return ServerSide(
         close_mono=close_time(events, close_first),
         tw_appear_s=since(appear),
         tw_gone_s=tw_gone_s,
         time_wait_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
+        time_wait_max_s=round(polls["window_max_ms"] / 1000, 6) if unseen else None,
         tw_timer_restarts=sum(1 for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART),
         rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
         rebind_reuseaddr_s=rebind_reuseaddr_s,
@@ -128,7 +131,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
         coarse=window is not None and window > COARSE * poll_ms,
         server_exit_status=exited.get("status") if exited else None,
         tw_peak=max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == Ev.SOCKETS), default=0),
-        tw_entered=_tcpext_delta(agent, "TW"),
+        tw_entered=tw_entered,
         tw_overflow=_tcpext_delta(agent, "TCPTimeWaitOverflow"),
     )
 

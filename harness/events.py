@@ -109,7 +109,8 @@ def _k(src: str, ev: Ev, doc: str, *, optional: Any = (), **fields: Any) -> Kind
 
 
 T = {"mono": NUM}  # stamped on CLOCK_MONOTONIC (events.h)
-_POLL_STATS = {**T, "interval_ms": INT, "polls": INT, "late_max_ms": NUM, "late_over_5ms": INT}
+_POLL_STATS = {**T, "interval_ms": INT, "polls": INT, "late_max_ms": NUM, "late_over_5ms": INT, "window_max_ms": NUM}
+_POLL_STATS_NEW = ("window_max_ms",)  # agents before 0.3 did not say it
 _SOCKETS = {**T, "states": (list,)}
 
 KINDS: tuple[Kind, ...] = (
@@ -140,7 +141,8 @@ KINDS: tuple[Kind, ...] = (
        **T, attempt=INT, stderr=STR),
     _k(AGENT, Ev.RESTART_STATS, "the restarts: how many, failed how, and the interval between them achieved",
        optional=("interval_ms",), **T, attempts=INT, bind_errors=INT, other=INT, interval_ms=NUM),
-    _k(AGENT, Ev.POLL_STATS, "how many polls, how late the latest", **_POLL_STATS),
+    _k(AGENT, Ev.POLL_STATS, "how many polls, how late the latest, the widest gap between two",
+       optional=_POLL_STATS_NEW, **_POLL_STATS),
     _k(AGENT, Ev.DONE, "everything seen through: the port is free and the server restarted", **T),
     _k(AGENT, Ev.TIMEOUT, "max_wait_s ran out first", **T, after_s=NUM),
     _k(AGENT, Ev.CUT, "observing ended: the namespace is being destroyed (restart: container); the sockets then",
@@ -171,7 +173,8 @@ KINDS: tuple[Kind, ...] = (
     _k(CLIENT_AGENT, Ev.FIXED_PORT_OK, "bind() + connect() from the client's fixed port got through",
        **T, lport=INT, connected=BOOL, failures=INT, window_ms=NUM),
     _k(CLIENT_AGENT, Ev.FIXED_PORT_FAIL, "the first failed try from the fixed port", **T, step=STR, errno=STR),
-    _k(CLIENT_AGENT, Ev.POLL_STATS, "how many polls, how late the latest", **_POLL_STATS),
+    _k(CLIENT_AGENT, Ev.POLL_STATS, "how many polls, how late the latest, the widest gap between two",
+       optional=_POLL_STATS_NEW, **_POLL_STATS),
     _k(CLIENT_AGENT, Ev.DONE, "the client's connections are gone (and the fixed port worked)", **T),
     _k(CLIENT_AGENT, Ev.TIMEOUT, "max_wait_s ran out first", **T, after_s=NUM),
     _k(CLIENT_AGENT, Ev.ERROR, "the client's agent gave up: what failed", **T, what=STR),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.figures import UPPER_BOUNDS
 from harness.record import FAIL, NO_DATA, PASS, Outcome, TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
@@ -16,6 +17,11 @@ from harness.spec import Bound, Case, Experiment
 def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
     """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
     x = getattr(record, bound.figure)
+    under = getattr(record, UPPER_BOUNDS[bound.figure]) if x is None and bound.figure in UPPER_BOUNDS else None
+    if under is not None:  # it happened, too short for any poll to time it: only a maximum can be judged
+        if bound.max is not None and under <= bound.max and bound.of is None and bound.min is None:
+            return PASS, under, ""
+        return FAIL, None, f"{bound.figure} happened, shorter than {under:.3f} s (counted by the kernel, seen by no poll)"
     if bound.never:
         return (PASS, None, "") if x is None else (FAIL, x, f"{bound.figure} happened: {x:g}")
     if x is None:

@@ -69,6 +69,9 @@ class ServerSide:
     tw_appear_s: float | None = None
     tw_gone_s: float | None = None
     time_wait_s: float | None = None
+    # A TIME_WAIT the kernel counted (tw_entered) that no poll saw: it lasted less than this, the
+    # widest gap between two polls (time_wait_s is then None: no poll timed it).
+    time_wait_max_s: float | None = None
     tw_timer_restarts: int = 0
     rebind_plain_s: float | None = None
     rebind_reuseaddr_s: float | None = None

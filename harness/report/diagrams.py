@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from harness.analyze import close_time
 from harness.events import AGENT, Ev
+from harness.figures import UPPER_BOUNDS
 from harness.record import Segment, TrialResult, by_case
 
 Event = dict[str, Any]
@@ -233,6 +234,7 @@ class CasePoints:
     case: str
     values: dict[str, list[float]]  # figure -> each ok trial's value (never-happened left out)
     never: dict[str, int]  # figure -> ok trials where it never happened
+    shorter: dict[str, list[float]]  # figure -> upper bounds, where it happened too briefly to time
 
 
 def case_points(results: list[TrialResult]) -> list[CasePoints]:
@@ -240,12 +242,19 @@ def case_points(results: list[TrialResult]) -> list[CasePoints]:
     out = []
     for case, rs in by_case(results).items():
         ok = [r for r in rs if r.ok]
+        under = {k: [b for r in ok if getattr(r, k) is None and (b := _bound(r, k)) is not None]
+                 for k, _ in CASE_FIGURES}
         out.append(CasePoints(
             case,
             {k: [getattr(r, k) for r in ok if getattr(r, k) is not None] for k, _ in CASE_FIGURES},
-            {k: sum(1 for r in ok if getattr(r, k) is None) for k, _ in CASE_FIGURES},
+            {k: sum(1 for r in ok if getattr(r, k) is None) - len(under[k]) for k, _ in CASE_FIGURES},
+            under,
         ))
     return out
+
+
+def _bound(r: TrialResult, key: str) -> float | None:
+    return getattr(r, UPPER_BOUNDS[key]) if key in UPPER_BOUNDS else None
 
 
 def representative(results: list[TrialResult]) -> TrialResult:

@@ -224,8 +224,10 @@ def cases_svg(points: list[CasePoints], salt: str) -> str:
                     ax.plot(vals, [y + j for j in jitter], ls="", marker="o", ms=4.5, mfc="none",
                             mec=BLACK, mew=0.8)
                     ax.plot([statistics.median(vals)], [y], ls="", marker="|", ms=16, mew=2.4, color=VERMILLION)
-                if p.never[key]:
-                    ax.text(0.02, y, f"never ({p.never[key]})", transform=ax.get_yaxis_transform(),
+                notes = ([f"never ({p.never[key]})"] if p.never[key] else []) + \
+                    ([f"< {max(p.shorter[key]):.3f} ({len(p.shorter[key])})"] if p.shorter[key] else [])
+                if notes:
+                    ax.text(0.02, y, ", ".join(notes), transform=ax.get_yaxis_transform(),
                             fontsize=7, style="italic", color=GREY, va="center")
             ax.set_xlim(left=0)
         axes[0].set_yticks(ys, [textwrap.fill(p.case, 42) for p in points])

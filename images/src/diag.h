@@ -150,6 +150,7 @@ struct poll_clock {
 	struct timespec due; /* when the current poll was due */
 	double prev;	     /* when the previous poll started */
 	double late_max;
+	double window_max; /* the widest gap between two polls: what no poll saw was shorter */
 	long polls, late_5ms;
 };
 
@@ -164,7 +165,7 @@ static void poll_clock_start(struct poll_clock *c, double since)
 {
 	clock_gettime(CLOCK_MONOTONIC, &c->due);
 	c->prev = since;
-	c->late_max = 0;
+	c->late_max = c->window_max = 0;
 	c->polls = c->late_5ms = 0;
 }
 
@@ -179,6 +180,8 @@ static double poll_begin(struct poll_clock *c, double now, double *window_ms)
 	if (late > 0.005)
 		c->late_5ms++;
 	*window_ms = (now - c->prev) * 1000;
+	if (now - c->prev > c->window_max)
+		c->window_max = now - c->prev;
 	c->prev = now;
 	return late;
 }
@@ -188,8 +191,8 @@ static void emit_poll_stats(const char *src, const struct poll_clock *c,
 {
 	emit_at(src, "poll_stats", mono_now(),
 		"\"interval_ms\":%d,\"polls\":%ld,"
-		"\"late_max_ms\":%.3f,\"late_over_5ms\":%ld",
-		interval_ms, c->polls, c->late_max * 1000, c->late_5ms);
+		"\"late_max_ms\":%.3f,\"late_over_5ms\":%ld,\"window_max_ms\":%.3f",
+		interval_ms, c->polls, c->late_max * 1000, c->late_5ms, c->window_max * 1000);
 }
 
 /* Sleep to the next poll, ms after the last one due; polls already missed

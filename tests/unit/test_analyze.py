@@ -69,3 +69,18 @@ def test_summary():
     s = analyze.summarize([3, None, 1, 2])
     assert (s.n, s.median, s.min, s.max, s.stdev) == (3, 2.0, 1.0, 3.0, 1.0)
     assert analyze.summarize([None]) is None
+
+
+def test_a_time_wait_no_poll_saw_is_bounded_by_the_widest_gap_between_polls():
+    # The kernel counted one TIME_WAIT (TcpExt TW) that no poll saw: a SYN or RST ended it between two.
+    events = [{"src": "agent", "ev": "close", "mono": 5.0, "side": "server", "how": "SIGINT"},
+              {"src": "agent", "ev": "tcpext", "mono": 5.0, "at": "close", "counters": {}},
+              {"src": "agent", "ev": "poll_stats", "mono": 6.0, "interval_ms": 10, "polls": 100,
+               "late_max_ms": 1.5, "late_over_5ms": 0, "window_max_ms": 11.25},
+              {"src": "agent", "ev": "tcpext", "mono": 6.0, "at": "end", "counters": {"TW": 1}}]
+    f = analyze.server_side(events, "server", poll_ms=10)
+    assert f.time_wait_s is None and f.time_wait_max_s == 0.01125 and f.tw_entered == 1
+    none = analyze.server_side(events[:3], "server", poll_ms=10)  # no count: nothing to bound
+    assert none.time_wait_s is None and none.time_wait_max_s is None
+    seen = analyze.server_side(EVENTS, "server", poll_ms=10)
+    assert seen.time_wait_s == pytest.approx(60.63) and seen.time_wait_max_s is None

@@ -84,6 +84,16 @@ def test_judging_a_bound():
     assert judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=1, tw_gone_s=None)[0] == "fail"
 
 
+def test_a_time_wait_too_short_to_time_happened_and_only_a_maximum_can_judge_it():
+    short = {"time_wait_s": None, "time_wait_max_s": 0.011}
+    why = "time_wait_s happened, shorter than 0.011 s (counted by the kernel, seen by no poll)"
+    assert judge("{time_wait_s: null}", **short) == ("fail", None, why)
+    assert judge("{time_wait_s: {max: 0.05}}", **short) == ("pass", 0.011, "")
+    assert judge("{time_wait_s: {max: 0.005}}", **short) == ("fail", None, why)
+    assert judge("{time_wait_s: {min: 59.9}}", **short) == ("fail", None, why)
+    assert judge("{time_wait_max_s: {max: 0.02}}", **short) == ("pass", 0.011, "")
+
+
 EXP = spec.parse("""name: t
 description: d
 cases:

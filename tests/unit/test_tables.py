@@ -28,6 +28,15 @@ def test_case_rows_show_median_and_range_and_count_failures_apart():
     assert b[-1] == "1/2"
 
 
+def test_a_time_wait_no_poll_timed_shows_as_shorter_than_its_bound_not_as_never():
+    short = [trial(0, "RST", tw=None, time_wait_max_s=0.011), trial(1, "RST", tw=None, time_wait_max_s=0.0105),
+             trial(2, "mixed", tw=60.0), trial(3, "mixed", tw=None, time_wait_max_s=0.01),
+             trial(4, "never", tw=None)]
+    headers, rows = tables.case_rows(short)
+    col = headers.index("TIME_WAIT (s)")
+    assert [r[col] for r in rows] == ["< 0.011", "60.000; 1 < 0.010", "-"]
+
+
 def test_terminal_and_markdown_list_failed_trials():
     assert "Failed trials" in tables.terminal(TRIALS) and "boom" in tables.terminal(TRIALS)
     md = tables.markdown("exp", "what it is", TRIALS)
