@@ -157,6 +157,7 @@ def client_side(events: list[Event], close_first: str) -> ClientSide:
         reconnect_error=f"{again.get('step')}: {again.get('errno')}" if again and not worked else None,
         fixed_port_s=since(fixed),
         fixed_port_failures=fixed.get("failures") if fixed else None,
+        fixed_port_connected=fixed.get("connected") if fixed else None,
         fixed_port_error=f"{failed.get('step')}: {failed.get('errno')}" if failed else None,
     )
 

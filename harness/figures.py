@@ -26,6 +26,11 @@ FIGURES = (
     ("reconnect_port", "reconnect port"),
     ("fixed_port_s", "fixed port free (s)"),
     ("fixed_port_failures", "fixed port failures"),
+    ("fixed_port_connected", "fixed port connected"),
+    ("same_port_syn_s", "SYN from the old port (s)"),
+    ("same_port_tw_acks", "old ACKs for it"),
+    ("same_port_accepted_s", "new connection (s)"),
+    ("same_port_isn_offset", "new ISN - old next seq"),
     ("restart_blocked_by", "restart blocked by"),
     ("old_reuseaddr_inferred", "old SO_REUSEADDR (inferred)"),
     ("new_reuseaddr_inferred", "new SO_REUSEADDR (inferred)"),
@@ -33,7 +38,7 @@ FIGURES = (
 # Figures shown only when some trial ran a server of the user's own (the `server:` section).
 SHOWN_FOR_OWN_SERVER = frozenset({"restart_blocked_by", "old_reuseaddr_inferred", "new_reuseaddr_inferred"})
 # Figures that say yes or no, and those that are words.
-FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred"})
+FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred", "fixed_port_connected"})
 WORDS = frozenset({"restart_blocked_by"})
 # Figures a table shows when some case sets one of these case variables away from its default,
 # and only then: those every trial measures but only some experiments ask about (so the book's
@@ -54,15 +59,17 @@ SHOWN_FOR = {
 COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
                     "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
                     "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
-                    "fixed_port_failures", "reconnect_same_port"})
+                    "fixed_port_failures", "reconnect_same_port", "same_port_syns", "same_port_tw_acks",
+                    "same_port_isn_offset"})
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
 # A figure that may be missing although the thing happened, and the figure that then bounds it:
 # a TIME_WAIT shorter than the gap between two polls is counted by the kernel but timed by no poll.
 UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}
 # Figures that name something (a port, how a process ended) rather than measure it: the tables
 # show them; compare does not judge them.
-LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by"}
+LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by", "same_port_isn_offset"}
 # Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
 MEASURES = ("time_wait_s", "time_wait_max_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
             "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
-            "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", *sorted(COUNTS))
+            "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", "same_port_syn_s",
+            "same_port_accepted_s", *sorted(COUNTS))

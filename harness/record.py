@@ -120,6 +120,7 @@ class ClientSide:
     reconnect_error: str | None = None  # why the reconnect failed
     fixed_port_s: float | None = None  # the first bind() + connect() from client_port the kernel let through
     fixed_port_failures: int | None = None  # attempts (one per poll) that failed before
+    fixed_port_connected: bool | None = None  # that attempt connected (else the server refused it)
     fixed_port_error: str | None = None  # the first failure: the call and its error
 
 
@@ -173,6 +174,17 @@ class CaptureFigures:
     server_rsts: int | None = None  # RST segments each side sent on the trial's first connection
     client_rsts: int | None = None
     timeline: tuple[Segment, ...] = ()
+    # A new connection from the old connection's client port (a client with a fixed port), as the
+    # capture shows it: its first SYN, the SYNs sent until the server answered one with a SYN-ACK,
+    # the bare ACKs the server sent instead (a TIME_WAIT socket acknowledging the old connection),
+    # the SYN-ACK, and its ISN minus the old connection's next server sequence number (65537 when
+    # a TIME_WAIT socket handed the SYN to the listener: tcp_timewait_state_process, tw_snd_nxt +
+    # 65535 + 2). None without such a SYN.
+    same_port_syn_s: float | None = None
+    same_port_syns: int | None = None
+    same_port_tw_acks: int | None = None
+    same_port_accepted_s: float | None = None
+    same_port_isn_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,9 @@ class Params:
     server_sysctls: Sysctls = ()  # set in that side's network namespace before the connection
     client_sysctls: Sysctls = ()
     restart: str = "namespace"  # RESTARTS: how a user's server is restarted
+    # The restarted server keeps listening (until it has served one connection) instead of being
+    # stopped once it is up: a SYN from the old connection's port then finds a listener.
+    keep_restarted: bool = False
 
     def __post_init__(self) -> None:
         # One form for one setting: a restart SO_REUSEADDR like the old server's is the default,
@@ -146,6 +149,8 @@ class Params:
             return "final_ack_reset needs final_ack_loss 0 or k: it answers the first copy the loss lets through"
         if self.client_port is not None and self.connections > 1:
             return "client_port needs connections: 1 (one socket at a time binds a port)"
+        if self.keep_restarted and self.close_first != "server":
+            return "keep_restarted needs close_first: server (the server is restarted after it closes)"
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -164,6 +169,7 @@ class Params:
             "server_sysctls": dict(self.server_sysctls),
             "client_sysctls": dict(self.client_sysctls),
             "restart": self.restart,
+            "keep_restarted": self.keep_restarted,
         }
 
     @classmethod
@@ -206,6 +212,8 @@ class Params:
             parts += [f"{side} {k}={v}" for k, v in self.sysctls(side).items()]
         if self.restart != "namespace":
             parts.append(f"restarted by {self.restart}")
+        if self.keep_restarted:
+            parts.append("restarted server kept listening")
         return ", ".join(parts)
 
 
@@ -418,6 +426,7 @@ class _Reader:
             "server_sysctls": self.sysctls,
             "client_sysctls": self.sysctls,
             "restart": lambda v, w: self.choice(v, w, RESTARTS),
+            "keep_restarted": self.boolean,
         }
         return parsers[name](value, where)
 
@@ -500,15 +509,18 @@ def _message(r: _Reader, value: Any, reply: str) -> str:
 def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tuple[str, tuple[Any, ...]]],
                  cases: list[Case]) -> None:
     """A user's server is stopped its own way, by the harness, first; restart styles are for it alone."""
-    given = [(f"matrix.{k}", v) for k, vs in matrix for v in vs if k in ("close_first", "server_stop", "restart")]
-    given += [(f"cases[{i}].{k}", getattr(c.params, k)) for i, c in enumerate(cases)
-              for k in ("close_first", "server_stop", "restart")]
+    keys = ("close_first", "server_stop", "restart", "keep_restarted")
+    given = [(f"matrix.{k}", v) for k, vs in matrix for v in vs if k in keys]
+    given += [(f"cases[{i}].{k}", getattr(c.params, k)) for i, c in enumerate(cases) for k in keys]
     for where, value in given:
         key = where.rsplit(".", 1)[1]
         if server is not None and key == "close_first" and value != "server":
             raise r.bad(where, "a server of your own closes first (it is the one stopped); allowed: server")
         if server is not None and key == "server_stop" and value != "sigint":
             raise r.bad(where, "a server of your own is stopped as server.stop says; set that instead")
+        if server is not None and key == "keep_restarted" and value:
+            raise r.bad(where, "keep_restarted is for the harness's echo server; a server of your own is "
+                               "stopped once its restart is up")
         if server is None and key == "restart" and value != "namespace":
             raise r.bad(where, "restart styles are for a server of your own (a server: section); "
                                "the harness's echo server restarts in its namespace")

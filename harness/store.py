@@ -185,7 +185,8 @@ PARAM_FIELDS: dict[str, tuple[type, ...]] = {
     "close_first": (str,), "server_reuseaddr": (bool,), "restart_reuseaddr": (bool, NULL),
     "final_ack_loss": (int, str, dict), "client_close": (str,), "family": (str,), "server_stop": (str,),
     "connections": (int,), "client_port": (int, NULL), "watch_client": (bool,), "final_ack_reset": (bool,),
-    "server_sysctls": (dict,), "client_sysctls": (dict,), "restart": (str,)}
+    "server_sysctls": (dict,), "client_sysctls": (dict,), "restart": (str,),
+    "keep_restarted": (bool,)}
 
 
 def _planned(manifest: dict[str, Any], where: str) -> None:

@@ -101,6 +101,7 @@ def _agent(s: Setup) -> list[str]:
     return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []), "-n", str(served(p)),
             "-c", p.close_first, "-k", p.server_stop, "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms),
             "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
+            *(["-L"] if p.keep_restarted else []),
             *(["-6"] if p.family == "ipv6" else []),
             *(["-a", "{:.6f},{:.6f}".format(*s.close_phase)] if s.close_phase else []), *_sysctl_flags(p, "server")]
 

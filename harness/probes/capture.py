@@ -8,12 +8,14 @@ and each FIN the passive closer sends. pcap times are wall-clock; the agent's
 The timeline is the trial's first connection: the client port of the first
 SYN, up to a new SYN from that port (a client that binds its fixed port again).
 Other connections (a trial's further ones, the client's reconnect probes) are
-left out, so each count below is one connection's.
+left out, so each count below is one connection's; what that new SYN from the
+old port met is told apart (same_port).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import dpkt
@@ -72,11 +74,73 @@ def _first_connection(segments: list[tuple[float, Any]], port: int) -> list[tupl
     return out
 
 
+def _since_close(events: list[dict[str, Any]], p: Params) -> Callable[[float], float | None]:
+    """pcap (wall) time -> seconds after the close, or None without the events to place it."""
+    offset = _mono_offset(events)
+    t0 = next((e["mono"] for e in events if e.get("ev") == Ev.CLOSE and e.get("side") == p.close_first), None)
+    return lambda ts: None if offset is None or t0 is None else round(ts - offset - t0, 6)
+
+
+# A new connection from the old connection's client port, segment by segment: how each is named.
+SAME_PORT_NAMES = {"syn": "SYN from the old port", "old_ack": "server ACK of the old connection",
+                   "rst": "client RST from the old port", "accepted": "server SYN-ACK: a new connection",
+                   "refused": "server RST: refused"}
+SAME_PORT_SHOWN = 9  # of them in the timeline (a TIME_WAIT can answer SYNs for a minute), and the last
+
+
+def _same_port(segments: list[tuple[float, Any]], port: int) -> tuple[int | None, list[tuple[float, Any, str]]]:
+    """After the first connection, a new SYN from its client port and what it met, each segment
+    with its kind (SAME_PORT_NAMES), up to the server's SYN-ACK; and the old connection's next
+    server sequence number (after its FIN), None without that FIN."""
+    client_port = isn = old_next = None
+    out: list[tuple[float, Any, str]] = []
+    for ts, tcp in segments:
+        if client_port is None:
+            if tcp.dport == port and tcp.flags & SYN and not tcp.flags & ACK:
+                client_port, isn = tcp.sport, tcp.seq
+            continue
+        if {tcp.sport, tcp.dport} != {client_port, port}:
+            continue
+        from_client, flags = tcp.sport == client_port, tcp.flags & FLAG_MASK
+        if not out:
+            if from_client and flags & SYN and tcp.seq != isn:
+                out.append((ts, tcp, "syn"))
+            elif not from_client and flags & FIN:  # the server's FIN: the old connection's last
+                old_next = (tcp.seq + len(tcp.data) + 1) % 2**32
+            continue
+        kind = ("syn" if flags & SYN else "rst" if flags & RST else None) if from_client else \
+            ("accepted" if flags & SYN else "refused" if flags & RST else "old_ack" if flags == ACK else None)
+        if kind is not None:
+            out.append((ts, tcp, kind))
+        if kind == "accepted":
+            break
+    return old_next, out
+
+
+def same_port(segments: list[tuple[float, Any]], port: int, since: Callable[[float], float | None]) -> dict[str, Any]:
+    """What a new SYN from the first connection's client port met (record.CaptureFigures.same_port_*);
+    {} when no such SYN was sent."""
+    old_next, seen = _same_port(segments, port)
+    if not seen:
+        return {}
+    kinds = [k for _, _, k in seen]
+    figures = {"same_port_syn_s": since(seen[0][0]), "same_port_syns": kinds.count("syn"),
+               "same_port_tw_acks": kinds.count("old_ack")}
+    if kinds[-1] == "accepted":
+        ts, tcp, _ = seen[-1]
+        figures.update(same_port_accepted_s=since(ts),
+                       same_port_isn_offset=None if old_next is None else (tcp.seq - old_next) % 2**32)
+    return figures
+
+
 def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
              dropped_copies: list[int] | None) -> list[Segment]:
     """Each segment of the close, named, with t in seconds after the close (t = 0)."""
-    offset = _mono_offset(events)
-    t0 = next((e["mono"] for e in events if e.get("ev") == Ev.CLOSE and e.get("side") == p.close_first), None)
+    return _timeline(_segments(pcap), _since_close(events, p), port, p, dropped_copies)
+
+
+def _timeline(segments: list[tuple[float, Any]], since: Callable[[float], float | None], port: int, p: Params,
+              dropped_copies: list[int] | None) -> list[Segment]:
     active = p.close_first
     dropped = set(dropped_copies or ())
     reset_copy = leading_drops(p.final_ack_loss) if p.final_ack_reset else None
@@ -84,7 +148,7 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
     fins: dict[str, int] = {"server": 0, "client": 0}
     isn: dict[str, int] = {}  # each side's initial sequence number, from its SYN
     final_acks = 0
-    for ts, tcp in _first_connection(_segments(pcap), port):
+    for ts, tcp in _first_connection(segments, port):
         sender = "server" if tcp.sport == port else "client"
         flags = tcp.flags & FLAG_MASK
         if flags & SYN:
@@ -110,14 +174,21 @@ def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             what = f"{sender} ACK of the {_other(sender)} FIN"
         if what is None:
             continue
-        t = ts - offset - t0 if offset is not None and t0 is not None else None
-        out.append(Segment(None if t is None else round(t, 6), sender, what,
+        out.append(Segment(since(ts), sender, what,
                            ", ".join(name for bit, name in FLAG_NAMES if flags & bit),
                            tcp.seq, tcp.ack if flags & ACK else None,
                            # As Wireshark shows them: from each side's SYN (None without the handshake).
                            _relative(tcp.seq, isn.get(sender)),
                            _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
                            **extra))
+    _, later = _same_port(segments, port)
+    for ts, tcp, kind in later[:SAME_PORT_SHOWN] + later[SAME_PORT_SHOWN:][-1:]:
+        sender = "client" if kind in ("syn", "rst") else "server"
+        flags = tcp.flags & FLAG_MASK
+        out.append(Segment(since(ts), sender, SAME_PORT_NAMES[kind],
+                           ", ".join(name for bit, name in FLAG_NAMES if flags & bit), tcp.seq,
+                           tcp.ack if flags & ACK else None, _relative(tcp.seq, isn.get(sender)),
+                           _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None))
     return out
 
 
@@ -132,7 +203,8 @@ def _other(side: str) -> str:
 def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             dropped_copies: list[int] | None) -> CaptureFigures:
     """The capture's part of the record (its path aside: the harness names the file)."""
-    tl = timeline(pcap, events, port, p, dropped_copies)
+    segments, since = _segments(pcap), _since_close(events, p)
+    tl = _timeline(segments, since, port, p, dropped_copies)
     passive = _other(p.close_first)
     fins = [s for s in tl if s.what in (f"{passive} FIN", f"{passive} FIN retransmission")]
     return CaptureFigures(
@@ -142,4 +214,5 @@ def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
         last_fin_s=fins[-1].t if fins else None,
         server_rsts=sum(1 for s in tl if s.what == "server RST"),
         client_rsts=sum(1 for s in tl if s.what == "client RST"),
+        **same_port(segments, port, since),
     )

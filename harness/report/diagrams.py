@@ -60,7 +60,7 @@ class Sequence:
 
 
 def _kind(what: str) -> str:
-    if what.endswith("RST"):
+    if "RST" in what:
         return "rst"
     if what.startswith("final ACK"):
         return "final ack again" if "again" in what else "final ack"

@@ -14,9 +14,12 @@
  *   3. every -i ms: look up the connections' TCP sockets through netlink
  *      inet_diag (diag.h), try bind() on fresh sockets without and with SO_REUSEADDR,
  *      and, once the old server is gone, every -e ms restart the server
- *      program itself until it comes up;
- *   4. stop when all three have bound and the connection is gone, or after
- *      -w seconds, then stay (paused) until the harness removes it.
+ *      program itself until it comes up (and stop it then, as the book's
+ *      reader does; with -L it keeps listening until it has served one
+ *      connection: a SYN from the old connection's port finds a listener);
+ *   4. stop when all three have bound (with -L, a plain bind() need not: the
+ *      kept server's listener holds the port) and the connection is gone, or
+ *      after -w seconds, then stay (paused) until the harness removes it.
  * It owns the server's namespaces (its container's), so they outlive the
  * server process, as on the book's single host, and last until the harness
  * has read what it needs from them (fault counters). The server's own lines
@@ -224,10 +227,11 @@ static int server_ended(pid_t server)
 }
 
 /* Run the server program once, as the book's reader does by hand.
- * Returns 1 when it came up (it printed "listening"; we then stop it), 0 when
- * it exited on its own; *why gets its first stderr line (or what failed). */
+ * Returns 1 when it came up (it printed "listening"; we then stop it, or with
+ * kept leave it listening, its PID there), 0 when it exited on its own;
+ * *why gets its first stderr line (or what failed). */
 static int restart_once(const char *path, int family, int port, int reuse,
-			char *why, size_t whylen)
+			pid_t *kept, char *why, size_t whylen)
 {
 	int out[2], err[2];
 
@@ -254,6 +258,10 @@ static int restart_once(const char *path, int family, int port, int reuse,
 	char obuf[256] = "";
 	ssize_t n = read(out[0], obuf, sizeof(obuf) - 1); /* EOF if it died */
 	int up = n > 0 && strstr(obuf, "listening") != NULL;
+	if (up && kept) { /* its pipes stay open: a write to a closed one would kill it */
+		*kept = pid;
+		return up;
+	}
 	if (up)
 		kill(pid, SIGINT);
 	int status;
@@ -295,7 +303,7 @@ static void hold_namespaces(struct mnl_socket *nl)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tw-agent -p PORT [-6] [-x] [-r] [-n SERVE] [-c server|client] [-R] "
+		"usage: tw-agent -p PORT [-6] [-x] [-r] [-n SERVE] [-c server|client] [-R] [-L] "
 		"[-k sigint|sigkill|close|linger0] [-i POLL_MS] [-e RESTART_MS] "
 		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]...\n");
 	exit(2);
@@ -313,7 +321,8 @@ static void on_term(int sig)
 struct agent {
 	struct agent_opts o;
 	int external; /* -x: the server is the keeper's, not ours */
-	int old_reuse, serve, restart_reuse, restart_ms, slow_ms, stop, nsysctls;
+	int old_reuse, serve, restart_reuse, keep_restarted, restart_ms, slow_ms, stop, nsysctls;
+	pid_t kept; /* -L: the restarted server, still listening */
 	char *sysctls[MAX_SYSCTLS];
 	double period, phase; /* -a: the close's phase of CLOCK_MONOTONIC */
 	const char *close_first, *server_path;
@@ -347,7 +356,7 @@ static void parse(struct agent *a, int argc, char **argv)
 	*a = (struct agent){.o = agent_opts_default(), .serve = 1, .restart_ms = 100, .sout = -1,
 			    .close_first = "server", .server_path = "/usr/local/bin/" SERVER_COMM,
 			    .last_states = "-"};
-	while ((opt = getopt(argc, argv, AGENT_OPTS "xrn:c:Rk:e:s:a:S:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "xrn:c:RLk:e:s:a:S:")) != -1) {
 		if (agent_opt(&a->o, opt, optarg, usage))
 			continue;
 		switch (opt) {
@@ -360,6 +369,7 @@ static void parse(struct agent *a, int argc, char **argv)
 			a->close_first = optarg;
 			break;
 		case 'R': a->restart_reuse = 1; break;
+		case 'L': a->keep_restarted = 1; break;
 		case 'k':
 			for (a->stop = 0; a->stop < N_STOPS && strcmp(optarg, stops[a->stop].name); a->stop++)
 				;
@@ -575,8 +585,8 @@ static void try_restart(struct agent *a)
 	if (!a->attempts++)
 		a->first_restart = t;
 	a->last_restart = t;
-	a->restart_up = restart_once(a->server_path, a->o.family, a->o.port, a->restart_reuse, why,
-				     sizeof(why));
+	a->restart_up = restart_once(a->server_path, a->o.family, a->o.port, a->restart_reuse,
+				     a->keep_restarted ? &a->kept : NULL, why, sizeof(why));
 	if (a->restart_up) {
 		emit_at(SRC, "restart_up", t, "\"attempt\":%d,\"failures\":%d", a->attempts, a->attempts - 1);
 		return;
@@ -593,13 +603,17 @@ static void try_restart(struct agent *a)
 
 static int finished(const struct agent *a)
 {
-	return a->bind_ok[0] && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
+	/* A kept restart's listener holds the port from a plain bind() for as long as it listens. */
+	int plain = a->bind_ok[0] || (a->kept > 0 && a->restart_up);
+	return plain && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
 }
 
 /* 4. Say how it ended, then hold the namespaces until the harness removes us. */
 static void finish(struct agent *a)
 {
 	emit_tcpext("end");
+	if (a->kept > 0 && !kill(a->kept, SIGKILL)) /* the restarted server kept listening */
+		waitpid(a->kept, NULL, 0);
 	if (a->external) /* the keeper counts the restarts */
 		;
 	else if (a->attempts > 1)

@@ -1,6 +1,6 @@
 """The catalog of teardown behaviour (experiments/*.yaml beyond the book), measured on real
 containers and held against what the kernel does. Every shipped catalog experiment runs once,
-all at once (at most 12 trials together); the longest trial, every final ACK lost with the
+all at once (at most 16 trials together); the longest trial, every final ACK lost with the
 orphan's 8 retries, sets the time (about two minutes)."""
 
 from __future__ import annotations
@@ -124,6 +124,28 @@ def test_a_rst_into_time_wait_kills_it_unless_rfc1337(catalog):
     assert ok_trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 0")["client_rsts"] == 1
     kept = ok_trial(catalog, "rst_in_time_wait", "client in TIME_WAIT, tcp_rfc1337 1")
     assert kept["client_tw_gone_s"] - kept["last_fin_s"] > TIME_WAIT_RANGE[0]
+
+
+def test_a_syn_from_the_old_port_meets_the_time_wait(catalog):
+    # tcp_timewait_state_process: a SYN newer than the old connection is TCP_TW_SYN; tcp_v4_rcv
+    # hands it to a listener (the TIME_WAIT ends) or, with none, answers it as TCP_TW_ACK.
+    def case(rfc1337, ts, kept):
+        return ok_trial(catalog, "syn_in_time_wait", f"server closes first, old SO_REUSEADDR on, client port 40000, "
+                        f"server net.ipv4.tcp_rfc1337={rfc1337}, client net.ipv4.tcp_timestamps={ts}"
+                        + (", restarted server kept listening" if kept else ""))
+    for ts in (1, 0):
+        alone = case(1, ts, False)  # no listener, RSTs ignored: the old ACK, again and again, for 60 s
+        assert alone["same_port_tw_acks"] >= 30 and alone["same_port_accepted_s"] is None
+        assert TIME_WAIT_RANGE[0] <= alone["time_wait_s"] <= TIME_WAIT_RANGE[1]
+        assert alone["fixed_port_connected"] is False  # refused once the TIME_WAIT was gone
+        handed = case(1, ts, True)  # the listener takes a SYN, with the ISN the TIME_WAIT chose
+        assert handed["same_port_isn_offset"] == 65537
+        accepted = [s for s in handed["timeline"] if s["what"] == "server SYN-ACK: a new connection"]
+        assert len(accepted) == 1 and accepted[0]["t"] == handed["same_port_accepted_s"]
+        for kept in (False, True):  # the client's RST (or the listener) ends the TIME_WAIT at once
+            killed = case(0, ts, kept)
+            assert killed["tw_entered"] == 1
+            assert (killed["time_wait_s"] or 0) < 1 and (killed["time_wait_max_s"] or 0) < 1
 
 
 def test_sockets_past_tcp_max_tw_buckets_skip_time_wait(catalog):

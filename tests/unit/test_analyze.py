@@ -84,3 +84,11 @@ def test_a_time_wait_no_poll_saw_is_bounded_by_the_widest_gap_between_polls():
     assert none.time_wait_s is None and none.time_wait_max_s is None
     seen = analyze.server_side(EVENTS, "server", poll_ms=10)
     assert seen.time_wait_s == pytest.approx(60.63) and seen.time_wait_max_s is None
+
+
+def test_a_field_the_record_does_not_have_is_an_error():
+    r = analysed()
+    with pytest.raises((AttributeError, TypeError)):
+        setattr(r, "tw_gone_sec", 1)  # noqa: B010 (the misspelling is the point)
+    with pytest.raises(TypeError):
+        TrialResult("t000", 0, "c", 0, {}, tw_gone_sec=1)

@@ -34,3 +34,36 @@ def test_figures_count_fin_retransmissions_and_final_acks():
 def test_unknown_drop_pattern_leaves_copies_unlabelled():
     tl = capture.timeline(CLOSE, EVENTS, PORT, Params(), dropped_copies=None)
     assert all(e.dropped is None and "dropped" not in e.to_json() for e in tl)
+
+
+def test_a_syn_from_the_old_port_what_it_met_and_the_isn_the_time_wait_handed_on():
+    # The server's FIN is sequence 500 (next: 501). The client's SYNs from the same port meet the
+    # TIME_WAIT's ACK of the old connection twice (the client answers each with a RST), then a
+    # SYN-ACK whose ISN is the old next sequence number + 65537.
+    SYN, RST = capture.SYN, capture.RST
+    packets = pcap([
+        (999.0, seg(CLIENT, SYN, 1)),
+        (999.0, seg(SERVER, SYN | A, 400, 2)),
+        (1000.001, seg(SERVER, F | A, 500, 2)),
+        (1000.003, seg(CLIENT, F | A, 2, 501)),
+        (1000.004, seg(SERVER, A, 501, 3)),
+        (1000.020, seg(CLIENT, SYN, 9000)),
+        (1000.020, seg(SERVER, A, 501, 3)),
+        (1000.020, seg(CLIENT, RST, 3)),
+        (1000.035, seg(CLIENT, SYN, 9000)),
+        (1000.035, seg(SERVER, A, 501, 3)),
+        (1000.035, seg(CLIENT, RST, 3)),
+        (1001.040, seg(CLIENT, SYN, 9000)),
+        (1001.040, seg(SERVER, SYN | A, 501 + 65537, 9001)),
+    ])
+    f = capture.figures(packets, EVENTS, PORT, Params(), dropped_copies=None)
+    assert (f.same_port_syn_s, f.same_port_syns, f.same_port_tw_acks) == (0.02, 3, 2)
+    assert (f.same_port_accepted_s, f.same_port_isn_offset) == (1.04, 65537)
+    assert [s.what for s in f.timeline][2:] == [
+        "final ACK", "SYN from the old port", "server ACK of the old connection", "client RST from the old port",
+        "SYN from the old port", "server ACK of the old connection", "client RST from the old port",
+        "SYN from the old port", "server SYN-ACK: a new connection"]
+    assert f.timeline[-1].rel_seq == 101 + 65537  # from the server's first ISN, as Wireshark counts
+    assert f.server_rsts == f.client_rsts == 0  # those of the first connection only
+    none = capture.figures(CLOSE, EVENTS, PORT, Params(), dropped_copies=None)
+    assert none.same_port_syn_s is None and none.same_port_isn_offset is None

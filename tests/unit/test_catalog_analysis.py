@@ -42,8 +42,9 @@ def _probe(sport, flags, seq, t):
 
 
 # Server closes first; the first final ACK is dropped, the next answered with a RST, and the
-# client's next FIN meets the server's RST. Then a reconnect from another port, and a new SYN
-# from the first connection's port: neither belongs to the timeline.
+# client's next FIN meets the server's RST. Then a reconnect from another port, which does not
+# belong to the timeline, and a new SYN from the first connection's port, which ends the first
+# connection's part and is named apart.
 RESET_PCAP = pcap([
     (at(-1.0), seg(CLIENT, SYN, C_ISN)),
     (at(-1.0), seg(SERVER, SYN | A, S_ISN, C_ISN + 1)),
@@ -68,7 +69,7 @@ def test_the_timeline_is_the_first_connection_and_marks_the_answered_copy():
     tl = capture.timeline(RESET_PCAP, CLOCK, 7777, RESET, dropped_copies=[0])
     assert [e.what for e in tl] == ["server FIN", "client FIN", "final ACK", "client FIN retransmission",
                                        "final ACK (again)", "client RST", "client FIN retransmission",
-                                       "server RST"]
+                                       "server RST", "SYN from the old port", "client RST from the old port"]
     assert [(e.dropped, e.reset) for e in tl if "final" in e.what] == [(True, False),
                                                                                         (False, True)]
 

@@ -4,6 +4,7 @@ import pytest
 
 from harness import plan, spec
 from harness.errors import SpecError
+from harness.lab import roles
 from tests.unit import specs
 from tests.unit.specs import BASE
 
@@ -84,6 +85,8 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {connections: 2, final_ack_loss: all}\n", "cases[0]", "need connections: 1"),
     ("cases:\n  - {final_ack_reset: true, final_ack_loss: all}\n", "cases[0]", "final_ack_loss 0 or k"),
     ("cases:\n  - {client_port: 40000, connections: 2}\n", "cases[0]", "client_port needs connections: 1"),
+    ("cases:\n  - {close_first: client, keep_restarted: true}\n", "cases[0]", "keep_restarted needs close_first"),
+    ("cases:\n  - {keep_restarted: 1}\n", "cases[0].keep_restarted", "true, false"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
     specs.assert_refused(BASE + text, field, allowed)
@@ -150,3 +153,10 @@ def test_sysctls_are_checked_in_rounds_and_a_refusal_names_its_field(monkeypatch
     monkeypatch.setattr(facts, "_refused", lambda *a: rounds.append(a[3]))
     facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
     assert rounds[1] == {"net.ipv4.tcp_orphan_retries": "4"}
+
+
+def test_a_kept_restart_reaches_the_agent():
+    exp = parse("matrix:\n  keep_restarted: [false, true]\n")
+    commands = [roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp)]
+    assert ["-L" in c for c in commands] == [False, True]
+    assert [t.params.label() for t in plan.trials(exp)][1].endswith("restarted server kept listening")

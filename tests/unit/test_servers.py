@@ -80,6 +80,7 @@ def test_the_server_container_holds_only_what_it_asks_for():
     (SERVER + "cases:\n  - {name: c, server_stop: close}\n", "cases[0].server_stop", "server.stop"),
     (BASE + "cases:\n  - {name: c, restart: container}\n", "cases[0].restart", "server: section"),
     (SERVER + "cases:\n  - {name: c, restart: pod}\n", "cases[0].restart", "namespace, container"),
+    (SERVER + "matrix:\n  keep_restarted: [false, true]\n", "matrix.keep_restarted", "the harness's echo server"),
     (BASE + 'message: "a\\0b"\n' + CASES, "message", "control character"),
     (BASE + "message: ''\n" + CASES, "message", "non-empty: it is echoed"),
     (BASE + "reply: maybe\n" + CASES, "reply", "echo, any, none"),
