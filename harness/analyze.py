@@ -143,9 +143,8 @@ def client_side(events: list[Event], close_first: str) -> ClientSide:
     if not watcher:
         return ClientSide()
     appear, gone = _first(watcher, Ev.TW_APPEAR), _first(watcher, Ev.TW_GONE)
-    again, fixed, failed = _first(watcher, Ev.RECONNECT), _first(watcher, Ev.FIXED_PORT_OK), \
-        _first(watcher, Ev.FIXED_PORT_FAIL)
-    worked = again if again and again.get("ok") else None
+    worked, refused = _first(watcher, Ev.RECONNECT, ok=True), _first(watcher, Ev.RECONNECT, ok=False)
+    fixed, failed = _first(watcher, Ev.FIXED_PORT_OK), _first(watcher, Ev.FIXED_PORT_FAIL)
     return ClientSide(
         client_tw_appear_s=since(appear),
         client_tw_gone_s=since(gone),
@@ -154,7 +153,8 @@ def client_side(events: list[Event], close_first: str) -> ClientSide:
         reconnect_s=since(worked),
         reconnect_port=worked.get("lport") if worked else None,
         reconnect_same_port=int(worked.get("lport") == appear.get("lport")) if worked and appear else None,
-        reconnect_error=f"{again.get('step')}: {again.get('errno')}" if again and not worked else None,
+        reconnect_failures=worked.get("failures", 0) if worked else None,
+        reconnect_error=f"{refused.get('step')}: {refused.get('errno')}" if refused else None,
         fixed_port_s=since(fixed),
         fixed_port_failures=fixed.get("failures") if fixed else None,
         fixed_port_connected=fixed.get("connected") if fixed else None,

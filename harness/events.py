@@ -168,8 +168,9 @@ KINDS: tuple[Kind, ...] = (
     _k(CLIENT_AGENT, Ev.TW_APPEAR, "a client socket entered TIME_WAIT, on this local port",
        **T, lport=INT, expires_ms=INT, window_ms=NUM),
     _k(CLIENT_AGENT, Ev.TW_GONE, "no client socket in TIME_WAIT any more", **T, window_ms=NUM),
-    _k(CLIENT_AGENT, Ev.RECONNECT, "a fresh socket's connect() during that TIME_WAIT",
-       **T, ok=BOOL, lport=INT, step=STR, errno=STR),
+    _k(CLIENT_AGENT, Ev.RECONNECT, "a fresh socket's connect() from that TIME_WAIT on: the first that failed, "
+       "and the one that got through (older agents tried once)", optional=("failures", "connected", "window_ms"),
+       **T, ok=BOOL, lport=INT, step=STR, errno=STR, failures=INT, connected=BOOL, window_ms=NUM),
     _k(CLIENT_AGENT, Ev.FIXED_PORT_OK, "bind() + connect() from the client's fixed port got through",
        **T, lport=INT, connected=BOOL, failures=INT, window_ms=NUM),
     _k(CLIENT_AGENT, Ev.FIXED_PORT_FAIL, "the first failed try from the fixed port", **T, step=STR, errno=STR),

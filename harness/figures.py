@@ -24,6 +24,7 @@ FIGURES = (
     ("client_tw_port", "client TIME_WAIT port"),
     ("reconnect_s", "reconnect (s)"),
     ("reconnect_port", "reconnect port"),
+    ("reconnect_failures", "reconnect failures"),
     ("fixed_port_s", "fixed port free (s)"),
     ("fixed_port_failures", "fixed port failures"),
     ("fixed_port_connected", "fixed port connected"),
@@ -59,7 +60,7 @@ SHOWN_FOR = {
 COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
                     "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
                     "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
-                    "fixed_port_failures", "reconnect_same_port", "same_port_syns", "same_port_tw_acks",
+                    "fixed_port_failures", "reconnect_same_port", "reconnect_failures", "same_port_syns", "same_port_tw_acks",
                     "same_port_isn_offset"})
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
 # A figure that may be missing although the thing happened, and the figure that then bounds it:

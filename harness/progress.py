@@ -24,7 +24,8 @@ NOTABLE = {
     Ev.TW_TIMER_RESTART: lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
     Ev.TW_GONE: lambda e: f"{_whose(e)}TIME_WAIT gone",
     Ev.RECONNECT: lambda e: (f"client reconnected from port {e.get('lport')}" if e.get("ok")
-                             else f"client reconnect failed ({e.get('step')}: {e.get('errno')})"),
+                             else f"client reconnect refused by its kernel ({e.get('step')}: {e.get('errno')}); "
+                                  "trying every poll"),
     Ev.FIXED_PORT_OK: lambda e: f"client's fixed port {e.get('lport')} usable again",
     Ev.BIND_OK: lambda e: f"bind() ok {'with' if e.get('reuseaddr') else 'without'} SO_REUSEADDR",
     Ev.RESTART_UP: lambda e: f"server restarted after {e.get('attempt')} attempt(s)",

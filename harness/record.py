@@ -114,10 +114,12 @@ class ClientSide:
     client_tw_gone_s: float | None = None
     client_tw_s: float | None = None
     client_tw_port: int | None = None  # the local port of the client's socket in TIME_WAIT
-    reconnect_s: float | None = None  # a fresh socket's connect() during that TIME_WAIT, when it worked
+    # A fresh socket's connect() from that TIME_WAIT on, every poll until the kernel let one through:
+    reconnect_s: float | None = None  # when one first did
     reconnect_port: int | None = None  # the local port the kernel gave it
     reconnect_same_port: int | None = None  # 1 if that is the TIME_WAIT's port, else 0
-    reconnect_error: str | None = None  # why the reconnect failed
+    reconnect_failures: int | None = None  # tries that failed before it
+    reconnect_error: str | None = None  # the first failure: the call and its error
     fixed_port_s: float | None = None  # the first bind() + connect() from client_port the kernel let through
     fixed_port_failures: int | None = None  # attempts (one per poll) that failed before
     fixed_port_connected: bool | None = None  # that attempt connected (else the server refused it)

@@ -107,6 +107,7 @@ class Params:
     server_stop: str = "sigint"
     connections: int = 1  # the client opens this many; the server serves them all at once
     client_port: int | None = None  # the client binds this local port before connect(); None: ephemeral
+    client_reuseaddr: bool = False  # the client's socket and its agent's fixed-port tries set SO_REUSEADDR
     watch_client: bool = False  # an agent on the client's side watches its sockets and reconnects
     final_ack_reset: bool = False  # the first final ACK the loss lets through is answered with a RST
     server_sysctls: Sysctls = ()  # set in that side's network namespace before the connection
@@ -149,6 +150,8 @@ class Params:
             return "final_ack_reset needs final_ack_loss 0 or k: it answers the first copy the loss lets through"
         if self.client_port is not None and self.connections > 1:
             return "client_port needs connections: 1 (one socket at a time binds a port)"
+        if self.client_reuseaddr and self.client_port is None:
+            return "client_reuseaddr needs client_port (SO_REUSEADDR matters to a bind(), and only a fixed port is bound)"
         if self.keep_restarted and self.close_first != "server":
             return "keep_restarted needs close_first: server (the server is restarted after it closes)"
         return None
@@ -164,6 +167,7 @@ class Params:
             "server_stop": self.server_stop,
             "connections": self.connections,
             "client_port": self.client_port,
+            "client_reuseaddr": self.client_reuseaddr,
             "watch_client": self.watches_client,
             "final_ack_reset": self.final_ack_reset,
             "server_sysctls": dict(self.server_sysctls),
@@ -203,7 +207,7 @@ class Params:
         if self.connections > 1:
             parts.append(f"{self.connections} connections")
         if self.client_port is not None:
-            parts.append(f"client port {self.client_port}")
+            parts.append(f"client port {self.client_port}" + (" with SO_REUSEADDR" if self.client_reuseaddr else ""))
         elif self.watch_client:
             parts.append("client watched")
         if self.final_ack_reset:
@@ -265,7 +269,7 @@ class Expectation:
 
     def applies(self, case: Case) -> bool:
         params = case.params.to_json()
-        return all((case.name if k == "case" else params[k]) == v for k, v in self.where)
+        return all(_matches(case.name if k == "case" else params[k], v) for k, v in self.where)
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "name": self.name, "where": [list(kv) for kv in self.where],
@@ -278,6 +282,13 @@ class Expectation:
 
     def where_text(self) -> str:
         return ", ".join(f"{k}={json.dumps(v)}" for k, v in self.where) or "every case"
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """A where: value against a case's: sysctls match when each one named is set so (others aside)."""
+    if isinstance(wanted, dict) and isinstance(value, dict):
+        return all(k in value and str(value[k]).split() == str(v).split() for k, v in wanted.items())
+    return value == wanted
 
 
 @dataclass(frozen=True)
@@ -421,6 +432,7 @@ class _Reader:
             "server_stop": lambda v, w: self.choice(v, w, SERVER_STOPS),
             "connections": lambda v, w: self.integer(v, w, 1, MAX_CONNECTIONS),
             "client_port": lambda v, w: self.integer(v, w, 1024, 65535),
+            "client_reuseaddr": self.boolean,
             "watch_client": self.boolean,
             "final_ack_reset": self.boolean,
             "server_sysctls": self.sysctls,

@@ -184,7 +184,7 @@ TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
 PARAM_FIELDS: dict[str, tuple[type, ...]] = {
     "close_first": (str,), "server_reuseaddr": (bool,), "restart_reuseaddr": (bool, NULL),
     "final_ack_loss": (int, str, dict), "client_close": (str,), "family": (str,), "server_stop": (str,),
-    "connections": (int,), "client_port": (int, NULL), "watch_client": (bool,), "final_ack_reset": (bool,),
+    "connections": (int,), "client_port": (int, NULL), "client_reuseaddr": (bool,), "watch_client": (bool,), "final_ack_reset": (bool,),
     "server_sysctls": (dict,), "client_sysctls": (dict,), "restart": (str,),
     "keep_restarted": (bool,)}
 

@@ -117,7 +117,8 @@ def _client(s: Setup) -> list[str]:
     # -w: start early, connect when the harness says so on stdin. "--": a message may start with "-".
     p = s.p
     return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections), "-r", s.exp.reply,
-            *(["-b", str(p.client_port)] if p.client_port is not None else []), *_sysctl_flags(p, "client"),
+            *(["-b", str(p.client_port)] if p.client_port is not None else []),
+            *(["-R"] if p.client_reuseaddr else []), *_sysctl_flags(p, "client"),
             "--", s.server_address, str(s.exp.port), s.exp.message]
 
 
@@ -128,7 +129,8 @@ def _client_agent(s: Setup) -> list[str]:
     return [CLIENT_AGENT, "-H", s.server_address, "-p", str(s.exp.port), "-i", str(s.exp.poll_ms),
             "-w", f"{s.exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
             *(["-r"] if p.close_first == "client" else []),
-            *(["-b", str(p.client_port)] if p.client_port is not None else [])]
+            *(["-b", str(p.client_port)] if p.client_port is not None else []),
+            *(["-R"] if p.client_reuseaddr else [])]
 
 
 def _keeper(s: Setup, mode: str) -> list[str]:

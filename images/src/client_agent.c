@@ -7,14 +7,17 @@
  *      the client's connections to the server's port;
  *   2. every -i ms, look them up: their states, when a TIME_WAIT appears
  *      (and on which local port), when the last one is gone;
- *   3. with -r, once a connection is in TIME_WAIT, connect() once from a
- *      fresh socket, as a client started again would: did it work, and from
- *      which local port did the kernel send it;
+ *   3. with -r, once a connection is in TIME_WAIT, every poll: connect() from
+ *      a fresh socket, as a client started again would, until the client's
+ *      kernel lets one through (from a one-port range, only tcp_tw_reuse can
+ *      before the TIME_WAIT ends): the first failure, and when one worked and
+ *      from which local port the kernel sent it;
  *   4. with -b PORT, from the close on, every poll: bind() a fresh socket to
- *      the client's fixed local port and connect(), as a client with a fixed
- *      port does, until the client's kernel lets it through (connected, or
- *      refused by the server: either way the SYN left); the first failure and
- *      the time it worked;
+ *      the client's fixed local port (with -R, SO_REUSEADDR set first) and
+ *      connect(), as a client with a fixed port does, until the client's
+ *      kernel lets it through; the first failure and the time it worked.
+ *      Let through means connected, or refused by the server: either way the
+ *      SYN left;
  *   5. stop when the connections are gone (and the fixed port worked), or
  *      after -w seconds, then stay (paused) until the harness removes it.
  * A probe that connects ends with SO_LINGER 0, a RST: it leaves no TIME_WAIT
@@ -44,8 +47,9 @@
  * kernel picks one). Returns 0 or the errno of the call named in *step; the
  * local port it had goes to *got. */
 static int probe(const struct sockaddr_storage *server, socklen_t slen,
-		 int lport, int *got, const char **step)
+		 int lport, int reuse, int *got, const char **step)
 {
+	int one = 1;
 	struct sockaddr_storage a;
 	socklen_t alen = any_addr(server->ss_family, lport, &a);
 	struct timeval limit = {.tv_sec = 1};
@@ -57,7 +61,8 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 		*step = "socket";
 		return errno;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit))) {
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) ||
+	    (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))) {
 		*step = "setsockopt";
 		err = errno;
 	} else if (lport && bind(fd, (struct sockaddr *)&a, alen)) {
@@ -82,10 +87,16 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 	return err;
 }
 
+/* The client's kernel let the SYN leave: connected, or refused by the server. */
+static int through(int err, const char *step)
+{
+	return !err || (err == ECONNREFUSED && !strcmp(step, "connect"));
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: client-agent -H SERVER_ADDRESS -p SERVER_PORT [-6] [-r] "
-			"[-b FIXED_LOCAL_PORT] [-i POLL_MS] [-w MAX_WAIT_S]\n");
+			"[-b FIXED_LOCAL_PORT] [-R] [-i POLL_MS] [-w MAX_WAIT_S]\n");
 	exit(2);
 }
 
@@ -100,16 +111,17 @@ static int fail(const char *what)
 int main(int argc, char **argv)
 {
 	struct agent_opts o = agent_opts_default();
-	int reconnect = 0, fixed = 0, opt;
+	int reconnect = 0, fixed = 0, reuse = 0, opt;
 	const char *host = NULL;
 
-	while ((opt = getopt(argc, argv, AGENT_OPTS "H:rb:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "H:rb:R")) != -1) {
 		if (agent_opt(&o, opt, optarg, usage))
 			continue;
 		switch (opt) {
 		case 'H': host = optarg; break;
 		case 'r': reconnect = 1; break;
 		case 'b': fixed = (int)number_arg(optarg, 1, 65535, usage); break;
+		case 'R': reuse = 1; break;
 		default: usage();
 		}
 	}
@@ -148,8 +160,8 @@ int main(int argc, char **argv)
 	emit_at(SRC, "watching", mono_now(), "\"lports\":[%s]", lports);
 
 	/* 2.-5. Observe. */
-	int tw_seen = 0, tw_gone = 0, closing = 0, reconnected = 0, fixed_ok = 0,
-	    fixed_fails = 0;
+	int tw_seen = 0, tw_gone = 0, closing = 0, reconnected = 0, reconnect_fails = 0,
+	    fixed_ok = 0, fixed_fails = 0;
 	char last_states[sizeof(snap.states)] = "-";
 	double start = mono_now(), end = start + max_wait;
 	struct poll_clock pc;
@@ -180,24 +192,30 @@ int main(int argc, char **argv)
 			tw_gone = 1;
 			emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f", window_ms);
 		}
-		if (reconnect && tw_port && !reconnected) {
+		if (reconnect && tw_seen && !reconnected) {
 			const char *step;
 			int got = 0;
 			double t = mono_now();
-			int err = probe(&server, slen, 0, &got, &step);
+			int err = probe(&server, slen, 0, 0, &got, &step);
 			char esc[200];
-			reconnected = 1;
-			emit_at(SRC, "reconnect", t,
-				"\"ok\":%s,\"lport\":%d,\"step\":\"%s\",\"errno\":\"%s\"",
-				err ? "false" : "true", got, step,
-				err ? json_escape(strerror(err), esc, sizeof(esc)) : "");
+			if (through(err, step)) {
+				reconnected = 1;
+				emit_at(SRC, "reconnect", t,
+					"\"ok\":true,\"lport\":%d,\"step\":\"\",\"errno\":\"\",\"failures\":%d,"
+					"\"connected\":%s,\"window_ms\":%.3f",
+					got, reconnect_fails, err ? "false" : "true", window_ms);
+			} else if (reconnect_fails++ == 0) {
+				emit_at(SRC, "reconnect", t,
+					"\"ok\":false,\"lport\":%d,\"step\":\"%s\",\"errno\":\"%s\"", got, step,
+					json_escape(strerror(err), esc, sizeof(esc)));
+			}
 		}
 		if (fixed && closing && !fixed_ok) {
 			const char *step;
 			int got = 0;
 			double t = mono_now();
-			int err = probe(&server, slen, fixed, &got, &step);
-			if (!err || (err == ECONNREFUSED && !strcmp(step, "connect"))) {
+			int err = probe(&server, slen, fixed, reuse, &got, &step);
+			if (through(err, step)) {
 				fixed_ok = 1;
 				emit_at(SRC, "fixed_port_ok", t,
 					"\"lport\":%d,\"connected\":%s,\"failures\":%d,"
@@ -210,7 +228,7 @@ int main(int argc, char **argv)
 					json_escape(strerror(err), esc, sizeof(esc)));
 			}
 		}
-		int finished = !snap.count && (!fixed || fixed_ok);
+		int finished = !snap.count && (!fixed || fixed_ok) && (!reconnect || !tw_seen || reconnected);
 		if (finished || mono_now() > end) {
 			emit_poll_stats(SRC, &pc, interval_ms);
 			if (finished)

@@ -12,7 +12,7 @@
  * -S from its network namespace (sysctls.h). It opens -n connections (with
  * -w, once the harness says "connect" on its stdin; with -b, the one
  * connection from that local port, bound before connect() as a client with a
- * fixed port does), sends the message on each, reads the echoes (-r any: any
+ * fixed port does; with -R, SO_REUSEADDR set before), sends the message on each, reads the echoes (-r any: any
  * reply, a server's own protocol's; -r none: nothing, it only keeps the
  * connection open), then closes
  * in the order the trial asks for:
@@ -56,8 +56,9 @@ static void fail(const char *what)
 /* A socket connected to HOST PORT, from local port bind_port unless it is
  * 0; NULL, or the call that failed. */
 static const char *dial(const char *host, const char *port, int bind_port,
-			int *sock)
+			int reuse, int *sock)
 {
+	int one = 1;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
 	if (getaddrinfo(host, port, &hints, &ai))
 		return "getaddrinfo";
@@ -67,6 +68,8 @@ static const char *dial(const char *host, const char *port, int bind_port,
 	const char *failed = NULL;
 	if (*sock < 0)
 		failed = "socket";
+	else if (reuse && setsockopt(*sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))
+		failed = "setsockopt";
 	else if (bind_port && bind(*sock, (struct sockaddr *)&local, llen))
 		failed = "bind";
 	else if (connect(*sock, ai->ai_addr, ai->ai_addrlen))
@@ -84,7 +87,7 @@ static void die(const char *what)
 static int interactive(const char *host, const char *port)
 {
 	int sock;
-	const char *failed = dial(host, port, 0, &sock);
+	const char *failed = dial(host, port, 0, 0, &sock);
 	if (failed)
 		die(failed);
 	/* Unbuffered stdin: fgets() then takes exactly one line from fd 0, so
@@ -232,17 +235,17 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: echo-client HOST PORT (interactive)\n"
 			"       echo-client [-c client|server] [-m close|shutdown] [-w] "
-			"[-n CONNECTIONS] [-b LOCAL_PORT] [-r echo|any|none] [-S SYSCTL]... [--] HOST PORT MESSAGE\n");
+			"[-n CONNECTIONS] [-b LOCAL_PORT] [-R] [-r echo|any|none] [-S SYSCTL]... [--] HOST PORT MESSAGE\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *close_first = "server", *mode = "close", *reply = "echo";
-	int opt, wait_to_connect = 0, conns = 1, bind_port = 0, nsysctls = 0;
+	int opt, wait_to_connect = 0, conns = 1, bind_port = 0, reuse = 0, nsysctls = 0;
 	char *sysctls[MAX_SYSCTLS];
 
-	while ((opt = getopt(argc, argv, "c:m:wn:b:r:S:")) != -1) {
+	while ((opt = getopt(argc, argv, "c:m:wn:b:Rr:S:")) != -1) {
 		if (opt == 'c' && (!strcmp(optarg, "client") || !strcmp(optarg, "server")))
 			close_first = optarg;
 		else if (opt == 'm' && (!strcmp(optarg, "close") || !strcmp(optarg, "shutdown")))
@@ -253,6 +256,8 @@ int main(int argc, char **argv)
 			conns = number_arg(optarg, 1, MAX_CONNS, usage);
 		else if (opt == 'b')
 			bind_port = number_arg(optarg, 1, 65535, usage);
+		else if (opt == 'R')
+			reuse = 1;
 		else if (opt == 'r' && (!strcmp(optarg, "echo") || !strcmp(optarg, "any") || !strcmp(optarg, "none")))
 			reply = optarg;
 		else if (opt == 'S' && nsysctls < MAX_SYSCTLS && sysctl_name_ok(optarg))
@@ -277,7 +282,7 @@ int main(int argc, char **argv)
 
 	int socks[MAX_CONNS];
 	for (int i = 0; i < conns; i++) {
-		const char *failed = dial(host, port, bind_port, &socks[i]);
+		const char *failed = dial(host, port, bind_port, reuse, &socks[i]);
 		if (failed)
 			fail(failed);
 		int lport = local_port(socks[i]);

@@ -1,6 +1,6 @@
 """The catalog of teardown behaviour (experiments/*.yaml beyond the book), measured on real
 containers and held against what the kernel does. Every shipped catalog experiment runs once,
-all at once (at most 16 trials together); the longest trial, every final ACK lost with the
+all at once (at most 22 trials together); the longest trial, every final ACK lost with the
 orphan's 8 retries, sets the time (about two minutes)."""
 
 from __future__ import annotations
@@ -148,6 +148,32 @@ def test_a_syn_from_the_old_port_meets_the_time_wait(catalog):
             assert (killed["time_wait_s"] or 0) < 1 and (killed["time_wait_max_s"] or 0) < 1
 
 
+def test_tcp_tw_reuse_and_the_errors_before_a_4_tuple_is_reused(catalog):
+    def case(reuseaddr, tw_reuse, ts):
+        return ok_trial(catalog, "tw_reuse", "client closes first, old SO_REUSEADDR off, client port 40000"
+                        + (" with SO_REUSEADDR" if reuseaddr else "")
+                        + f", client net.ipv4.tcp_timestamps={ts}, client net.ipv4.tcp_tw_reuse={tw_reuse}")
+    for tw_reuse in (0, 1, 2):
+        for ts in (0, 1):
+            # bind() without SO_REUSEADDR: EADDRINUSE (inet_csk_bind_conflict) until the TIME_WAIT ends
+            assert case(False, tw_reuse, ts)["fixed_port_error"] == "bind: Address already in use"
+            bound = case(True, tw_reuse, ts)
+            if ts:  # the bind path asks tcp_twsk_unique for timestamps only: taken over at once
+                assert bound["client_tw_s"] < 0.5 and bound["fixed_port_connected"] is True
+            else:  # __inet_check_established: not unique, EADDRNOTAVAIL until the TIME_WAIT ends
+                assert bound["fixed_port_error"] == "connect: Cannot assign requested address"
+                assert bound["fixed_port_failures"] > 1000
+            ranged = ok_trial(catalog, "tw_reuse", f"one-port range, tcp_tw_reuse {tw_reuse}, "
+                              f"timestamps {'on' if ts else 'off'}")
+            assert ranged["reconnect_error"] == "connect: Cannot assign requested address"
+            assert ranged["reconnect_port"] == ranged["client_tw_port"] == 40000
+            if tw_reuse == 1 and ts:  # tcp_tw_reuse_delay after the TIME_WAIT's last timestamp
+                assert 0.95 <= ranged["reconnect_s"] - ranged["client_tw_appear_s"] <= 1.3
+                assert ranged["client_tw_s"] < 1.5  # the new connection took the TIME_WAIT over
+            else:
+                assert TIME_WAIT_RANGE[0] <= ranged["client_tw_s"] <= TIME_WAIT_RANGE[1]
+
+
 def test_sockets_past_tcp_max_tw_buckets_skip_time_wait(catalog):
     # inet_twsk_alloc refuses past the namespace's tcp_max_tw_buckets; tcp_time_wait then counts
     # LINUX_MIB_TCPTIMEWAITOVERFLOW and closes the socket at once (net/ipv4/tcp_minisocks.c).
@@ -189,10 +215,13 @@ def test_ipv6_client_side_fixed_port_and_rst(catalog):
 
 def test_plan_estimates_each_trial_from_the_kernels_rules(catalog):
     # `harness plan` before the run: its estimate against the trial's own time (without the
-    # wait for a setup slot), from 2 s (no TIME_WAIT) to 115 s (the orphan's 8 retries).
+    # wait for a setup slot), from 2 s (no TIME_WAIT) to 115 s (the orphan's 8 retries). The
+    # kernel's part is exact; set-up and teardown stretch with the machine's load (CI measured
+    # 130 s for a 114 s estimate with 30 trials at once on 2 cores), hence the margin that grows.
     for name, (path, _) in GROUPS["catalog"].items():
         _, doc, _ = catalog[name]
         expected = {t.id: t.expected_s for t in plan.trials(spec.load(path))}
         for t in doc["trials"]:
             took = t["wall_s"] - t["phases"].get("queued_s", 0)
-            assert abs(expected[t["trial"]] - took) < 15, (name, t["case"], expected[t["trial"]], took)
+            assert abs(expected[t["trial"]] - took) < 15 + 0.2 * expected[t["trial"]], \
+                (name, t["case"], expected[t["trial"]], took)

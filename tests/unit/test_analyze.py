@@ -92,3 +92,18 @@ def test_a_field_the_record_does_not_have_is_an_error():
         setattr(r, "tw_gone_sec", 1)  # noqa: B010 (the misspelling is the point)
     with pytest.raises(TypeError):
         TrialResult("t000", 0, "c", 0, {}, tw_gone_sec=1)
+
+
+def test_reconnects_tried_until_one_got_through_and_an_older_agents_single_try():
+    close = {"src": "client", "ev": "close", "mono": 5.0, "side": "client"}
+    agent = [{"src": "client-agent", "ev": "tw_appear", "mono": 5.01, "lport": 40000, "expires_ms": 60000,
+              "window_ms": 10.0},
+             {"src": "client-agent", "ev": "reconnect", "mono": 5.02, "ok": False, "lport": 0, "step": "connect",
+              "errno": "Cannot assign requested address"},
+             {"src": "client-agent", "ev": "reconnect", "mono": 6.03, "ok": True, "lport": 40000, "step": "",
+              "errno": "", "failures": 100, "connected": True, "window_ms": 10.0}]
+    c = analyze.client_side([close, *agent], "client")
+    assert (c.reconnect_s, c.reconnect_port, c.reconnect_same_port, c.reconnect_failures) == (1.03, 40000, 1, 100)
+    assert c.reconnect_error == "connect: Cannot assign requested address"
+    older = analyze.client_side([close, *agent[:2]], "client")  # it tried once, and failed
+    assert older.reconnect_s is None and older.reconnect_error == "connect: Cannot assign requested address"

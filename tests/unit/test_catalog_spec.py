@@ -87,6 +87,7 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {client_port: 40000, connections: 2}\n", "cases[0]", "client_port needs connections: 1"),
     ("cases:\n  - {close_first: client, keep_restarted: true}\n", "cases[0]", "keep_restarted needs close_first"),
     ("cases:\n  - {keep_restarted: 1}\n", "cases[0].keep_restarted", "true, false"),
+    ("cases:\n  - {client_reuseaddr: true}\n", "cases[0]", "client_reuseaddr needs client_port"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
     specs.assert_refused(BASE + text, field, allowed)
@@ -153,6 +154,15 @@ def test_sysctls_are_checked_in_rounds_and_a_refusal_names_its_field(monkeypatch
     monkeypatch.setattr(facts, "_refused", lambda *a: rounds.append(a[3]))
     facts.check_sysctls(None, None, "r", spec.sysctl_fields(exp), exp.source)
     assert rounds[1] == {"net.ipv4.tcp_orphan_retries": "4"}
+
+
+def test_the_clients_so_reuseaddr_reaches_the_client_and_its_agent():
+    exp = parse("cases:\n  - {client_port: 40000, client_reuseaddr: true}\n")
+    (t,) = plan.trials(exp)
+    s = roles.Setup(exp, t.params)
+    for role in ("client", "client-agent"):
+        command = roles.BY_ROLE[role].command(s)
+        assert "-R" in command and command[command.index("-b") + 1] == "40000"
 
 
 def test_a_kept_restart_reaches_the_agent():

@@ -132,3 +132,18 @@ expect:
 """, "t.yaml")
     (e,) = exp.expect
     assert [c.name for c in plan.cases(exp) if e.applies(c)] == ["both"]
+
+
+def test_where_picks_sysctls_by_those_it_names():
+    exp = spec.parse("""name: t
+description: d
+cases:
+  - {name: a, client_sysctls: {net.ipv4.tcp_tw_reuse: 1, net.ipv4.tcp_timestamps: 1}}
+  - {name: b, client_sysctls: {net.ipv4.tcp_tw_reuse: 1, net.ipv4.tcp_timestamps: 0}}
+  - {name: c, client_sysctls: {net.ipv4.ip_local_port_range: "40000 40000", net.ipv4.tcp_tw_reuse: 1}}
+expect:
+  - {where: {client_sysctls: {net.ipv4.tcp_tw_reuse: 1}}, time_wait_s: null}
+  - {where: {client_sysctls: {net.ipv4.tcp_tw_reuse: 1, net.ipv4.tcp_timestamps: 0}}, time_wait_s: null}
+  - {where: {client_sysctls: {net.ipv4.ip_local_port_range: "40000  40000"}}, time_wait_s: null}
+""", "t.yaml")
+    assert [[c.name for c in plan.cases(exp) if e.applies(c)] for e in exp.expect] == [["a", "b", "c"], ["b"], ["c"]]
