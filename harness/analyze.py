@@ -154,6 +154,7 @@ def client_side(events: list[Event], close_first: str) -> ClientSide:
         reconnect_port=worked.get("lport") if worked else None,
         reconnect_same_port=int(worked.get("lport") == appear.get("lport")) if worked and appear else None,
         reconnect_failures=worked.get("failures", 0) if worked else None,
+        reconnect_connected=worked.get("connected", True) if worked else None,  # older agents: ok meant connected
         reconnect_error=f"{refused.get('step')}: {refused.get('errno')}" if refused else None,
         fixed_port_s=since(fixed),
         fixed_port_failures=fixed.get("failures") if fixed else None,

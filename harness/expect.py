@@ -20,7 +20,7 @@ def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
     under = getattr(record, UPPER_BOUNDS[bound.figure]) if x is None and bound.figure in UPPER_BOUNDS else None
     if under is not None:  # it happened, too short for any poll to time it: only a maximum can be judged
         if bound.max is not None and under <= bound.max and bound.of is None and bound.min is None:
-            return PASS, under, ""
+            return PASS, under, f"< {under:.3f}"
         return FAIL, None, f"{bound.figure} happened, shorter than {under:.3f} s (counted by the kernel, seen by no poll)"
     if bound.never:
         return (PASS, None, "") if x is None else (FAIL, x, f"{bound.figure} happened: {x:g}")

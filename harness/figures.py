@@ -25,6 +25,7 @@ FIGURES = (
     ("reconnect_s", "reconnect (s)"),
     ("reconnect_port", "reconnect port"),
     ("reconnect_failures", "reconnect failures"),
+    ("reconnect_connected", "reconnect connected"),
     ("fixed_port_s", "fixed port free (s)"),
     ("fixed_port_failures", "fixed port failures"),
     ("fixed_port_connected", "fixed port connected"),
@@ -39,7 +40,7 @@ FIGURES = (
 # Figures shown only when some trial ran a server of the user's own (the `server:` section).
 SHOWN_FOR_OWN_SERVER = frozenset({"restart_blocked_by", "old_reuseaddr_inferred", "new_reuseaddr_inferred"})
 # Figures that say yes or no, and those that are words.
-FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred", "fixed_port_connected"})
+FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred", "fixed_port_connected", "reconnect_connected"})
 WORDS = frozenset({"restart_blocked_by"})
 # Figures a table shows when some case sets one of these case variables away from its default,
 # and only then: those every trial measures but only some experiments ask about (so the book's

@@ -116,11 +116,35 @@ def time_wait_kept(p: Params) -> bool:
     return not (p.final_ack_reset and _sysctl(p, active, "tcp_rfc1337", 0) == 0)
 
 
+def time_wait_taken_s(p: Params) -> float | None:
+    """When a new connection with the old 4-tuple ends the active closer's TIME_WAIT, or None.
+    The server's, by the client's SYNs from its old port: the client's RST to the TIME_WAIT's old
+    ACK kills it with tcp_rfc1337 0; a kept listener takes a SYN, by its retransmission at the
+    latest (tcp_timewait_state_process, tcp_v4_rcv). The client's, by its own connect(): from a
+    bound port as soon as the TIME_WAIT saw timestamps; from a one-port range with tcp_tw_reuse 1,
+    after tcp_tw_reuse_delay (tcp_twsk_unique)."""
+    if p.close_first == "server" and p.client_port is not None:
+        if _sysctl(p, "server", "tcp_rfc1337", 0) == 0:
+            return 0.0
+        return 1.0 if p.keep_restarted and p.restart_with_reuseaddr else None
+    if p.close_first != "client" or not p.watches_client or not _sysctl(p, "client", "tcp_timestamps", 1):
+        return None
+    if p.client_port is not None and p.client_reuseaddr:
+        return 0.0
+    ports = str(p.sysctls("client").get("net.ipv4.ip_local_port_range", "")).split()
+    if len(ports) == 2 and ports[0] == ports[1] and _sysctl(p, "client", "tcp_tw_reuse", 2) == 1:
+        return _sysctl(p, "client", "tcp_tw_reuse_delay", 1000) / 1000
+    return None
+
+
 def expected_seconds(p: Params) -> float:
     """What the kernel's rules predict for one trial, from the case's sysctls and close, for
     ordering and estimates."""
     lost = leading_drops(p.final_ack_loss)
     retries = fin_retries(p)
+    taken = time_wait_taken_s(p)
+    if taken is not None:
+        return SETUP_S + taken + 1.0
     if not time_wait_kept(p):
         # The port frees at once, or when the passive closer's next FIN copy meets a socket
         # that is gone and is answered with a RST.

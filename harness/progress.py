@@ -23,7 +23,7 @@ NOTABLE = {
     Ev.TW_APPEAR: lambda e: f"{_whose(e)}TIME_WAIT appeared (kernel timer {e.get('expires_ms', 0) / 1000:.1f} s)",
     Ev.TW_TIMER_RESTART: lambda e: f"TIME_WAIT timer restarted ({e.get('expires_ms', 0) / 1000:.1f} s)",
     Ev.TW_GONE: lambda e: f"{_whose(e)}TIME_WAIT gone",
-    Ev.RECONNECT: lambda e: (f"client reconnected from port {e.get('lport')}" if e.get("ok")
+    Ev.RECONNECT: lambda e: (f"client's connect() got through from port {e.get('lport')}" if e.get("ok")
                              else f"client reconnect refused by its kernel ({e.get('step')}: {e.get('errno')}); "
                                   "trying every poll"),
     Ev.FIXED_PORT_OK: lambda e: f"client's fixed port {e.get('lport')} usable again",

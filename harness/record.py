@@ -119,6 +119,7 @@ class ClientSide:
     reconnect_port: int | None = None  # the local port the kernel gave it
     reconnect_same_port: int | None = None  # 1 if that is the TIME_WAIT's port, else 0
     reconnect_failures: int | None = None  # tries that failed before it
+    reconnect_connected: bool | None = None  # it connected (else the server refused it: the SYN left)
     reconnect_error: str | None = None  # the first failure: the call and its error
     fixed_port_s: float | None = None  # the first bind() + connect() from client_port the kernel let through
     fixed_port_failures: int | None = None  # attempts (one per poll) that failed before

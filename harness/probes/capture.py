@@ -9,7 +9,7 @@ The timeline is the trial's first connection: the client port of the first
 SYN, up to a new SYN from that port (a client that binds its fixed port again).
 Other connections (a trial's further ones, the client's reconnect probes) are
 left out, so each count below is one connection's; what that new SYN from the
-old port met is told apart (same_port).
+old port met in the server's TIME_WAIT is told apart (same_port).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ SAME_PORT_NAMES = {"syn": "SYN from the old port", "old_ack": "server ACK of the
                    "rst": "client RST from the old port", "accepted": "server SYN-ACK: a new connection",
                    "refused": "server RST: refused"}
 SAME_PORT_SHOWN = 9  # of them in the timeline (a TIME_WAIT can answer SYNs for a minute), and the last
+# Only the server's TIME_WAIT meets them (it closed first); the client's own is its kernel's matter.
 
 
 def _same_port(segments: list[tuple[float, Any]], port: int) -> tuple[int | None, list[tuple[float, Any, str]]]:
@@ -181,7 +182,7 @@ def _timeline(segments: list[tuple[float, Any]], since: Callable[[float], float 
                            _relative(tcp.seq, isn.get(sender)),
                            _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
                            **extra))
-    _, later = _same_port(segments, port)
+    _, later = _same_port(segments, port) if p.close_first == "server" else (None, [])
     for ts, tcp, kind in later[:SAME_PORT_SHOWN] + later[SAME_PORT_SHOWN:][-1:]:
         sender = "client" if kind in ("syn", "rst") else "server"
         flags = tcp.flags & FLAG_MASK
@@ -214,5 +215,5 @@ def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
         last_fin_s=fins[-1].t if fins else None,
         server_rsts=sum(1 for s in tl if s.what == "server RST"),
         client_rsts=sum(1 for s in tl if s.what == "client RST"),
-        **same_port(segments, port, since),
+        **(same_port(segments, port, since) if p.close_first == "server" else {}),
     )

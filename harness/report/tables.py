@@ -206,7 +206,7 @@ def trials_csv(trials: list[TrialResult]) -> str:
     """Every trial's raw values, one row each."""
     keys = ["trial", "case", "repeat", "engine", "kernel", "status", "why", "coarse",
             *([f"params.{k}" for k in trials[0].params.to_json()] if trials else []),
-            *(k for k, _ in FIGURES), "tw_appear_s", "tw_gone_s", "tw_timer_restarts",
+            *(k for k, _ in FIGURES), "time_wait_max_s", "tw_appear_s", "tw_gone_s", "tw_timer_restarts", "same_port_syns",
             "server_sysctls", "client_sysctls"]
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -6,6 +6,7 @@
 
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,33 @@ static inline double seconds_arg(const char *text, double lo, double hi,
 	if (!*text || *end || !(v >= lo && v <= hi))
 		usage();
 	return v;
+}
+
+/* The ways a restart failed that were told already: an exit status with a
+ * line, where each run of digits (a time, a PID) counts as one, so hundreds of
+ * "Address already in use" are one line. Returns 1 the first time a way is
+ * seen (up to 64 of them), 0 after. */
+struct told {
+	uint64_t seen[64];
+	int n;
+};
+
+static inline int told_first(struct told *t, int status, const char *line)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint32_t)status; /* FNV-1a */
+	for (const char *c = line; *c; c++) {
+		int digit = *c >= '0' && *c <= '9';
+		if (digit && c > line && c[-1] >= '0' && c[-1] <= '9')
+			continue;
+		h = (h ^ (unsigned char)(digit ? '#' : *c)) * 1099511628211ULL;
+	}
+	for (int i = 0; i < t->n; i++)
+		if (t->seen[i] == h)
+			return 0;
+	if (t->n == (int)(sizeof(t->seen) / sizeof(t->seen[0])))
+		return 0;
+	t->seen[t->n++] = h;
+	return 1;
 }
 
 #endif

@@ -292,8 +292,7 @@ static int restart(const struct keeper *k, double t0)
 {
 	int attempts = 0, held_fails = 0, other = 0;
 	double step = k->restart_ms / 1000.0, due = mono_now(), first = 0, last = 0, end = t0 + k->max_wait;
-	unsigned long seen[64]; /* the ways of failing already told, by hash */
-	int nseen = 0;
+	struct told told = {0};
 	for (;;) {
 		if (mono_now() > end) {
 			emit_at(SRC, "restart_stats", mono_now(), "\"attempts\":%d,\"bind_errors\":%d,\"other\":%d",
@@ -349,20 +348,8 @@ static int restart(const struct keeper *k, double t0)
 			held_fails++;
 		else
 			other++;
-		snprintf(said, sizeof(said), "%d|%s|%s|%s", status, p.last, held, comm);
-		/* A time or a PID in the line does not make it new: each run of digits hashes as one '#'. */
-		unsigned long h = 1469598103934665603UL; /* FNV-1a */
-		for (const char *c = said; *c; c++) {
-			int digit = *c >= '0' && *c <= '9';
-			if (digit && c > said && c[-1] >= '0' && c[-1] <= '9')
-				continue;
-			h = (h ^ (unsigned char)(digit ? '#' : *c)) * 1099511628211UL;
-		}
-		int known = 0;
-		for (int i = 0; i < nseen; i++)
-			known |= seen[i] == h;
-		if (!known && nseen < (int)(sizeof(seen) / sizeof(seen[0]))) {
-			seen[nseen++] = h;
+		snprintf(said, sizeof(said), "%s|%s|%s", p.last, held, comm);
+		if (told_first(&told, status, said)) {
 			emit_at(SRC, "restart_fail", t,
 				"\"attempt\":%d,\"status\":%d,\"stderr\":\"%s\",\"held_by\":\"%s\","
 				"\"holder_pid\":%d,\"holder\":\"%s\"",

@@ -343,11 +343,11 @@ struct agent {
 	char last_states[sizeof(((struct snapshot *)0)->states)];
 
 	/* Restarts, due every restart_ms on the polls' clock; failed ones are
-	 * counted, each a line of its own only when it fails otherwise than the
-	 * one before (hundreds say "bind() error"). */
+	 * counted, each way of failing told once (told_first, events.h: hundreds
+	 * say "bind() error"). */
 	int attempts, restart_bind_errors, restart_other;
 	double restart_due, first_restart, last_restart;
-	char last_why[200];
+	struct told told;
 };
 
 static void parse(struct agent *a, int argc, char **argv)
@@ -595,15 +595,15 @@ static void try_restart(struct agent *a)
 		a->restart_bind_errors++;
 	else
 		a->restart_other++;
-	if (strcmp(why, a->last_why))
+	if (told_first(&a->told, 0, why))
 		emit_at(SRC, "restart_fail", t, "\"attempt\":%d,\"stderr\":\"%s\"", a->attempts,
 			json_escape(why, esc, sizeof(esc)));
-	snprintf(a->last_why, sizeof(a->last_why), "%s", why);
 }
 
 static int finished(const struct agent *a)
 {
-	/* A kept restart's listener holds the port from a plain bind() for as long as it listens. */
+	/* A kept restart's listener holds the port from a plain bind() for as long as it listens
+	 * (try_binds runs before try_restart in a poll, so the SO_REUSEADDR one is in by then). */
 	int plain = a->bind_ok[0] || (a->kept > 0 && a->restart_up);
 	return plain && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
 }

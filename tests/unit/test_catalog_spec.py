@@ -127,6 +127,19 @@ ALL = spec.Loss("all")
     # the client's TIME_WAIT, watched from its side, lasts as long as the server's would
     (P(close_first="client", watch_client=True), 60, 65),
     (P(close_first="client"), 1, 5),
+    # a new connection with the old 4-tuple ends the TIME_WAIT: the client's SYNs from its old port
+    # (its RST kills it, or a kept listener takes one), the client's own connect()
+    (P(client_port=40000), 2, 5),
+    (P(client_port=40000, server_sysctls=(("net.ipv4.tcp_rfc1337", 1),)), 60, 65),
+    (P(client_port=40000, server_reuseaddr=True, keep_restarted=True, server_sysctls=(("net.ipv4.tcp_rfc1337", 1),)),
+     2, 5),
+    (P(close_first="client", client_port=40000, client_reuseaddr=True), 2, 5),
+    (P(close_first="client", client_port=40000, client_reuseaddr=True,
+       client_sysctls=(("net.ipv4.tcp_timestamps", 0),)), 60, 65),
+    (P(close_first="client", watch_client=True, client_sysctls=(("net.ipv4.ip_local_port_range", "40000 40000"),
+                                                                ("net.ipv4.tcp_tw_reuse", 1))), 3, 5),
+    (P(close_first="client", watch_client=True, client_sysctls=(("net.ipv4.ip_local_port_range", "40000 40000"),
+                                                                ("net.ipv4.tcp_tw_reuse", 2))), 60, 65),
 ])
 def test_expected_seconds_follow_the_kernels_rules(params, low, high):
     assert low < plan.expected_seconds(params) < high

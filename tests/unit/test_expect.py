@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -88,7 +89,7 @@ def test_a_time_wait_too_short_to_time_happened_and_only_a_maximum_can_judge_it(
     short = {"time_wait_s": None, "time_wait_max_s": 0.011}
     why = "time_wait_s happened, shorter than 0.011 s (counted by the kernel, seen by no poll)"
     assert judge("{time_wait_s: null}", **short) == ("fail", None, why)
-    assert judge("{time_wait_s: {max: 0.05}}", **short) == ("pass", 0.011, "")
+    assert judge("{time_wait_s: {max: 0.05}}", **short) == ("pass", 0.011, "< 0.011")
     assert judge("{time_wait_s: {max: 0.005}}", **short) == ("fail", None, why)
     assert judge("{time_wait_s: {min: 59.9}}", **short) == ("fail", None, why)
     assert judge("{time_wait_max_s: {max: 0.02}}", **short) == ("pass", 0.011, "")
@@ -147,3 +148,9 @@ expect:
   - {where: {client_sysctls: {net.ipv4.ip_local_port_range: "40000  40000"}}, time_wait_s: null}
 """, "t.yaml")
     assert [[c.name for c in plan.cases(exp) if e.applies(c)] for e in exp.expect] == [["a", "b", "c"], ["b"], ["c"]]
+
+
+def test_where_with_no_sysctls_picks_the_cases_that_set_none():
+    exp = spec.load(Path(__file__).parents[2] / "experiments" / "tw_buckets.yaml")
+    (e, *_) = exp.expect
+    assert [c.params.server_sysctls for c in plan.cases(exp) if e.applies(c)] == [()]
