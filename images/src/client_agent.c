@@ -18,9 +18,10 @@
  *      kernel lets it through; the first failure and the time it worked.
  *      Let through means connected, or refused by the server: either way the
  *      SYN left;
- *   5. stop when the connections are gone (and the fixed port worked), or
+ *   5. stop when the connections are gone (and the fixed port and the
+ *      reconnect worked), or
  *      after -w seconds, then stay (paused) until the harness removes it.
- * A probe that connects ends with SO_LINGER 0, a RST: it leaves no TIME_WAIT
+ * Every probe ends with SO_LINGER 0, a RST if anything: it leaves no TIME_WAIT
  * of its own on either side. The capture owns the namespace; this only
  * joins it. Events are JSON lines on stdout (events.h). */
 #include <arpa/inet.h>
@@ -61,7 +62,10 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 		*step = "socket";
 		return errno;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) ||
+	/* Whatever becomes of it, it ends with a RST, never a FIN: no TIME_WAIT of its own, not even
+	 * when the connect() timed out and the handshake completed after (a SYN retransmitted). */
+	if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) ||
 	    (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)))) {
 		*step = "setsockopt";
 		err = errno;
@@ -75,11 +79,6 @@ static int probe(const struct sockaddr_storage *server, socklen_t slen,
 	int bound = local_port(fd);
 	if (bound >= 0)
 		*got = bound;
-	/* a connection that got through ends with a RST: no TIME_WAIT of its own */
-	if (!err && setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort))) {
-		*step = "setsockopt";
-		err = errno;
-	}
 	if (close(fd) && !err) {
 		*step = "close";
 		err = errno;
