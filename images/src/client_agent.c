@@ -7,7 +7,8 @@
  *      the client's connections to the server's port;
  *   2. every -i ms, look them up: their states, when a TIME_WAIT appears
  *      (and on which local port), when the last one is gone;
- *   3. with -r, once a connection is in TIME_WAIT, every poll: connect() from
+ *   3. with -r, once a connection is in TIME_WAIT (or all are gone without
+ *      one), every poll: connect() from
  *      a fresh socket, as a client started again would, until the client's
  *      kernel lets one through (from a one-port range, only tcp_tw_reuse can
  *      before the TIME_WAIT ends): the first failure, and when one worked and
@@ -191,7 +192,13 @@ int main(int argc, char **argv)
 			tw_gone = 1;
 			emit_at(SRC, "tw_gone", now, "\"window_ms\":%.3f", window_ms);
 		}
-		if (reconnect && tw_seen && !reconnected) {
+		/* Closed: one not ESTABLISHED seen, or all gone between two polls (a new connection
+		 * from the fixed port may take a TIME_WAIT over before any poll sees it). */
+		if (!snap.count)
+			closing = 1;
+		/* The reconnect is due once the TIME_WAIT is there, or the connections are gone
+		 * without one: the server waits for it (-n) either way. */
+		if (reconnect && !reconnected && (tw_seen || (closing && !snap.count))) {
 			const char *step;
 			int got = 0;
 			double t = mono_now();
@@ -227,7 +234,7 @@ int main(int argc, char **argv)
 					json_escape(strerror(err), esc, sizeof(esc)));
 			}
 		}
-		int finished = !snap.count && (!fixed || fixed_ok) && (!reconnect || !tw_seen || reconnected);
+		int finished = !snap.count && (!fixed || fixed_ok) && (!reconnect || reconnected);
 		if (finished || mono_now() > end) {
 			emit_poll_stats(SRC, &pc, interval_ms);
 			if (finished)
