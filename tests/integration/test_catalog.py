@@ -1,6 +1,6 @@
 """The catalog of teardown behaviour (experiments/*.yaml beyond the book), measured on real
 containers and held against what the kernel does. Every shipped catalog experiment runs once,
-all at once (at most 22 trials together); the longest trial, every final ACK lost with the
+all at once (at most 26 trials together); the longest trial, every final ACK lost with the
 orphan's 8 retries, sets the time (about two minutes)."""
 
 from __future__ import annotations
