@@ -83,10 +83,22 @@ def inferred_reuseaddr(tw_seen_s: float | None, rebind_reuseaddr_s: float | None
     return old, (False if old and failed_in_time_wait else None)
 
 
-def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSide:
+def _state_span(agent: list[Event], state: str) -> float | None:
+    """How long some watched socket was in this state, from the first poll that saw it to the first
+    that saw none in it (the agent reports the states on each change); None if it never ended."""
+    seen = [(e["mono"], state in e["states"]) for e in agent if e.get("ev") == Ev.SOCKETS]
+    start = next((t for t, there in seen if there), None)
+    end = next((t for t, there in seen if start is not None and t > start and not there), None)
+    return None if start is None or end is None else round(end - start, 6)
+
+
+def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: bool = False) -> ServerSide:
     """Seconds after the close at which each thing happened in the server's namespace, from the
     agent's events (and the polls' windows of both agents), and the restarts, from whoever made
-    them: the agent (the harness's server) or the keeper (a user's)."""
+    them: the agent (the harness's server) or the keeper (a user's). peer_fin: the capture saw the
+    passive closer's FIN, without which no TIME_WAIT can begin (tcp_fin -> tcp_time_wait): the
+    kernel's count of timewait sockets (TcpExt TW) also counts an orphan's FIN_WAIT2 that timed out
+    (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)), so alone it does not say a TIME_WAIT no poll saw."""
     since = _since(events, close_first)
     agent = [e for e in events if e.get("src") == AGENT]
     keeper = [e for e in events if e.get("src") == KEEPER]
@@ -108,7 +120,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
     tw_entered = _tcpext_delta(agent, "TW")
-    unseen = appear is None and tw_entered and polls.get("window_max_ms") is not None
+    unseen = peer_fin and appear is None and tw_entered and polls.get("window_max_ms") is not None
     return ServerSide(
         close_mono=close_time(events, close_first),
         tw_appear_s=since(appear),
@@ -116,6 +128,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int) -> ServerSi
         time_wait_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
         time_wait_max_s=round(polls["window_max_ms"] / 1000, 6) if unseen else None,
         tw_timer_restarts=sum(1 for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART),
+        fin_wait2_s=_state_span(agent, "FIN_WAIT2"),
         rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
         rebind_reuseaddr_s=rebind_reuseaddr_s,
         restart_s=restart_s,
@@ -254,7 +267,9 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         status, why = FAILED, end["error"]
     elif status == OK and problems:
         status, why = FAILED, problems[0]
-    observed = server_side(events, t.params.close_first, exp.poll_ms)
+    passive = "client" if t.params.close_first == "server" else "server"
+    peer_fin = any(s.sender == passive and s.what.startswith(f"{passive} FIN") for s in captured.timeline)
+    observed = server_side(events, t.params.close_first, exp.poll_ms, peer_fin)
     held = [f for f in observed.restart_failures if f.port_held_by]  # a keeper's: it looked at the port
     if status == FAILED and held and "not over" in why:  # what kept the server from coming back
         why += f"; the restart failed: {held[-1].stderr} (port held by {held[-1].port_held_by})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 # The figures of a trial shown in the tables, in order: (field, heading).
 FIGURES = (
     ("time_wait_s", "TIME_WAIT (s)"),
+    ("fin_wait2_s", "FIN_WAIT2 (s)"),
     ("rebind_plain_s", "bind() plain (s)"),
     ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
     ("restart_s", "restart up (s)"),
@@ -47,6 +48,7 @@ WORDS = frozenset({"restart_blocked_by"})
 # tables keep their columns), and the client's TIME_WAIT, whose "-" (never) is the finding when
 # no trial has one. Other figures show when some trial has a value.
 SHOWN_FOR = {
+    "fin_wait2_s": ("client_close",),
     "client_tw_s": ("watch_client",),
     "last_fin_s": ("client_sysctls", "server_sysctls"),
     "final_acks_reset": ("final_ack_reset",),
@@ -71,7 +73,7 @@ UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}
 # show them; compare does not judge them.
 LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by", "same_port_isn_offset"}
 # Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
-MEASURES = ("time_wait_s", "time_wait_max_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s", "rebind_reuseaddr_s", "restart_s",
-            "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
+MEASURES = ("time_wait_s", "time_wait_max_s", "fin_wait2_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s",
+            "rebind_reuseaddr_s", "restart_s", "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
             "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", "same_port_syn_s",
             "same_port_accepted_s", *sorted(COUNTS))

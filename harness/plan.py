@@ -107,11 +107,13 @@ def fin_retries(p: Params) -> int:
 
 def time_wait_kept(p: Params) -> bool:
     """Whether the active closer's socket enters TIME_WAIT and keeps it for TCP_TIMEWAIT_LEN: not
-    after an abortive close (SO_LINGER 0 sends a RST), not when no bucket is free
+    after an abortive close of either side (SO_LINGER 0 sends a RST), not when no bucket is free
     (tcp_max_tw_buckets), not when a RST reaches it and tcp_rfc1337 is 0
     (net/ipv4/tcp_minisocks.c, tcp_time_wait and tcp_timewait_state_process)."""
     active = p.close_first
     if p.server_stop == "linger0" or _sysctl(p, active, "tcp_max_tw_buckets", MAX_TW_BUCKETS) == 0:
+        return False
+    if p.client_close == "abort":  # a RST from the client: no FIN, and its RST ends the server's FIN_WAIT2
         return False
     return not (p.final_ack_reset and _sysctl(p, active, "tcp_rfc1337", 0) == 0)
 
@@ -145,6 +147,8 @@ def expected_seconds(p: Params) -> float:
     taken = time_wait_taken_s(p)
     if taken is not None:
         return SETUP_S + taken + 1.0
+    if p.client_close == "never":  # the orphan's FIN_WAIT2 lasts tcp_fin_timeout (tcp_fin_time)
+        return SETUP_S + _sysctl(p, "server", "tcp_fin_timeout", 60) + 1.0
     if not time_wait_kept(p):
         # The port frees at once, or when the passive closer's next FIN copy meets a socket
         # that is gone and is answered with a RST.

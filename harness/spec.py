@@ -30,7 +30,11 @@ MAX_MESSAGE_BYTES = 200
 MAX_TRIALS = 5000  # cases x repeat
 
 CLOSE_FIRST = ("server", "client")
-CLIENT_CLOSE = ("close", "shutdown")
+# How the client closes: close() (the kernel keeps an orphan), shutdown(SHUT_WR) with the descriptor
+# kept, an abortive close (SO_LINGER 0: a RST), or never (when the server closes first, its socket
+# then waits in FIN_WAIT2 until tcp_fin_timeout).
+CLIENT_CLOSE = ("close", "shutdown", "abort", "never")
+CLOSE_WORDS = {"shutdown": "client shutdown()", "abort": "client aborts (SO_LINGER 0)", "never": "client never closes"}
 FAMILIES = ("ipv4", "ipv6")
 BACKENDS = ("auto", "nftables", "netem")
 # How the agent stops the server when it closes first (images/src/echo_server.c).
@@ -150,6 +154,12 @@ class Params:
             return "final_ack_reset needs final_ack_loss 0 or k: it answers the first copy the loss lets through"
         if self.client_port is not None and self.connections > 1:
             return "client_port needs connections: 1 (one socket at a time binds a port)"
+        if self.client_close == "never" and self.close_first != "server":
+            return "client_close: never needs close_first: server (the client closes first otherwise)"
+        if self.client_close in ("abort", "never") and (self.final_ack_loss.kind != "none" or self.final_ack_reset):
+            return f"client_close: {self.client_close} leaves no final ACK to drop or answer (the client sends no FIN)"
+        if self.client_close == "never" and self.watches_client:
+            return "client_close: never keeps the client's connection open for good: its side cannot be watched to the end"
         if self.client_reuseaddr and self.client_port is None:
             return "client_reuseaddr needs client_port (SO_REUSEADDR matters to a bind(), and only a fixed port is bound)"
         if self.keep_restarted and self.close_first != "server":
@@ -199,7 +209,7 @@ class Params:
         if self.final_ack_loss.kind != "none":
             parts.append(f"ACK loss {self.final_ack_loss.label()}")
         if self.client_close != "close":
-            parts.append(f"client {self.client_close}()")
+            parts.append(CLOSE_WORDS[self.client_close])
         if self.family != "ipv4":
             parts.append(self.family)
         if self.server_stop != "sigint":

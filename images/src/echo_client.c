@@ -22,7 +22,10 @@
  *              (read() == 0), or its RST (read() fails).
  * -m close     close(): the descriptor goes and the kernel keeps an orphan;
  * -m shutdown  shutdown(SHUT_WR) with the descriptor kept open until the
- *              kernel reports the socket CLOSED (the retry limits differ).
+ *              kernel reports the socket CLOSED (the retry limits differ);
+ * -m abort     SO_LINGER {on, 0} first, so close() sends a RST, not a FIN;
+ * -m never     (with -c server) no close at all: the server's socket waits
+ *              in FIN_WAIT2 until tcp_fin_timeout ends it.
  * Then it stays until the harness removes the container it runs in. Events are
  * JSON lines on stdout (see events.h). */
 #include <arpa/inet.h>
@@ -185,20 +188,26 @@ static void wait_closed(const int *socks, int n)
 }
 
 /* Close (or shut down) these connections now, as one close. */
-static void close_now(const int *socks, int n, int use_shutdown)
+static void close_now(const int *socks, int n, const char *mode)
 {
+	int use_shutdown = !strcmp(mode, "shutdown");
+	struct linger abort = {.l_onoff = 1, .l_linger = 0};
 	double t = mono_now();
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(mode, "abort") && setsockopt(socks[i], SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)))
+			fail("setsockopt");
 		if (use_shutdown ? shutdown(socks[i], SHUT_WR) : close(socks[i]))
 			fail(use_shutdown ? "shutdown" : "close");
-	emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"%s\",\"connections\":%d",
-		use_shutdown ? "shutdown" : "close", n);
+	}
+	emit_at(SRC, "close", t, "\"side\":\"client\",\"how\":\"%s\",\"connections\":%d", mode, n);
 }
 
 /* The server closed first: close each connection as its FIN (or RST)
- * arrives, then, after shutdown(), hold them until the kernel is done. */
-static void close_second(const int *socks, int n, int use_shutdown)
+ * arrives (-m never: keep it open, so the server's socket waits in
+ * FIN_WAIT2), then, after shutdown(), hold them until the kernel is done. */
+static void close_second(const int *socks, int n, const char *mode)
 {
+	int use_shutdown = !strcmp(mode, "shutdown");
 	struct pollfd fds[MAX_CONNS];
 	int open = n, shut[MAX_CONNS], nshut = 0;
 	char buf[256];
@@ -219,8 +228,8 @@ static void close_second(const int *socks, int n, int use_shutdown)
 			if (got < 0) { /* reset: the kernel has closed it already */
 				if (close(fds[i].fd))
 					fail("close");
-			} else {
-				close_now(&fds[i].fd, 1, use_shutdown);
+			} else if (strcmp(mode, "never")) {
+				close_now(&fds[i].fd, 1, mode);
 				if (use_shutdown)
 					shut[nshut++] = fds[i].fd;
 			}
@@ -234,7 +243,7 @@ static void close_second(const int *socks, int n, int use_shutdown)
 static void usage(void)
 {
 	fprintf(stderr, "usage: echo-client HOST PORT (interactive)\n"
-			"       echo-client [-c client|server] [-m close|shutdown] [-w] "
+			"       echo-client [-c client|server] [-m close|shutdown|abort|never] [-w] "
 			"[-n CONNECTIONS] [-b LOCAL_PORT] [-R] [-r echo|any|none] [-S SYSCTL]... [--] HOST PORT MESSAGE\n");
 	exit(2);
 }
@@ -248,7 +257,8 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "c:m:wn:b:Rr:S:")) != -1) {
 		if (opt == 'c' && (!strcmp(optarg, "client") || !strcmp(optarg, "server")))
 			close_first = optarg;
-		else if (opt == 'm' && (!strcmp(optarg, "close") || !strcmp(optarg, "shutdown")))
+		else if (opt == 'm' && (!strcmp(optarg, "close") || !strcmp(optarg, "shutdown") ||
+					!strcmp(optarg, "abort") || !strcmp(optarg, "never")))
 			mode = optarg;
 		else if (opt == 'w')
 			wait_to_connect = 1;
@@ -271,7 +281,6 @@ int main(int argc, char **argv)
 		usage();
 	const char *host = argv[optind], *port = argv[optind + 1],
 		   *msg = argv[optind + 2];
-	int use_shutdown = strcmp(mode, "shutdown") == 0;
 	emit_sysctls(SRC, sysctls, nsysctls);
 
 	if (wait_to_connect) {
@@ -319,11 +328,11 @@ int main(int argc, char **argv)
 	if (strcmp(close_first, "client") == 0) {
 		if (await_command("close", COMMAND_WAIT_S))
 			fail("no close command");
-		close_now(socks, conns, use_shutdown);
-		if (use_shutdown)
+		close_now(socks, conns, mode);
+		if (!strcmp(mode, "shutdown"))
 			wait_closed(socks, conns);
 	} else {
-		close_second(socks, conns, use_shutdown);
+		close_second(socks, conns, mode);
 	}
 	hold();
 }

@@ -1,6 +1,6 @@
 """The catalog of teardown behaviour (experiments/*.yaml beyond the book), measured on real
 containers and held against what the kernel does. Every shipped catalog experiment runs once,
-all at once (at most 26 trials together); the longest trial, every final ACK lost with the
+all at once (at most 21 trials together); the longest trial, every final ACK lost with the
 orphan's 8 retries, sets the time (about two minutes)."""
 
 from __future__ import annotations
@@ -172,6 +172,20 @@ def test_tcp_tw_reuse_and_the_errors_before_a_4_tuple_is_reused(catalog):
                 assert ranged["client_tw_s"] < 1.5  # the new connection took the TIME_WAIT over
             else:
                 assert TIME_WAIT_RANGE[0] <= ranged["client_tw_s"] <= TIME_WAIT_RANGE[1]
+
+
+def test_the_other_ends_of_a_close(catalog):
+    # a peer that never closes: the orphan waits in FIN_WAIT2 for tcp_fin_timeout (a timewait socket
+    # of substate FIN_WAIT2, tcp_time_wait), and no TIME_WAIT follows
+    for timeout in (5, 20, 60):
+        t = ok_trial(catalog, "other_ends", f"client never closes, tcp_fin_timeout {timeout}")
+        assert t["time_wait_s"] is None and timeout - 0.1 <= t["fin_wait2_s"] <= timeout + 5.2
+        assert [s["what"] for s in t["timeline"]] == ["server FIN", "client ACK of the server FIN"]
+    # the client's RST ends the server's FIN_WAIT2; an abortive close first is a RST, not a FIN
+    rst = ok_trial(catalog, "other_ends", "a RST into FIN_WAIT2")
+    assert [s["what"] for s in rst["timeline"]][-1] == "client RST" and rst["tw_entered"] == 0
+    first = ok_trial(catalog, "other_ends", "the client aborts first")
+    assert [s["what"] for s in first["timeline"]] == ["client RST"] and first["client_tw_s"] is None
 
 
 def test_sockets_past_tcp_max_tw_buckets_skip_time_wait(catalog):

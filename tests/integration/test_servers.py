@@ -33,6 +33,13 @@ def test_each_preset_measures_and_meets_what_its_source_predicts(servers, engine
     assert run_objects(engine, run_id(doc)) == ([], [])
 
 
+def test_a_close_with_unread_data_is_a_rst(servers):
+    # __tcp_close: data left unread in the receive queue turns the close into a RST (RFC 2525, 2.17)
+    t = ok_trial(servers, "unread_close", "unread")
+    assert [s["what"] for s in t["timeline"]] == ["server RST"]
+    assert t["time_wait_s"] is None and t["tw_entered"] == 0
+
+
 def test_the_two_restart_styles_of_one_server(servers, engine):
     pod = ok_trial(servers, "styles", "namespace")
     assert TIME_WAIT_RANGE[0] <= pod["restart_s"] <= TIME_WAIT_RANGE[1] + 0.5  # it met its TIME_WAIT

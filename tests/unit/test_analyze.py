@@ -78,10 +78,13 @@ def test_a_time_wait_no_poll_saw_is_bounded_by_the_widest_gap_between_polls():
               {"src": "agent", "ev": "poll_stats", "mono": 6.0, "interval_ms": 10, "polls": 100,
                "late_max_ms": 1.5, "late_over_5ms": 0, "window_max_ms": 11.25},
               {"src": "agent", "ev": "tcpext", "mono": 6.0, "at": "end", "counters": {"TW": 1}}]
-    f = analyze.server_side(events, "server", poll_ms=10)
+    f = analyze.server_side(events, "server", poll_ms=10, peer_fin=True)
     assert f.time_wait_s is None and f.time_wait_max_s == 0.01125 and f.tw_entered == 1
-    none = analyze.server_side(events[:3], "server", poll_ms=10)  # no count: nothing to bound
+    none = analyze.server_side(events[:3], "server", poll_ms=10, peer_fin=True)  # no count: nothing to bound
     assert none.time_wait_s is None and none.time_wait_max_s is None
+    # without the peer's FIN no TIME_WAIT began: the count is an orphan's FIN_WAIT2 that timed out
+    orphan = analyze.server_side(events, "server", poll_ms=10, peer_fin=False)
+    assert orphan.tw_entered == 1 and orphan.time_wait_max_s is None
     seen = analyze.server_side(EVENTS, "server", poll_ms=10)
     assert seen.time_wait_s == pytest.approx(60.63) and seen.time_wait_max_s is None
 
@@ -107,3 +110,11 @@ def test_reconnects_tried_until_one_got_through_and_an_older_agents_single_try()
     assert c.reconnect_error == "connect: Cannot assign requested address" and c.reconnect_connected is True
     older = analyze.client_side([close, *agent[:2]], "client")  # it tried once, and failed
     assert older.reconnect_s is None and older.reconnect_error == "connect: Cannot assign requested address"
+
+
+def test_fin_wait2_from_the_first_poll_that_saw_it_to_the_first_that_did_not():
+    events = [{"src": "agent", "ev": "close", "mono": 5.0, "side": "server", "how": "SIGINT"},
+              *({"src": "agent", "ev": "sockets", "mono": t, "states": s} for t, s in (
+                  (5.0, ["ESTABLISHED"]), (5.01, ["FIN_WAIT2"]), (10.2, []), (10.3, ["LISTEN"])))]
+    assert analyze.server_side(events, "server", poll_ms=10).fin_wait2_s == 5.19
+    assert analyze.server_side(events[:3], "server", poll_ms=10).fin_wait2_s is None  # not over

@@ -88,6 +88,10 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {close_first: client, keep_restarted: true}\n", "cases[0]", "keep_restarted needs close_first"),
     ("cases:\n  - {keep_restarted: 1}\n", "cases[0].keep_restarted", "true, false"),
     ("cases:\n  - {client_reuseaddr: true}\n", "cases[0]", "client_reuseaddr needs client_port"),
+    ("cases:\n  - {close_first: client, client_close: never}\n", "cases[0]", "never needs close_first: server"),
+    ("cases:\n  - {client_close: abort, final_ack_loss: 1}\n", "cases[0]", "leaves no final ACK"),
+    ("cases:\n  - {client_close: never, watch_client: true}\n", "cases[0]", "cannot be watched"),
+    ("cases:\n  - {client_close: linger}\n", "cases[0].client_close", "close, shutdown, abort, never"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
     specs.assert_refused(BASE + text, field, allowed)
@@ -140,6 +144,11 @@ ALL = spec.Loss("all")
                                                                 ("net.ipv4.tcp_tw_reuse", 1))), 3, 5),
     (P(close_first="client", watch_client=True, client_sysctls=(("net.ipv4.ip_local_port_range", "40000 40000"),
                                                                 ("net.ipv4.tcp_tw_reuse", 2))), 60, 65),
+    # the other ends: FIN_WAIT2 for tcp_fin_timeout when the client never closes; a RST ends it
+    (P(client_close="never", server_sysctls=(("net.ipv4.tcp_fin_timeout", 5),)), 7, 9),
+    (P(client_close="never"), 60, 65),
+    (P(client_close="abort"), 2, 5),
+    (P(close_first="client", client_close="abort", watch_client=True), 2, 5),
 ])
 def test_expected_seconds_follow_the_kernels_rules(params, low, high):
     assert low < plan.expected_seconds(params) < high
