@@ -83,13 +83,13 @@ def inferred_reuseaddr(tw_seen_s: float | None, rebind_reuseaddr_s: float | None
     return old, (False if old and failed_in_time_wait else None)
 
 
-def _state_span(agent: list[Event], state: str) -> float | None:
-    """How long some watched socket was in this state, from the first poll that saw it to the first
-    that saw none in it (the agent reports the states on each change); None if it never ended."""
-    seen = [(e["mono"], state in e["states"]) for e in agent if e.get("ev") == Ev.SOCKETS]
-    start = next((t for t, there in seen if there), None)
-    end = next((t for t, there in seen if start is not None and t > start and not there), None)
-    return None if start is None or end is None else round(end - start, 6)
+def _state_span(agent: list[Event], state: str) -> tuple[Event, Event] | tuple[None, None]:
+    """The first poll that saw some watched socket in this state and the first after it that saw
+    none in it (the agent reports the states on each change); (None, None) unless both were seen."""
+    seen = [e for e in agent if e.get("ev") == Ev.SOCKETS]
+    start = next((e for e in seen if state in e["states"]), None)
+    end = next((e for e in seen if start is not None and e["mono"] > start["mono"] and state not in e["states"]), None)
+    return (start, end) if start is not None and end is not None else (None, None)
 
 
 def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: bool = False) -> ServerSide:
@@ -97,8 +97,9 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
     agent's events (and the polls' windows of both agents), and the restarts, from whoever made
     them: the agent (the harness's server) or the keeper (a user's). peer_fin: the capture saw the
     passive closer's FIN, without which no TIME_WAIT can begin (tcp_fin -> tcp_time_wait): the
-    kernel's count of timewait sockets (TcpExt TW) also counts an orphan's FIN_WAIT2 that timed out
-    (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)), so alone it does not say a TIME_WAIT no poll saw."""
+    kernel's count of timewait sockets (TcpExt TW, taken as one is scheduled for over 4 s) also
+    counts an orphan kept in FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)), so alone it does not
+    say a TIME_WAIT no poll saw."""
     since = _since(events, close_first)
     agent = [e for e in events if e.get("src") == AGENT]
     keeper = [e for e in events if e.get("src") == KEEPER]
@@ -120,6 +121,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
     tw_entered = _tcpext_delta(agent, "TW")
+    fw2_start, fw2_end = _state_span(agent, "FIN_WAIT2")
     unseen = peer_fin and appear is None and tw_entered and polls.get("window_max_ms") is not None
     return ServerSide(
         close_mono=close_time(events, close_first),
@@ -128,7 +130,8 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
         time_wait_s=round(gone["mono"] - appear["mono"], 6) if appear and gone else None,
         time_wait_max_s=round(polls["window_max_ms"] / 1000, 6) if unseen else None,
         tw_timer_restarts=sum(1 for e in agent if e.get("ev") == Ev.TW_TIMER_RESTART),
-        fin_wait2_s=_state_span(agent, "FIN_WAIT2"),
+        fin_wait2_s=round(fw2_end["mono"] - fw2_start["mono"], 6) if fw2_start and fw2_end else None,
+        fin_wait2_gone_s=since(fw2_end),
         rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
         rebind_reuseaddr_s=rebind_reuseaddr_s,
         restart_s=restart_s,

@@ -32,7 +32,9 @@ from harness.record import TrialResult
 from harness.spec import Experiment
 from harness.store import RunDir
 
-START_TIMEOUT_S = 30.0  # a program to come up, or the echo to finish
+# A program to come up, or the echo to finish. Generous: on a loaded engine (a burst of set-ups, two
+# cores) an exec into a fresh container has taken over 30 s; a program that is stuck is still caught.
+START_TIMEOUT_S = 120.0
 KEEPER_RESTARTED = "keeper-restarted"  # the keeper in a user's server's side made anew (restart: container)
 
 

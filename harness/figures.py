@@ -74,6 +74,7 @@ UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}
 LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by", "same_port_isn_offset"}
 # Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
 MEASURES = ("time_wait_s", "time_wait_max_s", "fin_wait2_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s",
-            "rebind_reuseaddr_s", "restart_s", "observed_s", "poll_late_max_ms", "window_max_ms", "last_fin_s", "client_tw_s",
+            "rebind_reuseaddr_s", "restart_s", "observed_s", "fin_wait2_gone_s", "poll_late_max_ms", "window_max_ms",
+            "last_fin_s", "client_tw_s",
             "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", "same_port_syn_s",
             "same_port_accepted_s", *sorted(COUNTS))

@@ -113,7 +113,7 @@ def time_wait_kept(p: Params) -> bool:
     active = p.close_first
     if p.server_stop == "linger0" or _sysctl(p, active, "tcp_max_tw_buckets", MAX_TW_BUCKETS) == 0:
         return False
-    if p.client_close == "abort":  # a RST from the client: no FIN, and its RST ends the server's FIN_WAIT2
+    if p.client_close == "abort":  # a RST from the client, no FIN: it ends the server's FIN_WAIT2 too
         return False
     return not (p.final_ack_reset and _sysctl(p, active, "tcp_rfc1337", 0) == 0)
 

@@ -74,6 +74,7 @@ class ServerSide:
     time_wait_max_s: float | None = None
     tw_timer_restarts: int = 0
     fin_wait2_s: float | None = None  # how long the server's socket was seen in FIN_WAIT2
+    fin_wait2_gone_s: float | None = None  # the first poll that saw it out of FIN_WAIT2
     rebind_plain_s: float | None = None
     rebind_reuseaddr_s: float | None = None
     restart_s: float | None = None

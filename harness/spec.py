@@ -158,6 +158,8 @@ class Params:
             return "client_close: never needs close_first: server (the client closes first otherwise)"
         if self.client_close in ("abort", "never") and (self.final_ack_loss.kind != "none" or self.final_ack_reset):
             return f"client_close: {self.client_close} leaves no final ACK to drop or answer (the client sends no FIN)"
+        if self.client_close == "never" and self.server_stop == "linger0":
+            return "client_close: never waits in FIN_WAIT2 for a FIN; server_stop: linger0 sends a RST instead"
         if self.client_close == "never" and self.watches_client:
             return "client_close: never keeps the client's connection open for good: its side cannot be watched to the end"
         if self.client_reuseaddr and self.client_port is None:

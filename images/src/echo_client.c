@@ -23,7 +23,9 @@
  * -m close     close(): the descriptor goes and the kernel keeps an orphan;
  * -m shutdown  shutdown(SHUT_WR) with the descriptor kept open until the
  *              kernel reports the socket CLOSED (the retry limits differ);
- * -m abort     SO_LINGER {on, 0} first, so close() sends a RST, not a FIN;
+ * -m abort     SO_LINGER {on, 0} first, so close() sends a RST, not a FIN
+ *              (with -c server, 250 ms after the server's FIN: once its
+ *              kernel has acknowledged it, so the RST meets FIN_WAIT2);
  * -m never     (with -c server) no close at all: the server's socket waits
  *              in FIN_WAIT2 until tcp_fin_timeout ends it.
  * Then it stays until the harness removes the container it runs in. Events are
@@ -229,6 +231,10 @@ static void close_second(const int *socks, int n, const char *mode)
 				if (close(fds[i].fd))
 					fail("close");
 			} else if (strcmp(mode, "never")) {
+				/* an abort waits out the delayed ACK of the server's FIN (at most
+				 * 200 ms), so its RST meets the server's FIN_WAIT2, not FIN_WAIT1 */
+				if (!strcmp(mode, "abort"))
+					usleep(250000);
 				close_now(&fds[i].fd, 1, mode);
 				if (use_shutdown)
 					shut[nshut++] = fds[i].fd;
@@ -277,7 +283,8 @@ int main(int argc, char **argv)
 	}
 	if (optind == 1 && argc == 3) /* no options: by hand */
 		return interactive(argv[1], argv[2]);
-	if (optind != argc - 3 || (bind_port && conns > 1))
+	if (optind != argc - 3 || (bind_port && conns > 1) ||
+	    (!strcmp(mode, "never") && !strcmp(close_first, "client")))
 		usage();
 	const char *host = argv[optind], *port = argv[optind + 1],
 		   *msg = argv[optind + 2];

@@ -116,5 +116,6 @@ def test_fin_wait2_from_the_first_poll_that_saw_it_to_the_first_that_did_not():
     events = [{"src": "agent", "ev": "close", "mono": 5.0, "side": "server", "how": "SIGINT"},
               *({"src": "agent", "ev": "sockets", "mono": t, "states": s} for t, s in (
                   (5.0, ["ESTABLISHED"]), (5.01, ["FIN_WAIT2"]), (10.2, []), (10.3, ["LISTEN"])))]
-    assert analyze.server_side(events, "server", poll_ms=10).fin_wait2_s == 5.19
+    f = analyze.server_side(events, "server", poll_ms=10)
+    assert (f.fin_wait2_s, f.fin_wait2_gone_s) == (5.19, 5.2)
     assert analyze.server_side(events[:3], "server", poll_ms=10).fin_wait2_s is None  # not over

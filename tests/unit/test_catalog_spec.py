@@ -91,6 +91,7 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {close_first: client, client_close: never}\n", "cases[0]", "never needs close_first: server"),
     ("cases:\n  - {client_close: abort, final_ack_loss: 1}\n", "cases[0]", "leaves no final ACK"),
     ("cases:\n  - {client_close: never, watch_client: true}\n", "cases[0]", "cannot be watched"),
+    ("cases:\n  - {client_close: never, server_stop: linger0}\n", "cases[0]", "sends a RST instead"),
     ("cases:\n  - {client_close: linger}\n", "cases[0].client_close", "close, shutdown, abort, never"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
