@@ -40,6 +40,15 @@ GUEST = "guest"  # a user's server's container and image (lab/images.guest)
 RESTARTED = "guest-restarted"  # its container after a restart: container
 
 
+def _reader(sock: Any, raw: Any) -> Any:
+    """What to read an exec's output from: the HTTP response's buffered reader, which the SDK read
+    the upgrade's headers through and which may already hold the program's first bytes (a program
+    that prints at once, under load: they were lost, and its start never seen), else the socket."""
+    response = getattr(sock, "_response", None)
+    buffered = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+    return buffered if buffered is not None else raw.makefile("rb")
+
+
 def _frames(stream: Any) -> Iterator[bytes]:
     """The payloads of an exec's output stream (8-byte headers: stream, 3 zeros, big-endian length).
     Not the SDK's frames_iter: it polls the socket before every read, and over TLS the next frames
@@ -213,7 +222,7 @@ class TrialLab:
         raw = getattr(sock, "_sock", sock)
         raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
         self._execs[role] = raw
-        self.streams[role] = EventStream(_frames(raw.makefile("rb")), src or role, self._sink, self._stopping)
+        self.streams[role] = EventStream(_frames(_reader(sock, raw)), src or role, self._sink, self._stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""
