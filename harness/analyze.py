@@ -270,8 +270,7 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
         status, why = FAILED, end["error"]
     elif status == OK and problems:
         status, why = FAILED, problems[0]
-    passive = "client" if t.params.close_first == "server" else "server"
-    peer_fin = any(s.sender == passive and s.what.startswith(f"{passive} FIN") for s in captured.timeline)
+    peer_fin = bool(capture.peer_fins(captured.timeline, t.params.close_first))
     observed = server_side(events, t.params.close_first, exp.poll_ms, peer_fin)
     held = [f for f in observed.restart_failures if f.port_held_by]  # a keeper's: it looked at the port
     if status == FAILED and held and "not over" in why:  # what kept the server from coming back

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.figures import UPPER_BOUNDS
 from harness.record import FAIL, NO_DATA, PASS, Outcome, TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
@@ -17,7 +16,7 @@ from harness.spec import Bound, Case, Experiment
 def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
     """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
     x = getattr(record, bound.figure)
-    under = getattr(record, UPPER_BOUNDS[bound.figure]) if x is None and bound.figure in UPPER_BOUNDS else None
+    under = record.shorter_than(bound.figure)
     if under is not None:  # it happened, too short for any poll to time it: only a maximum can be judged
         if bound.max is not None and under <= bound.max and bound.of is None and bound.min is None:
             return PASS, under, f"< {under:.3f}"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.figures import UPPER_BOUNDS
 from harness.spec import Params
 
 OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
@@ -296,6 +297,12 @@ class TrialResult:
         """What held the port as restarts failed, from the kernel, in the order seen: "TIME_WAIT",
         "LISTEN: NAME (pid N)" (a surviving process's), "nothing" (they failed otherwise)."""
         return ", ".join(dict.fromkeys(h for f in self.restart_failures if (h := f.port_held_by))) or None
+
+    def shorter_than(self, figure: str) -> float | None:
+        """The upper bound of a figure that happened too briefly for any poll to time it (the figure
+        is then None; figures.UPPER_BOUNDS names its bound), or None."""
+        bound = UPPER_BOUNDS.get(figure)
+        return getattr(self, bound) if bound is not None and getattr(self, figure) is None else None
 
     @property
     def failed_expectations(self) -> list[Outcome]:

@@ -56,22 +56,31 @@ def _mono_offset(events: list[dict[str, Any]]) -> float | None:
     return clock["realtime"] - clock["mono"] if clock else None
 
 
-def _first_connection(segments: list[tuple[float, Any]], port: int) -> list[tuple[float, Any]]:
-    """The segments of the first connection: its client port, until that port sends a new SYN."""
+Packets = list[tuple[float, Any]]
+
+
+def _split(segments: Packets, port: int) -> tuple[Packets, Packets]:
+    """The segments of the first connection: its client port, until that port sends a new SYN;
+    and, from that SYN on, those between the same two ports (a new connection from the old port)."""
     client_port = isn = None
-    out = []
+    first: Packets = []
+    later: Packets = []
     for ts, tcp in segments:
         if client_port is None and tcp.dport == port and tcp.flags & SYN and not tcp.flags & ACK:
             client_port, isn = tcp.sport, tcp.seq
         if client_port is None:
-            out.append((ts, tcp))  # a capture that missed the handshake: keep everything
+            first.append((ts, tcp))  # a capture that missed the handshake: keep everything
             continue
         if client_port not in (tcp.sport, tcp.dport):
             continue
-        if tcp.sport == client_port and tcp.flags & SYN and tcp.seq != isn:
-            break
-        out.append((ts, tcp))
-    return out
+        if not later and tcp.sport == client_port and tcp.flags & SYN and tcp.seq != isn:
+            later.append((ts, tcp))
+        elif later:
+            if port in (tcp.sport, tcp.dport):
+                later.append((ts, tcp))
+        else:
+            first.append((ts, tcp))
+    return first, later
 
 
 def _since_close(events: list[dict[str, Any]], p: Params) -> Callable[[float], float | None]:
@@ -86,30 +95,18 @@ SAME_PORT_NAMES = {"syn": "SYN from the old port", "old_ack": "server ACK of the
                    "rst": "client RST from the old port", "accepted": "server SYN-ACK: a new connection",
                    "refused": "server RST: refused"}
 SAME_PORT_SHOWN = 9  # of them in the timeline (a TIME_WAIT can answer SYNs for a minute), and the last
-# Only the server's TIME_WAIT meets them (it closed first); the client's own is its kernel's matter.
 
 
-def _same_port(segments: list[tuple[float, Any]], port: int) -> tuple[int | None, list[tuple[float, Any, str]]]:
-    """After the first connection, a new SYN from its client port and what it met, each segment
-    with its kind (SAME_PORT_NAMES), up to the server's SYN-ACK; and the old connection's next
-    server sequence number (after its FIN), None without that FIN."""
-    client_port = isn = old_next = None
+def _met(first: Packets, later: Packets, port: int) -> tuple[int | None, list[tuple[float, Any, str]]]:
+    """What a new SYN from the first connection's client port met: each segment after it with its
+    kind (SAME_PORT_NAMES), up to the server's SYN-ACK; and the old connection's next server
+    sequence number (after the server's last FIN), None without that FIN."""
+    fin = next((tcp for _, tcp in reversed(first) if tcp.sport == port and tcp.flags & FIN), None)
+    old_next = None if fin is None else (fin.seq + len(fin.data) + 1) % 2**32
     out: list[tuple[float, Any, str]] = []
-    for ts, tcp in segments:
-        if client_port is None:
-            if tcp.dport == port and tcp.flags & SYN and not tcp.flags & ACK:
-                client_port, isn = tcp.sport, tcp.seq
-            continue
-        if {tcp.sport, tcp.dport} != {client_port, port}:
-            continue
-        from_client, flags = tcp.sport == client_port, tcp.flags & FLAG_MASK
-        if not out:
-            if from_client and flags & SYN and tcp.seq != isn:
-                out.append((ts, tcp, "syn"))
-            elif not from_client and flags & FIN:  # the server's FIN: the old connection's last
-                old_next = (tcp.seq + len(tcp.data) + 1) % 2**32
-            continue
-        kind = ("syn" if flags & SYN else "rst" if flags & RST else None) if from_client else \
+    for ts, tcp in later:
+        flags = tcp.flags & FLAG_MASK
+        kind = ("syn" if flags & SYN else "rst" if flags & RST else None) if tcp.dport == port else \
             ("accepted" if flags & SYN else "refused" if flags & RST else "old_ack" if flags == ACK else None)
         if kind is not None:
             out.append((ts, tcp, kind))
@@ -118,17 +115,17 @@ def _same_port(segments: list[tuple[float, Any]], port: int) -> tuple[int | None
     return old_next, out
 
 
-def same_port(segments: list[tuple[float, Any]], port: int, since: Callable[[float], float | None]) -> dict[str, Any]:
+def same_port(old_next: int | None, met: list[tuple[float, Any, str]],
+              since: Callable[[float], float | None]) -> dict[str, Any]:
     """What a new SYN from the first connection's client port met (record.CaptureFigures.same_port_*);
     {} when no such SYN was sent."""
-    old_next, seen = _same_port(segments, port)
-    if not seen:
+    if not met:
         return {}
-    kinds = [k for _, _, k in seen]
-    figures = {"same_port_syn_s": since(seen[0][0]), "same_port_syns": kinds.count("syn"),
+    kinds = [k for _, _, k in met]
+    figures = {"same_port_syn_s": since(met[0][0]), "same_port_syns": kinds.count("syn"),
                "same_port_tw_acks": kinds.count("old_ack")}
     if kinds[-1] == "accepted":
-        ts, tcp, _ = seen[-1]
+        ts, tcp, _ = met[-1]
         figures.update(same_port_accepted_s=since(ts),
                        same_port_isn_offset=None if old_next is None else (tcp.seq - old_next) % 2**32)
     return figures
@@ -137,11 +134,11 @@ def same_port(segments: list[tuple[float, Any]], port: int, since: Callable[[flo
 def timeline(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
              dropped_copies: list[int] | None) -> list[Segment]:
     """Each segment of the close, named, with t in seconds after the close (t = 0)."""
-    return _timeline(_segments(pcap), _since_close(events, p), port, p, dropped_copies)
+    return list(figures(pcap, events, port, p, dropped_copies).timeline)
 
 
-def _timeline(segments: list[tuple[float, Any]], since: Callable[[float], float | None], port: int, p: Params,
-              dropped_copies: list[int] | None) -> list[Segment]:
+def _timeline(first: Packets, met: list[tuple[float, Any, str]], since: Callable[[float], float | None],
+              port: int, p: Params, dropped_copies: list[int] | None) -> list[Segment]:
     active = p.close_first
     dropped = set(dropped_copies or ())
     reset_copy = leading_drops(p.final_ack_loss) if p.final_ack_reset else None
@@ -149,7 +146,7 @@ def _timeline(segments: list[tuple[float, Any]], since: Callable[[float], float 
     fins: dict[str, int] = {"server": 0, "client": 0}
     isn: dict[str, int] = {}  # each side's initial sequence number, from its SYN
     final_acks = 0
-    for ts, tcp in _first_connection(segments, port):
+    for ts, tcp in first:
         sender = "server" if tcp.sport == port else "client"
         flags = tcp.flags & FLAG_MASK
         if flags & SYN:
@@ -182,8 +179,7 @@ def _timeline(segments: list[tuple[float, Any]], since: Callable[[float], float 
                            _relative(tcp.seq, isn.get(sender)),
                            _relative(tcp.ack, isn.get(_other(sender))) if flags & ACK else None,
                            **extra))
-    _, later = _same_port(segments, port) if p.close_first == "server" else (None, [])
-    for ts, tcp, kind in later[:SAME_PORT_SHOWN] + later[SAME_PORT_SHOWN:][-1:]:
+    for ts, tcp, kind in met[:SAME_PORT_SHOWN] + met[SAME_PORT_SHOWN:][-1:]:
         sender = "client" if kind in ("syn", "rst") else "server"
         flags = tcp.flags & FLAG_MASK
         out.append(Segment(since(ts), sender, SAME_PORT_NAMES[kind],
@@ -204,10 +200,13 @@ def _other(side: str) -> str:
 def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
             dropped_copies: list[int] | None) -> CaptureFigures:
     """The capture's part of the record (its path aside: the harness names the file)."""
-    segments, since = _segments(pcap), _since_close(events, p)
-    tl = _timeline(segments, since, port, p, dropped_copies)
-    passive = _other(p.close_first)
-    fins = [s for s in tl if s.what in (f"{passive} FIN", f"{passive} FIN retransmission")]
+    since = _since_close(events, p)
+    first, later = _split(_segments(pcap), port)
+    # Only the server's TIME_WAIT meets a SYN from the old port (it closed first); the client's own is
+    # its kernel's matter.
+    old_next, met = _met(first, later, port) if p.close_first == "server" else (None, [])
+    tl = _timeline(first, met, since, port, p, dropped_copies)
+    fins = peer_fins(tl, p.close_first)
     return CaptureFigures(
         timeline=tuple(tl),
         fin_retransmits=max(0, len(fins) - 1),
@@ -215,5 +214,11 @@ def figures(pcap: bytes, events: list[dict[str, Any]], port: int, p: Params,
         last_fin_s=fins[-1].t if fins else None,
         server_rsts=sum(1 for s in tl if s.what == "server RST"),
         client_rsts=sum(1 for s in tl if s.what == "client RST"),
-        **(same_port(segments, port, since) if p.close_first == "server" else {}),
+        **same_port(old_next, met, since),
     )
+
+
+def peer_fins(tl: list[Segment] | tuple[Segment, ...], close_first: str) -> list[Segment]:
+    """The passive closer's FIN and its copies, in a timeline: without one, no TIME_WAIT began."""
+    passive = _other(close_first)
+    return [s for s in tl if s.what in (f"{passive} FIN", f"{passive} FIN retransmission")]

@@ -12,7 +12,6 @@ from typing import Any, cast
 
 from harness.analyze import close_time
 from harness.events import AGENT, Ev
-from harness.figures import UPPER_BOUNDS
 from harness.record import Segment, TrialResult, by_case
 
 Event = dict[str, Any]
@@ -242,8 +241,7 @@ def case_points(results: list[TrialResult]) -> list[CasePoints]:
     out = []
     for case, rs in by_case(results).items():
         ok = [r for r in rs if r.ok]
-        under = {k: [b for r in ok if getattr(r, k) is None and (b := _bound(r, k)) is not None]
-                 for k, _ in CASE_FIGURES}
+        under = {k: [b for r in ok if (b := r.shorter_than(k)) is not None] for k, _ in CASE_FIGURES}
         out.append(CasePoints(
             case,
             {k: [getattr(r, k) for r in ok if getattr(r, k) is not None] for k, _ in CASE_FIGURES},
@@ -251,10 +249,6 @@ def case_points(results: list[TrialResult]) -> list[CasePoints]:
             under,
         ))
     return out
-
-
-def _bound(r: TrialResult, key: str) -> float | None:
-    return getattr(r, UPPER_BOUNDS[key]) if key in UPPER_BOUNDS else None
 
 
 def representative(results: list[TrialResult]) -> TrialResult:

@@ -12,7 +12,7 @@ from tabulate import tabulate
 from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS
 from harness.expect import by_case as expectations_by_case
-from harness.figures import COUNTS, FIGURES, FLAGS, PORTS, SHOWN_FOR, SHOWN_FOR_OWN_SERVER, UPPER_BOUNDS, WORDS
+from harness.figures import COUNTS, FIGURES, FLAGS, PORTS, SHOWN_FOR, SHOWN_FOR_OWN_SERVER, WORDS
 from harness.record import TrialResult, by_case, labeller
 from harness.spec import Params
 
@@ -36,22 +36,18 @@ def cell(key: str, s: Summary | None) -> str:
 
 def _cell(key: str, trials: list[TrialResult]) -> str:
     """A case's figure: numbers as cell() shows them, and "< x" for trials where it happened too
-    briefly for a poll to time it (figures.UPPER_BOUNDS); yes/no and names as they are ("-": none)."""
+    briefly for a poll to time it (TrialResult.shorter_than); yes/no and names as they are ("-": none)."""
     values = [getattr(t, key) for t in trials]
     if key in FLAGS or key in WORDS:
         words = dict.fromkeys(("yes" if v else "no") if key in FLAGS else v for v in values if v is not None)
         return " / ".join(words) or "-"
     text = cell(key, summarize(values))
-    bounds = [b for t in trials if (b := _under(t, key)) is not None]
+    bounds = [b for t in trials if (b := t.shorter_than(key)) is not None]
     if not bounds:
         return text
     under = f"< {max(bounds):.3f}"
     return under if text == "-" else f"{text}; {len(bounds)} {under}"
 
-
-def _under(t: TrialResult, key: str) -> float | None:
-    """The upper bound of a figure that happened but was timed by no poll, or None."""
-    return getattr(t, UPPER_BOUNDS[key]) if key in UPPER_BOUNDS and getattr(t, key) is None else None
 
 
 def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
@@ -62,7 +58,7 @@ def _shown_figures(trials: list[TrialResult]) -> list[tuple[str, str]]:
             return any(t.server_program for t in trials)
         if k in SHOWN_FOR:
             return any(t.params.to_json().get(v, DEFAULTS[v]) != DEFAULTS[v] for t in trials for v in SHOWN_FOR[k])
-        return any(getattr(t, k) is not None or _under(t, k) is not None for t in trials)
+        return any(getattr(t, k) is not None or t.shorter_than(k) is not None for t in trials)
     return [(k, h) for k, h in FIGURES if shown(k)]
 
 

@@ -604,7 +604,7 @@ static int finished(const struct agent *a)
 {
 	/* A kept restart's listener holds the port from a plain bind() for as long as it listens
 	 * (try_binds runs before try_restart in a poll, so the SO_REUSEADDR one is in by then). */
-	int plain = a->bind_ok[0] || (a->kept > 0 && a->restart_up);
+	int plain = a->bind_ok[0] || a->kept > 0;
 	return plain && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
 }
 
