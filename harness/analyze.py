@@ -22,6 +22,7 @@ from harness.record import (
     COARSE,
     FAILED,
     INTERRUPTED,
+    NOT_APPLICABLE,
     OK,
     CaptureFigures,
     ClientSide,
@@ -122,6 +123,8 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
     tw_entered = _tcpext_delta(agent, "TW")
     fw2_start, fw2_end = _state_span(agent, "FIN_WAIT2")
+    probe_ok = _first(agent, Ev.PROBE_BIND_OK)
+    probe_errnos = dict.fromkeys(e["errno"] for e in agent if e.get("ev") == Ev.PROBE_BIND_FAIL)
     unseen = peer_fin and appear is None and tw_entered and polls.get("window_max_ms") is not None
     return ServerSide(
         close_mono=close_time(events, close_first),
@@ -134,6 +137,9 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
         fin_wait2_gone_s=since(fw2_end),
         rebind_plain_s=since(_first(agent, Ev.BIND_OK, reuseaddr=False)),
         rebind_reuseaddr_s=rebind_reuseaddr_s,
+        probe_bind_s=since(probe_ok),
+        probe_bind_failures=probe_ok["failures"] if probe_ok else None,
+        probe_bind_errno=", ".join(probe_errnos) or None,
         restart_s=restart_s,
         bind_errors=restarts.get("bind_errors", 0),
         restart_failures_other=restarts.get("other", 0),
@@ -234,6 +240,9 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
     if not events:
         return TrialResult(**ids, status=INTERRUPTED, why="not started: the run was stopped first",
                            expectations=tuple(expect.outcomes(exp, case, None)))
+    skipped = _first(events, Ev.TRIAL_END, src=HARNESS) or {}
+    if skipped.get("not_applicable"):  # never run: nothing to judge
+        return TrialResult(**ids, status=NOT_APPLICABLE, why=skipped["not_applicable"])
     sysctls, problems = sysctls_read(events, t)
     fault = FaultApplied()
     counts = FaultCounts(final_acks_dropped=0 if t.params.final_ack_loss.kind == "none" else None)

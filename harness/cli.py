@@ -175,7 +175,7 @@ def write_outputs(args: argparse.Namespace, junit: Any, markdown: Any) -> None:
 
 def run_exit(results: list[TrialResult]) -> Exit:
     """A trial that did not measure outweighs a failed expectation: its data are missing."""
-    if not all(r.ok for r in results):
+    if any(r.failed for r in results):
         return Exit.TRIAL_FAILED
     return Exit.FAILED_CHECK if any(r.failed_expectations for r in results) else Exit.OK
 
@@ -216,7 +216,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         doc = {"baseline": base.name, "new": new.name, "environment_differences": [
             {"what": w, "baseline": a, "new": b} for w, a, b in c.env],
             "rows": [{**row.__dict__, "base": row.base and row.base.__dict__, "new": row.new and row.new.__dict__}
-                     for row in c.rows], "only_in_baseline": c.only_base, "only_in_new": c.only_new}
+                     for row in c.rows], "only_in_baseline": c.only_base, "only_in_new": c.only_new,
+            "not_applicable": [{"case": case, "run": side, "why": why} for case, side, why in c.not_applicable]}
         json.dump(doc, sys.stdout, indent=2)
         print()
     else:

@@ -21,7 +21,7 @@ from harness import ranktest, timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
 from harness.figures import COUNTS, FIGURES, LABELS
-from harness.record import TrialResult, by_case
+from harness.record import NOT_APPLICABLE, TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
 COMPARED = tuple(k for k, _ in FIGURES if k not in LABELS)  # the figures compare judges
@@ -86,6 +86,8 @@ class Comparison:
     rows: list[Row] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)  # cases one run has and the other lacks
     only_new: list[str] = field(default_factory=list)
+    # (case, "baseline" or "new", why): a case one run's kernel could not run (it lacks a sysctl)
+    not_applicable: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def regressed(self) -> list[Row]:
@@ -163,6 +165,10 @@ def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_eve
                      only_base=[c for c in cases_a if c not in cases_b],
                      only_new=[c for c in cases_b if c not in cases_a])
     for case in (c for c in cases_a if c in cases_b):
+        for side, groups in (("baseline", groups_a), ("new", groups_b)):
+            skipped = next((r for r in groups[case] if r.status == NOT_APPLICABLE), None)
+            if skipped is not None:
+                out.not_applicable.append((case, side, skipped.why))
         ta, tb = ([r for r in groups[case] if r.ok] for groups in (groups_a, groups_b))
         for figure in COMPARED:
             va, vb = [getattr(r, figure) for r in ta], [getattr(r, figure) for r in tb]

@@ -50,6 +50,8 @@ class Ev(enum.StrEnum):
     EXIT = "exit"
     BIND_OK = "bind_ok"
     BIND_FAIL = "bind_fail"
+    PROBE_BIND_OK = "probe_bind_ok"
+    PROBE_BIND_FAIL = "probe_bind_fail"
     RESTART_UP = "restart_up"
     RESTART_FAIL = "restart_fail"
     RESTART_STATS = "restart_stats"
@@ -136,6 +138,9 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.SERVER_EXIT, "the old server process has ended", **T),
     _k(AGENT, Ev.BIND_OK, "a fresh socket's bind() worked", **T, reuseaddr=BOOL, failures=INT, window_ms=NUM),
     _k(AGENT, Ev.BIND_FAIL, "the first failed bind() of a kind", **T, reuseaddr=BOOL, errno=STR),
+    _k(AGENT, Ev.PROBE_BIND_OK, "the case's bind_probe worked", **T, failures=INT, window_ms=NUM),
+    _k(AGENT, Ev.PROBE_BIND_FAIL, "the case's bind_probe failed with an errno other than its last (its name)",
+       **T, errno=STR, failures=INT),
     _k(AGENT, Ev.RESTART_UP, "the restarted server came up", **T, attempt=INT, failures=INT),
     _k(AGENT, Ev.RESTART_FAIL, "a restart failed otherwise than the one before: its stderr",
        **T, attempt=INT, stderr=STR),
@@ -212,7 +217,8 @@ KINDS: tuple[Kind, ...] = (
     _k(HARNESS, Ev.RESTARTED, "the server's side made anew, as `docker restart` does (restart: container): "
        "its new container's address", **T, address=STR),
     _k(HARNESS, Ev.TRIAL_END, "how the trial ended for the harness: its error, where its time went, its pcap",
-       optional=("logs", "capture", "phases", "wall_s"), error=(str, NULL), phases=(dict,), wall_s=NUM, capture=(str, NULL), logs=STR),
+       optional=("logs", "capture", "phases", "wall_s", "not_applicable"), error=(str, NULL), phases=(dict,), wall_s=NUM,
+       capture=(str, NULL), logs=STR, not_applicable=STR),
 )
 CATALOGUE: dict[tuple[str, str], Kind] = {(k.src, k.ev): k for k in KINDS}
 # A program's line that is not an event becomes one of these (lab/streams.py).

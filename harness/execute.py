@@ -262,8 +262,12 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     started = last[0]
     end: Event = events_.harness(Ev.TRIAL_END, error=None)
     pcap = None
+    engine = ctx.engines[trial.engine]
+    lacks = sorted(engine.lacks & trial.params.sysctl_names())
+    if lacks:  # never started: the end alone says why
+        end["not_applicable"] = f"Linux {engine.kernel} has no {', '.join(lacks)} in a network namespace"
+        return _recorded(ctx, trial, events, end, sink, None)
     try:
-        engine = ctx.engines[trial.engine]
         with SetupSlot(engine.setting_up) as slot:
             mark("queued")
             if ctx.stopping.is_set():  # stopped while it waited for its slot: it never starts
@@ -282,6 +286,12 @@ def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
     mark("teardown")
     end["phases"] = phases
     end["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
+    return _recorded(ctx, trial, events, end, sink, pcap)
+
+
+def _recorded(ctx: RunContext, trial: Trial, events: list[Event], end: Event, sink: Callable[[Event], None],
+              pcap: bytes | None) -> TrialResult:
+    """The trial's analysis, once, from its events and its end; both kept in the run directory."""
     record = analyze.trial(ctx.exp, trial, events + [end], pcap, ctx.engines[trial.engine].kernel)
     with contextlib.suppress(Stopped):  # the run is ending anyway; say what was measured
         sink(end)

@@ -22,10 +22,15 @@ def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
             return PASS, under, f"< {under:.3f}"
         return FAIL, None, f"{bound.figure} happened, shorter than {under:.3f} s (counted by the kernel, seen by no poll)"
     if bound.never:
-        return (PASS, None, "") if x is None else (FAIL, x, f"{bound.figure} happened: {x:g}")
+        if x is None:
+            return PASS, None, ""
+        return (FAIL, None, f"{bound.figure} is {x}") if isinstance(x, str) else \
+            (FAIL, x, f"{bound.figure} happened: {x:g}")
     if x is None:
         return FAIL, None, f"{bound.figure} never happened"
     if bound.equals is not None:
+        if isinstance(bound.equals, str):  # a word: the outcome's value is a number, so the word goes in the detail
+            return (PASS, None, "") if x == bound.equals else (FAIL, None, f"{bound.figure} is {x}")
         return (PASS, x, "") if x == bound.equals else (FAIL, x, f"{bound.figure} is {x:g}")
     if bound.of is not None:
         ref = getattr(record, bound.of)

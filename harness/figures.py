@@ -9,6 +9,8 @@ FIGURES = (
     ("fin_wait2_s", "FIN_WAIT2 (s)"),
     ("rebind_plain_s", "bind() plain (s)"),
     ("rebind_reuseaddr_s", "bind() SO_REUSEADDR (s)"),
+    ("probe_bind_s", "bind() probe (s)"),
+    ("probe_bind_errno", "bind() probe errno"),
     ("restart_s", "restart up (s)"),
     ("bind_errors", "bind() errors"),
     ("final_acks_dropped", "ACKs dropped"),
@@ -42,7 +44,9 @@ FIGURES = (
 SHOWN_FOR_OWN_SERVER = frozenset({"restart_blocked_by", "old_reuseaddr_inferred", "new_reuseaddr_inferred"})
 # Figures that say yes or no, and those that are words.
 FLAGS = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred", "fixed_port_connected", "reconnect_connected"})
-WORDS = frozenset({"restart_blocked_by"})
+WORDS = frozenset({"restart_blocked_by", "probe_bind_errno"})
+# Words an expectation may name exactly (`probe_bind_errno: EADDRINUSE`).
+EXACT_WORDS = ("probe_bind_errno",)
 # Figures a table shows when some case sets one of these case variables away from its default,
 # and only then: those every trial measures but only some experiments ask about (so the book's
 # tables keep their columns), and the client's TIME_WAIT, whose "-" (never) is the finding when
@@ -50,6 +54,8 @@ WORDS = frozenset({"restart_blocked_by"})
 SHOWN_FOR = {
     "fin_wait2_s": ("client_close",),
     "client_tw_s": ("watch_client",),
+    "probe_bind_s": ("bind_probe",),
+    "probe_bind_errno": ("bind_probe",),
     "last_fin_s": ("client_sysctls", "server_sysctls"),
     "final_acks_reset": ("final_ack_reset",),
     "server_rsts": ("server_stop", "final_ack_reset"),
@@ -64,17 +70,17 @@ COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "
                     "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",
                     "server_rsts", "client_rsts", "server_exit_status", "tw_entered", "tw_peak", "tw_overflow",
                     "fixed_port_failures", "reconnect_same_port", "reconnect_failures", "same_port_syns", "same_port_tw_acks",
-                    "same_port_isn_offset"})
+                    "same_port_isn_offset", "probe_bind_failures"})
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
 # A figure that may be missing although the thing happened, and the figure that then bounds it:
 # a TIME_WAIT shorter than the gap between two polls is counted by the kernel but timed by no poll.
 UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}
 # Figures that name something (a port, how a process ended) rather than measure it: the tables
 # show them; compare does not judge them.
-LABELS = PORTS | FLAGS | {"server_exit_status", "reconnect_same_port", "restart_blocked_by", "same_port_isn_offset"}
+LABELS = PORTS | FLAGS | WORDS | {"server_exit_status", "reconnect_same_port", "same_port_isn_offset"}
 # Every number of a trial an expectation can bound: seconds after the close, milliseconds, counts.
 MEASURES = ("time_wait_s", "time_wait_max_s", "fin_wait2_s", "tw_appear_s", "tw_gone_s", "rebind_plain_s",
-            "rebind_reuseaddr_s", "restart_s", "observed_s", "fin_wait2_gone_s", "poll_late_max_ms", "window_max_ms",
+            "rebind_reuseaddr_s", "probe_bind_s", "restart_s", "observed_s", "fin_wait2_gone_s", "poll_late_max_ms", "window_max_ms",
             "last_fin_s", "client_tw_s",
             "client_tw_appear_s", "client_tw_gone_s", "reconnect_s", "fixed_port_s", "same_port_syn_s",
             "same_port_accepted_s", *sorted(COUNTS))

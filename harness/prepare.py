@@ -58,6 +58,8 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
             base_image: str | None, pool: str, say: Say) -> Prepared:
     engines_: dict[str, engines.Engine] = {}
     all_facts: dict[str, dict[str, Any]] = {}
+    lacking: dict[str, frozenset[str]] = {}
+    fields = spec.sysctl_fields(exp)
     first: images.ImageSet | None = None
     imgs: images.ImageSet | None  # this engine's: declared so the copy branch below is type-checked
     for ref in refs:
@@ -82,8 +84,8 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                 imgs = images.present(client, first)
                 assert imgs is not None, "the copied images are there"
         engine_facts = {**facts.engine(client), **facts.probe(client, imgs, run_id)}
-        facts.check_sysctls(client, imgs, run_id, spec.sysctl_fields(exp), exp.source)
-        mine = [t.params for t in trials if t.engine == ref.name]
+        lacking[ref.name] = facts.check_sysctls(client, imgs, run_id, fields, exp.source)
+        mine = [t.params for t in trials if t.engine == ref.name and not t.params.sysctl_names() & lacking[ref.name]]
         losses = [p.final_ack_loss for p in mine if p.final_ack_loss.kind != "none"]
         resets = any(p.final_ack_reset for p in mine)
         backend, why = (choose(exp.fault_backend, losses, engine_facts["capabilities"], exp.source, resets)
@@ -91,13 +93,20 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
         say(f"{label}Linux {engine_facts['kernel']}; fault backend: {backend.name if backend else 'none'} ({why})")
         all_facts[ref.name] = {
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
-            "fault_backend_why": why,
+            "fault_backend_why": why, "lacks_sysctls": sorted(lacking[ref.name]),
             "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids}}
         engines_[ref.name] = engines.Engine(ref.name, engine_facts["kernel"] or "", client, quick,
                                     engines.client(ref, lab_engine.PING_TIMEOUT_S), imgs,
                                     trial_subnets(client, pool), backend,
-                                    threading.Semaphore(setup_slots(engine_facts.get("cpus"))))
+                                    threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
+                                    lacks=lacking[ref.name])
+    facts.lacked_everywhere(lacking, fields, exp.source)
+    for name, lacks in lacking.items():
+        if lacks:
+            say(f"{'' if len(refs) == 1 else f'engine {name}: '}Linux {engines_[name].kernel} has no "
+                f"{', '.join(sorted(lacks))}: the cases that set it are not applicable there, and do not run")
     return Prepared(engines_, all_facts)
+
 
 
 def manifest(exp: Experiment, run_id: str, prepared: Prepared, jobs: int, mode: str,

@@ -28,6 +28,7 @@ NOTABLE = {
                                   "trying every poll"),
     Ev.FIXED_PORT_OK: lambda e: f"client's fixed port {e.get('lport')} usable again",
     Ev.BIND_OK: lambda e: f"bind() ok {'with' if e.get('reuseaddr') else 'without'} SO_REUSEADDR",
+    Ev.PROBE_BIND_OK: lambda e: "bind() probe ok",
     Ev.RESTART_UP: lambda e: f"server restarted after {e.get('attempt')} attempt(s)",
     Ev.TIMEOUT: lambda e: "gave up waiting (max_wait_s)",
     Ev.ERROR: lambda e: f"error: {e.get('what')}",

@@ -18,7 +18,8 @@ from typing import Any
 from harness.figures import UPPER_BOUNDS
 from harness.spec import Params
 
-OK, FAILED, INTERRUPTED = "ok", "failed", "interrupted"
+# NOT_APPLICABLE: not run, its engine's kernel lacks a sysctl the case sets (the why names it).
+OK, FAILED, INTERRUPTED, NOT_APPLICABLE = "ok", "failed", "interrupted", "not applicable"
 COARSE = 2.0  # a reported time's window wider than this many poll intervals: a poll came too late
 PASS, FAIL, NO_DATA = "pass", "fail", "no data"
 
@@ -78,6 +79,9 @@ class ServerSide:
     fin_wait2_gone_s: float | None = None  # the first poll that saw it out of FIN_WAIT2
     rebind_plain_s: float | None = None
     rebind_reuseaddr_s: float | None = None
+    probe_bind_s: float | None = None  # the case's bind_probe first worked
+    probe_bind_failures: int | None = None  # its tries that failed before
+    probe_bind_errno: str | None = None  # the errno names it failed with, in order ("EADDRINUSE")
     restart_s: float | None = None
     bind_errors: int = 0
     restart_failures_other: int = 0
@@ -238,7 +242,7 @@ class TrialResult:
     case: str
     repeat: int
     params: Params
-    status: str  # OK, FAILED or INTERRUPTED
+    status: str  # OK, FAILED, INTERRUPTED or NOT_APPLICABLE
     why: str
     # Where it ran: the engine's name (a Docker context, an address, or "default") and its kernel.
     engine: str
@@ -291,6 +295,11 @@ class TrialResult:
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def failed(self) -> bool:
+        """It should have measured and did not (a case not applicable on its kernel did not fail)."""
+        return self.status not in (OK, NOT_APPLICABLE)
 
     @property
     def restart_blocked_by(self) -> str | None:

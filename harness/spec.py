@@ -20,7 +20,7 @@ import yaml
 
 from harness import servers, specfile
 from harness.errors import SpecError
-from harness.figures import COUNTS, MEASURES
+from harness.figures import COUNTS, EXACT_WORDS, MEASURES
 
 # Limits on what a file may ask for (docs/experiment-files.md).
 MAX_EXPERIMENT_NAME = 64  # it names the results folder
@@ -38,7 +38,9 @@ CLOSE_WORDS = {"shutdown": "client shutdown()", "abort": "client aborts (SO_LING
 FAMILIES = ("ipv4", "ipv6")
 BACKENDS = ("auto", "nftables", "netem")
 # How the agent stops the server when it closes first (images/src/echo_server.c).
-STOP_WORDS = {"sigint": "SIGINT", "sigkill": "SIGKILL", "close": "close()", "linger0": "SO_LINGER 0"}
+# close_listening: it close()s its connections and keeps its listener open, a surviving process.
+STOP_WORDS = {"sigint": "SIGINT", "sigkill": "SIGKILL", "close": "close()", "linger0": "SO_LINGER 0",
+              "close_listening": "close(), still listening"}
 SERVER_STOPS = tuple(STOP_WORDS)
 # How a user's server is restarted: a fresh process in the same network namespace (a pod's
 # container, systemd, a supervisor), or a fresh namespace too (`docker restart`).
@@ -97,6 +99,32 @@ class Loss:
 
 NO_LOSS = Loss("none")
 
+# A bind() probe's socket: owned by the old server's user (root) or another (nobody); bound to the
+# wildcard address, the old connection's own address, or loopback (another address of the host).
+PROBE_USERS = ("same", "other")
+PROBE_ADDRESSES = ("any", "server", "loopback")
+PROBE_KEYS = ("reuseaddr", "reuseport", "user", "address")
+
+
+@dataclass(frozen=True)
+class BindProbe:
+    """`bind_probe`: one more bind() the agent tries every poll from the close until it works,
+    beside the book's two (the wildcard address, without and with SO_REUSEADDR, as root)."""
+
+    reuseaddr: bool = False
+    reuseport: bool = False
+    user: str = "same"
+    address: str = "any"
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in PROBE_KEYS}
+
+    def label(self) -> str:
+        opts = [o for o, on in (("SO_REUSEADDR", self.reuseaddr), ("SO_REUSEPORT", self.reuseport)) if on]
+        return " ".join(["bind() probe", "+".join(opts) or "plain",
+                         *(["as another user"] if self.user == "other" else []),
+                         *([f"on the {self.address} address"] if self.address != "any" else [])])
+
 
 @dataclass(frozen=True)
 class Params:
@@ -104,6 +132,7 @@ class Params:
 
     close_first: str = "server"
     server_reuseaddr: bool = False
+    server_reuseport: bool = False  # the old server's listener (and so its restart's) sets SO_REUSEPORT
     restart_reuseaddr: bool | None = None  # None: the same program restarted, as in the book
     final_ack_loss: Loss = NO_LOSS
     client_close: str = "close"
@@ -120,6 +149,7 @@ class Params:
     # The restarted server keeps listening (until it has served one connection) instead of being
     # stopped once it is up: a SYN from the old connection's port then finds a listener.
     keep_restarted: bool = False
+    bind_probe: BindProbe | None = None
 
     def __post_init__(self) -> None:
         # One form for one setting: a restart SO_REUSEADDR like the old server's is the default,
@@ -140,6 +170,10 @@ class Params:
 
     def sysctls(self, side: str) -> dict[str, int | str]:
         return dict(self.server_sysctls if side == "server" else self.client_sysctls)
+
+    def sysctl_names(self) -> frozenset[str]:
+        """The sysctls this case sets, on either side."""
+        return frozenset(name for name, _ in self.server_sysctls + self.client_sysctls)
 
     def conflict(self) -> str | None:
         """Why these variables cannot go together, or None."""
@@ -166,12 +200,15 @@ class Params:
             return "client_reuseaddr needs client_port (SO_REUSEADDR matters to a bind(), and only a fixed port is bound)"
         if self.keep_restarted and self.close_first != "server":
             return "keep_restarted needs close_first: server (the server is restarted after it closes)"
+        if self.keep_restarted and self.server_stop == "close_listening":
+            return "keep_restarted needs a restart; server_stop: close_listening keeps the old server listening"
         return None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "close_first": self.close_first,
             "server_reuseaddr": self.server_reuseaddr,
+            "server_reuseport": self.server_reuseport,
             "restart_reuseaddr": self.restart_with_reuseaddr,
             "final_ack_loss": self.final_ack_loss.to_json(),
             "client_close": self.client_close,
@@ -186,6 +223,7 @@ class Params:
             "client_sysctls": dict(self.client_sysctls),
             "restart": self.restart,
             "keep_restarted": self.keep_restarted,
+            "bind_probe": self.bind_probe.to_json() if self.bind_probe else None,
         }
 
     @classmethod
@@ -194,6 +232,8 @@ class Params:
         values = {f.name: doc[f.name] for f in fields(cls) if f.name in doc}
         if "final_ack_loss" in values:
             values["final_ack_loss"] = Loss.from_json(values["final_ack_loss"])
+        if values.get("bind_probe"):
+            values["bind_probe"] = BindProbe(**{k: v for k, v in values["bind_probe"].items() if k in PROBE_KEYS})
         for side in ("server_sysctls", "client_sysctls"):
             if side in values:
                 values[side] = tuple(sorted(values[side].items()))
@@ -206,6 +246,8 @@ class Params:
             f"{self.close_first} closes first",
             f"old SO_REUSEADDR {onoff(self.server_reuseaddr)}",
         ]
+        if self.server_reuseport:
+            parts.append("old SO_REUSEPORT on")
         if self.restart_reuseaddr is not None and self.restart_reuseaddr != self.server_reuseaddr:
             parts.append(f"restart SO_REUSEADDR {onoff(self.restart_reuseaddr)}")
         if self.final_ack_loss.kind != "none":
@@ -230,6 +272,8 @@ class Params:
             parts.append(f"restarted by {self.restart}")
         if self.keep_restarted:
             parts.append("restarted server kept listening")
+        if self.bind_probe:
+            parts.append(self.bind_probe.label())
         return ", ".join(parts)
 
 
@@ -245,7 +289,7 @@ class Bound:
 
     figure: str
     never: bool = False  # null: it never happened (None in the record)
-    equals: int | None = None  # an exact count
+    equals: int | str | None = None  # an exact count, or an exact word (EXACT_WORDS)
     min: float | None = None
     max: float | None = None
     of: str | None = None
@@ -256,7 +300,8 @@ class Bound:
         if self.never:
             return f"{self.figure} never happens"
         if self.equals is not None:
-            return f"{self.figure} == {self.equals:g}"
+            return f"{self.figure} == {self.equals:g}" if isinstance(self.equals, int) else \
+                f"{self.figure} is {self.equals}"
         x = f"{self.figure} - {self.of}" if self.of else self.figure
         parts = [f"|{x}| <= {self.within:g}"] if self.within is not None else []
         if self.min is not None and self.max is not None:
@@ -438,6 +483,7 @@ class _Reader:
         parsers: dict[str, Callable[[Any, str], Any]] = {
             "close_first": lambda v, w: self.choice(v, w, CLOSE_FIRST),
             "server_reuseaddr": self.boolean,
+            "server_reuseport": self.boolean,
             "restart_reuseaddr": self.boolean,
             "final_ack_loss": self.loss,
             "client_close": lambda v, w: self.choice(v, w, CLIENT_CLOSE),
@@ -452,8 +498,17 @@ class _Reader:
             "client_sysctls": self.sysctls,
             "restart": lambda v, w: self.choice(v, w, RESTARTS),
             "keep_restarted": self.boolean,
+            "bind_probe": self.bind_probe,
         }
         return parsers[name](value, where)
+
+    def bind_probe(self, value: Any, where: str) -> BindProbe:
+        m = self.mapping(value, where, PROBE_KEYS)
+        return BindProbe(
+            reuseaddr=self.boolean(m.get("reuseaddr", False), f"{where}.reuseaddr"),
+            reuseport=self.boolean(m.get("reuseport", False), f"{where}.reuseport"),
+            user=self.choice(m.get("user", "same"), f"{where}.user", PROBE_USERS),
+            address=self.choice(m.get("address", "any"), f"{where}.address", PROBE_ADDRESSES))
 
 
 PARAM_NAMES = tuple(Params.__dataclass_fields__)
@@ -470,6 +525,8 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
                "or a mapping of min, max, and of: FIGURE with within or min/max")
     if value is None:
         return Bound(figure, never=True)
+    if figure in EXACT_WORDS:
+        return Bound(figure, equals=r.text(value, where))
     if isinstance(value, int) and not isinstance(value, bool):
         if figure not in COUNTS:
             raise r.bad(where, f"got {_show(value)}; an exact value is for counts ({', '.join(sorted(COUNTS))}); "
@@ -491,7 +548,8 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
 
 def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:
     where = f"expect[{index}]"
-    m = r.mapping(raw, where, ("name", "where") + MEASURES)
+    figures = MEASURES + EXACT_WORDS
+    m = r.mapping(raw, where, ("name", "where") + figures)
     matches: list[tuple[str, Any]] = []
     if "where" in m:
         for key, value in r.mapping(m["where"], f"{where}.where", ("case",) + PARAM_NAMES).items():
@@ -499,9 +557,9 @@ def _expectation(r: _Reader, raw: Any, index: int) -> Expectation:
             # A case parameter is matched in its JSON form (a Loss as written, sysctls as a mapping).
             value = r.text(value, w) if key == "case" else Params(**{key: r.param(key, value, w)}).to_json()[key]
             matches.append((key, value))
-    bounds = tuple(_bound(r, k, v, f"{where}.{k}") for k, v in m.items() if k in MEASURES)
+    bounds = tuple(_bound(r, k, v, f"{where}.{k}") for k, v in m.items() if k in figures)
     if not bounds:
-        raise r.bad(where, f"bounds no figure; allowed: {', '.join(MEASURES)}")
+        raise r.bad(where, f"bounds no figure; allowed: {', '.join(figures)}")
     name = r.text(m["name"], f"{where}.name") if "name" in m else " and ".join(b.text() for b in bounds)
     return Expectation(index, name, tuple(matches), bounds)
 
@@ -534,7 +592,7 @@ def _message(r: _Reader, value: Any, reply: str) -> str:
 def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tuple[str, tuple[Any, ...]]],
                  cases: list[Case]) -> None:
     """A user's server is stopped its own way, by the harness, first; restart styles are for it alone."""
-    keys = ("close_first", "server_stop", "restart", "keep_restarted")
+    keys = ("close_first", "server_stop", "restart", "keep_restarted", "server_reuseport")
     given = [(f"matrix.{k}", v) for k, vs in matrix for v in vs if k in keys]
     given += [(f"cases[{i}].{k}", getattr(c.params, k)) for i, c in enumerate(cases) for k in keys]
     for where, value in given:
@@ -543,6 +601,9 @@ def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tup
             raise r.bad(where, "a server of your own closes first (it is the one stopped); allowed: server")
         if server is not None and key == "server_stop" and value != "sigint":
             raise r.bad(where, "a server of your own is stopped as server.stop says; set that instead")
+        if server is not None and key == "server_reuseport" and value:
+            raise r.bad(where, "server_reuseport is for the harness's echo server; a server of your own sets "
+                               "its socket options itself")
         if server is not None and key == "keep_restarted" and value:
             raise r.bad(where, "keep_restarted is for the harness's echo server; a server of your own is "
                                "stopped once its restart is up")

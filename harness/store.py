@@ -186,7 +186,7 @@ PARAM_FIELDS: dict[str, tuple[type, ...]] = {
     "final_ack_loss": (int, str, dict), "client_close": (str,), "family": (str,), "server_stop": (str,),
     "connections": (int,), "client_port": (int, NULL), "client_reuseaddr": (bool,), "watch_client": (bool,), "final_ack_reset": (bool,),
     "server_sysctls": (dict,), "client_sysctls": (dict,), "restart": (str,),
-    "keep_restarted": (bool,)}
+    "keep_restarted": (bool,), "server_reuseport": (bool,), "bind_probe": (dict, NULL)}
 
 
 def _planned(manifest: dict[str, Any], where: str) -> None:

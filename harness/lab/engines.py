@@ -142,3 +142,4 @@ class Engine:
     # Every trial's container removals, a few at once (each takes the engine about 0.25 s).
     remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))
+    lacks: frozenset[str] = frozenset()  # sysctls the run sets that this kernel has not: those cases do not run here

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 SERVER_SIDE, CLIENT_SIDE, PASSIVE = "server", "client", "passive"  # passive: the side the final ACK goes to
 SETPCAP = "SETPCAP"  # setpriv needs it to drop a capability from a program's bounding set
 ROOT, NOBODY = "root", "65534"
+PROBE_UIDS = {"same": 0, "other": int(NOBODY)}  # the old server runs as root
 
 # Read back on each side in every trial, with those the case sets: the sysctls that govern
 # a close (retries, FIN_WAIT_2, TIME_WAIT buckets and reuse, RFC 1337).
@@ -64,6 +65,10 @@ class Program:
     env: Callable[[Setup], dict[str, str]] | None = None
     data_out: bool = False  # its stdout is data (kept as bytes), its events come from stderr
     guest: bool = False  # in a container of the user's server's image, joined to its side's namespace
+    more_caps: Callable[[Setup], tuple[str, ...]] = lambda s: ()  # those only some trials need
+
+    def caps_of(self, s: Setup) -> tuple[str, ...]:
+        return self.caps + self.more_caps(s)
 
     def side_of(self, s: Setup) -> str:
         return s.passive if self.side == PASSIVE else self.side
@@ -73,7 +78,7 @@ class Program:
         only those the file names: its image need not have setpriv)."""
         if self.guest:
             return self.argv(s)
-        keep = ",".join(f"+{c.lower()}" for c in self.caps)
+        keep = ",".join(f"+{c.lower()}" for c in self.caps_of(s))
         return ["setpriv", f"--bounding-set=-all{',' + keep if keep else ''}", "--", *self.argv(s)]
 
 
@@ -90,15 +95,23 @@ def served(p: Params) -> int:
     return p.connections + 1 + (p.client_port is not None)
 
 
+def _probe_flags(p: Params) -> list[str]:
+    b = p.bind_probe
+    if b is None:
+        return []
+    return ["-b", f"{int(b.reuseaddr)},{int(b.reuseport)},{PROBE_UIDS[b.user]},{b.address}"]
+
+
 def _agent(s: Setup) -> list[str]:
-    # The agent starts the server itself (echo-server [-r] [-n N] PORT), in its own namespaces,
+    # The agent starts the server itself (echo-server [-r] [-p] [-n N] PORT), in its own namespaces,
     # and reports how it ended: no container of the server's own to start and remove. A user's
     # server is the keeper's (-x): the agent only watches.
     exp, p = s.exp, s.p
     if exp.server is not None:
         return ["tw-agent", "-x", "-p", str(exp.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}",
-                *(["-6"] if p.family == "ipv6" else []), *_sysctl_flags(p, "server")]
-    return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []), "-n", str(served(p)),
+                *(["-6"] if p.family == "ipv6" else []), *_probe_flags(p), *_sysctl_flags(p, "server")]
+    return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []),
+            *(["-P"] if p.server_reuseport else []), *_probe_flags(p), "-n", str(served(p)),
             "-c", p.close_first, "-k", p.server_stop, "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms),
             "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
             *(["-L"] if p.keep_restarted else []),
@@ -167,8 +180,10 @@ def is_(ev: Ev) -> Callable[[dict[str, Any]], bool]:
 
 
 PROGRAMS = (
-    # The agent raises its own CPU priority so its polls start on time under load.
-    Program(AGENT, SERVER_SIDE, ("SYS_NICE",), ROOT, True, is_(Ev.LISTENING), "server did not listen", _agent),
+    # The agent raises its own CPU priority so its polls start on time under load, and makes a
+    # bind() probe's socket as another user (bind_probe.user: other) by taking that fsuid.
+    Program(AGENT, SERVER_SIDE, ("SYS_NICE",), ROOT, True, is_(Ev.LISTENING), "server did not listen", _agent,
+            more_caps=lambda s: ("SETUID",) if s.p.bind_probe and s.p.bind_probe.user == "other" else ()),
     # tcpdump opens the interface as root, then runs as its own user.
     Program(CAPTURE, CLIENT_SIDE, ("NET_RAW", "SETUID", "SETGID"), ROOT, True,
             lambda e: "listening on" in e.get("text", ""), "capture", _capture, data_out=True),
@@ -193,4 +208,4 @@ def of_trial(s: Setup) -> list[Program]:
 
 def side_caps(s: Setup, side: str) -> list[str]:
     """A side's container's capabilities: what its programs need, and what setpriv needs to drop the rest."""
-    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side and not p.guest for c in p.caps)})
+    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side and not p.guest for c in p.caps_of(s))})

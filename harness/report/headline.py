@@ -124,9 +124,12 @@ def sentences(results: list[TrialResult]) -> list[str]:
     if failing:
         out.insert(0, f"{len(failing)} expectation check{'s' if len(failing) > 1 else ''} of the experiment "
                       "file failed (see Expectations).")
-    failed = [r for r in results if not r.ok]
+    failed = [r for r in results if r.failed]
+    skipped = sum(1 for r in results if not r.ok and not r.failed)
     if failed:
         out.append(f"{len(failed)} of {len(results)} trials did not measure (listed below).")
-    elif not out:
+    elif not out and not skipped:
         out.append(f"All {len(results)} trials measured.")
+    if skipped:
+        out.append(f"{skipped} of {len(results)} trials were not applicable on their kernel (listed below).")
     return out

@@ -48,8 +48,10 @@ def run(experiment: str, results: list[TrialResult]) -> str:
     label = labeller(results)
     for r in sorted(results, key=lambda r: r.index):
         tc = _case(trials, f"{experiment}.{label(r)}", f"{r.trial} measured", r.wall_s)
-        if not r.ok:
+        if r.failed:
             ET.SubElement(tc, "error", message=r.why, type=r.status).text = r.logs
+        elif not r.ok:
+            ET.SubElement(tc, "skipped", message=f"{r.status}: {r.why}")
     checks = _suite(root, f"{experiment}: expectations")
     for o in by_case(results):
         tc = _case(checks, f"{experiment}.{o.case}", f"expect[{o.expect}] {o.check}")

@@ -37,6 +37,9 @@ def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True, bull
     for label, cases in (("only in the baseline", c.only_base), ("only in the new run", c.only_new)):
         if cases:
             parts.append(f"Cases {label}: " + "; ".join(cases))
+    if c.not_applicable:
+        parts.append("Not applicable, so not compared:\n" + "\n".join(f"{bullet}{case} ({side}): {why}"
+                                                                     for case, side, why in c.not_applicable))
     return "\n\n".join(parts)
 
 

@@ -13,7 +13,7 @@ from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS
 from harness.expect import by_case as expectations_by_case
 from harness.figures import COUNTS, FIGURES, FLAGS, PORTS, SHOWN_FOR, SHOWN_FOR_OWN_SERVER, WORDS
-from harness.record import TrialResult, by_case, labeller
+from harness.record import NOT_APPLICABLE, TrialResult, by_case, labeller
 from harness.spec import Params
 
 DEFAULTS = Params().to_json()
@@ -69,6 +69,9 @@ def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
     for case, ts in by_case(trials).items():
         ok = [t for t in ts if t.ok]
         coarse = sum(1 for t in ok if t.coarse)
+        if not any(t.status != NOT_APPLICABLE for t in ts):  # its kernel lacks a sysctl it sets
+            rows.append([case, *("n/a" for _ in figures), "not applicable"])
+            continue
         rows.append([case, *(_cell(k, ok) for k, _ in figures),
                      f"{len(ok)}/{len(ts)}" + (f" ({coarse} coarse)" if coarse else "")])
     return headers, rows
@@ -112,7 +115,13 @@ def engine_rows(trials: list[TrialResult]) -> list[list[str]]:
 
 def failures(trials: list[TrialResult]) -> list[list[str]]:
     label = labeller(trials)
-    return [[t.trial, label(t), t.why] for t in trials if not t.ok]
+    return [[t.trial, label(t), t.why] for t in trials if t.failed]
+
+
+def not_applicable(trials: list[TrialResult]) -> list[list[str]]:
+    """The cases not run on some engine, and why (its kernel lacks a sysctl they set), once each."""
+    label = labeller(trials)
+    return list({label(t): [label(t), t.why] for t in trials if t.status == NOT_APPLICABLE}.values())
 
 
 EXPECT_HEADERS = ["", "expectation", "check", "case", "values"]
@@ -161,6 +170,9 @@ def terminal(trials: list[TrialResult]) -> str:
     failed = failures(trials)
     if failed:
         out += "\n\nFailed trials:\n" + tabulate(failed, ["trial", "case", "why"], tablefmt="simple")
+    skipped = not_applicable(trials)
+    if skipped:
+        out += "\n\nNot applicable (not run):\n" + tabulate(skipped, ["case", "why"], tablefmt="simple")
     return out
 
 
@@ -180,6 +192,9 @@ def markdown(experiment: str, description: str, trials: list[TrialResult]) -> st
     if failed:
         parts += ["## Failed trials\n",
                   tabulate(failed, ["trial", "case", "why"], tablefmt="github") + "\n"]
+    skipped = not_applicable(trials)
+    if skipped:
+        parts += ["## Not applicable (not run)\n", tabulate(skipped, ["case", "why"], tablefmt="github") + "\n"]
     return "\n".join(parts)
 
 

@@ -4,7 +4,7 @@
  * it closes, and exits when all of them have been served. The book's server
  * serves its clients one after another; serving them together lets every
  * connection close at the same instant. With -r it sets SO_REUSEADDR on the
- * listening socket before bind(). A failed bind prints "bind() error" on
+ * listening socket before bind(), with -p SO_REUSEPORT. A failed bind prints "bind() error" on
  * stderr and exits 1, exactly what the book's reader sees on a restart during
  * TIME_WAIT. How it stops early:
  *   SIGINT, SIGKILL  the default actions: the kernel closes the sockets as
@@ -13,7 +13,9 @@
  *   SIGUSR2          it sets SO_LINGER {on, 0 s} on every connection first,
  *                    so close() aborts it: the kernel sends a RST, not a FIN
  *                    (net/ipv4/tcp.c, __tcp_close: "Check zero linger
- *                    _after_ checking for unread data").
+ *                    _after_ checking for unread data");
+ *   SIGHUP           it close()s every connection itself and keeps listening,
+ *                    a surviving process, until it is killed.
  * In each case the server's side sends the first FIN (or the RST). */
 #define _GNU_SOURCE /* ppoll */
 #include <arpa/inet.h>
@@ -47,7 +49,7 @@ static void die(const char *what)
 
 static void usage(void)
 {
-	die("usage: echo-server [-r] [-6] [-n CLIENTS] PORT");
+	die("usage: echo-server [-r] [-p] [-6] [-n CLIENTS] PORT");
 }
 
 /* Close every connection, abortively with SO_LINGER 0 on SIGUSR2. */
@@ -67,12 +69,14 @@ static void close_all(struct pollfd *fds, int nfds, int abort)
 
 int main(int argc, char **argv)
 {
-	int reuse = 0, family = AF_INET, opt;
+	int reuse = 0, reuseport = 0, family = AF_INET, opt;
 	long clients = 1;
 
-	while ((opt = getopt(argc, argv, "r6n:")) != -1) {
+	while ((opt = getopt(argc, argv, "rp6n:")) != -1) {
 		if (opt == 'r')
 			reuse = 1;
+		else if (opt == 'p')
+			reuseport = 1;
 		else if (opt == '6')
 			family = AF_INET6;
 		else if (opt == 'n')
@@ -84,24 +88,27 @@ int main(int argc, char **argv)
 		usage();
 	long port = number_arg(argv[optind], 1, 65535, usage);
 
-	/* SIGUSR1 and SIGUSR2 are taken only inside ppoll(): a stop that comes
-	 * between two polls waits for the next one instead of being missed. */
+	/* SIGUSR1, SIGUSR2 and SIGHUP are taken only inside ppoll(): a stop that
+	 * comes between two polls waits for the next one instead of being missed. */
+	static const int stop_sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
 	sigset_t stops, during_poll;
 	sigemptyset(&stops);
-	sigaddset(&stops, SIGUSR1);
-	sigaddset(&stops, SIGUSR2);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&stops, stop_sigs[i]);
 	struct sigaction sa = {.sa_handler = on_stop};
-	if (sigprocmask(SIG_BLOCK, &stops, &during_poll) ||
-	    sigaction(SIGUSR1, &sa, NULL) || sigaction(SIGUSR2, &sa, NULL))
+	if (sigprocmask(SIG_BLOCK, &stops, &during_poll))
 		die("sigaction() error");
-	sigdelset(&during_poll, SIGUSR1);
-	sigdelset(&during_poll, SIGUSR2);
+	for (int i = 0; i < 3; i++)
+		if (sigaction(stop_sigs[i], &sa, NULL) || sigdelset(&during_poll, stop_sigs[i]))
+			die("sigaction() error");
 
 	int lsock = socket(family, SOCK_STREAM, 0);
 	if (lsock < 0)
 		die("socket() error");
-	if (reuse &&
-	    setsockopt(lsock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)))
+	if ((reuse &&
+	     setsockopt(lsock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse))) ||
+	    (reuseport && setsockopt(lsock, SOL_SOCKET, SO_REUSEPORT, &reuseport,
+				     sizeof(reuseport))))
 		die("setsockopt() error");
 
 	struct sockaddr_storage addr;
@@ -110,7 +117,8 @@ int main(int argc, char **argv)
 		die("bind() error");
 	if (listen(lsock, MAX_CLIENTS))
 		die("listen() error");
-	printf("listening on port %ld%s\n", port, reuse ? " (SO_REUSEADDR)" : "");
+	printf("listening on port %ld%s%s\n", port, reuse ? " (SO_REUSEADDR)" : "",
+	       reuseport ? " (SO_REUSEPORT)" : "");
 	fflush(stdout);
 
 	/* fds[0] is the listener until every client has come, then -1. */
@@ -123,9 +131,12 @@ int main(int argc, char **argv)
 				die("poll() error");
 			if (stop_sig) {
 				printf("closing %d connection(s)%s\n", open,
-				       stop_sig == SIGUSR2 ? " with SO_LINGER 0" : "");
+				       stop_sig == SIGUSR2 ? " with SO_LINGER 0" :
+				       stop_sig == SIGHUP ? ", still listening" : "");
 				fflush(stdout);
 				close_all(fds, nfds, stop_sig == SIGUSR2);
+				while (stop_sig == SIGHUP) /* the listener stays open */
+					pause();
 				break;
 			}
 			continue;

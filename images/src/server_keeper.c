@@ -30,7 +30,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +40,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "phase.h"
 
 #define SRC "keeper"
 #define SERVER_SRC "server"
@@ -280,13 +280,6 @@ static int stop(const struct keeper *k, struct proc *p)
 	return status;
 }
 
-static void sleep_until(double t)
-{
-	struct timespec at = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - (time_t)t) * 1e9)};
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
-		;
-}
-
 /* 3. Start again until one is up; each failed start counted, and said when it fails otherwise. */
 static int restart(const struct keeper *k, double t0)
 {
@@ -441,12 +434,8 @@ int main(int argc, char **argv)
 	}
 	if (await_command("stop", COMMAND_WAIT_S))
 		return fail("no stop command");
-	if (k.period > 0) {
-		double now = mono_now(), at = now - fmod(now, k.period) + k.phase;
-		sleep_until(at < now ? at + k.period : at);
-		emit_at(SRC, "aligned", mono_now(), "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f", k.period,
-			k.phase, mono_now() - now);
-	}
+	if (k.period > 0)
+		align_to_phase(SRC, k.period, k.phase);
 	double t0 = mono_now();
 	emit_at(SRC, "close", t0, "\"side\":\"server\",\"how\":\"%s\"", k.how);
 	status = stop(&k, &p);

@@ -1,7 +1,7 @@
 /* tw-agent: the harness's observer inside the server's network namespace.
  *
- * It starts the server itself (-r, -n: the old server's SO_REUSEADDR, the
- * connections it serves), so the two share every namespace, and it sees what
+ * It starts the server itself (-r, -P, -n: the old server's SO_REUSEADDR and
+ * SO_REUSEPORT, the connections it serves), so the two share every namespace, and it sees what
  * the book's reader sees on one host; it does every time-critical step
  * itself, on CLOCK_MONOTONIC:
  *   1. wait until the server LISTENs on the port;
@@ -9,16 +9,19 @@
  *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE:
  *      with -c server, stop the server as -k says (SIGINT as Ctrl+C does,
  *      SIGKILL, or a signal that makes it close() its connections itself,
- *      plainly or after SO_LINGER 0); with -c client, only mark the start
+ *      plainly or after SO_LINGER 0, or plainly while it keeps listening: a
+ *      surviving process); with -c client, only mark the start
  *      (the client closes and reports its own time);
  *   3. every -i ms: look up the connections' TCP sockets through netlink
- *      inet_diag (diag.h), try bind() on fresh sockets without and with SO_REUSEADDR,
+ *      inet_diag (diag.h), try bind() on fresh sockets without and with SO_REUSEADDR
+ *      (and as -b asks: more options, another user, a specific address),
  *      and, once the old server is gone, every -e ms restart the server
  *      program itself until it comes up (and stop it then, as the book's
  *      reader does; with -L it keeps listening until it has served one
  *      connection: a SYN from the old connection's port finds a listener);
  *   4. stop when all three have bound (with -L, a plain bind() need not: the
- *      kept server's listener holds the port) and the connection is gone, or
+ *      kept server's listener holds the port; with a surviving listener, the
+ *      connections gone are enough) and the connection is gone, or
  *      after -w seconds, then stay (paused) until the harness removes it.
  * It owns the server's namespaces (its container's), so they outlive the
  * server process, as on the book's single host, and last until the harness
@@ -38,12 +41,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -54,6 +57,7 @@
 #include "anyaddr.h"
 #include "diag.h"
 #include "events.h"
+#include "phase.h"
 #include "sysctls.h"
 
 #define SRC "agent"
@@ -78,7 +82,9 @@ static const struct {
 	{"sigkill", "SIGKILL", SIGKILL},
 	{"close", "close()", SIGUSR1},
 	{"linger0", "SO_LINGER 0", SIGUSR2},
+	{"close_listening", "close(), still listening", SIGHUP},
 };
+#define SURVIVES(stop) (stops[stop].sig == SIGHUP) /* the old server keeps its listener */
 #define N_STOPS (int)(sizeof(stops) / sizeof(stops[0]))
 
 /* The namespace's TcpExt counters that are not zero, as one event. The
@@ -122,16 +128,34 @@ static void emit_tcpext(const char *at)
 			at);
 }
 
-/* A fresh socket's bind(): does the kernel let us have the port now? */
-static int try_bind(int family, int port, int reuse)
+#define REUSE_ADDR 1
+#define REUSE_PORT 2
+
+/* -b: a bind() probe beyond the book's two. */
+struct probe {
+	int reuse; /* REUSE_ADDR | REUSE_PORT */
+	uid_t uid; /* the socket's owner, which SO_REUSEPORT compares */
+	char addr[16]; /* any, server (the old connection's address), loopback */
+};
+
+/* A fresh socket's bind(): does the kernel let us have the port now? The
+ * socket belongs to uid: the kernel takes a socket's owner from the fsuid of
+ * the process that made it (sock_init_data), which we set for that call only. */
+static int try_bind(int family, int port, int reuse, uid_t uid, const struct sockaddr_storage *at)
 {
-	int fd = socket(family, SOCK_STREAM, 0), err = 0;
+	int one = 1, err = 0;
 	struct sockaddr_storage a;
 	socklen_t len = any_addr(family, port, &a);
-
+	if (at) /* a specific address: its port is ours */
+		memcpy(&a, at, len), ((struct sockaddr_in *)&a)->sin_port = htons(port);
+	setfsuid(uid);
+	int fd = socket(family, SOCK_STREAM, 0);
+	err = fd < 0 ? errno : 0;
+	setfsuid(0);
 	if (fd < 0)
-		return errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) ||
+		return err;
+	if (((reuse & REUSE_ADDR) && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) ||
+	    ((reuse & REUSE_PORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))) ||
 	    bind(fd, (struct sockaddr *)&a, len))
 		err = errno;
 	close(fd);
@@ -158,8 +182,10 @@ static pid_t fork_server(const char *path, int family, int port, int reuse,
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	snprintf(servestr, sizeof(servestr), "%d", serve);
 	argv[i++] = SERVER_COMM;
-	if (reuse)
+	if (reuse & REUSE_ADDR)
 		argv[i++] = "-r";
+	if (reuse & REUSE_PORT)
+		argv[i++] = "-p";
 	if (family == AF_INET6)
 		argv[i++] = "-6";
 	if (serve > 1) {
@@ -275,23 +301,6 @@ static int restart_once(const char *path, int family, int port, int reuse,
 	return up;
 }
 
-/* Sleep to the next instant t >= now with t mod period = phase (seconds, on
- * CLOCK_MONOTONIC). The kernel rounds a TIME_WAIT timer up to its timer
- * wheel's grid, which is fixed on this clock: closes at one phase of a
- * multiple of that grid get the same rounding, trial after trial. */
-static void sleep_to_phase(double period, double phase)
-{
-	double now = mono_now();
-	double t = now - fmod(now, period) + phase;
-	if (t < now)
-		t += period;
-	struct timespec at = {.tv_sec = (time_t)t,
-			      .tv_nsec = (long)((t - (time_t)t) * 1e9)};
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) ==
-	       EINTR)
-		;
-}
-
 /* Keep the namespaces (ours as PID 1) until the harness removes us. */
 static void hold_namespaces(struct mnl_socket *nl)
 {
@@ -303,9 +312,10 @@ static void hold_namespaces(struct mnl_socket *nl)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: tw-agent -p PORT [-6] [-x] [-r] [-n SERVE] [-c server|client] [-R] [-L] "
-		"[-k sigint|sigkill|close|linger0] [-i POLL_MS] [-e RESTART_MS] "
-		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]...\n");
+		"usage: tw-agent -p PORT [-6] [-x] [-r] [-P] [-n SERVE] [-c server|client] [-R] [-L] "
+		"[-k sigint|sigkill|close|linger0|close_listening] [-i POLL_MS] [-e RESTART_MS] "
+		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]... "
+		"[-b REUSEADDR,REUSEPORT,UID,any|server|loopback]\n");
 	exit(2);
 }
 
@@ -322,6 +332,8 @@ struct agent {
 	struct agent_opts o;
 	int external; /* -x: the server is the keeper's, not ours */
 	int old_reuse, serve, restart_reuse, keep_restarted, restart_ms, slow_ms, stop, nsysctls;
+	struct probe probe; /* -b */
+	int probing;
 	pid_t kept; /* -L: the restarted server, still listening */
 	char *sysctls[MAX_SYSCTLS];
 	double period, phase; /* -a: the close's phase of CLOCK_MONOTONIC */
@@ -338,6 +350,7 @@ struct agent {
 	struct poll_clock pc;
 	int tw_seen, tw_gone, server_gone, restart_up;
 	int bind_ok[2], bind_fails[2];
+	int probe_ok, probe_fails, probe_errno;
 	unsigned last_expires;
 	double next_sample; /* the next once-a-second sample of the TIME_WAIT timer */
 	char last_states[sizeof(((struct snapshot *)0)->states)];
@@ -356,19 +369,35 @@ static void parse(struct agent *a, int argc, char **argv)
 	*a = (struct agent){.o = agent_opts_default(), .serve = 1, .restart_ms = 100, .sout = -1,
 			    .close_first = "server", .server_path = "/usr/local/bin/" SERVER_COMM,
 			    .last_states = "-"};
-	while ((opt = getopt(argc, argv, AGENT_OPTS "xrn:c:RLk:e:s:a:S:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "xrPb:n:c:RLk:e:s:a:S:")) != -1) {
 		if (agent_opt(&a->o, opt, optarg, usage))
 			continue;
 		switch (opt) {
 		case 'x': a->external = 1; break;
-		case 'r': a->old_reuse = 1; break;
+		case 'r': a->old_reuse |= REUSE_ADDR; break;
+		case 'P': /* the old server's and so its restart's */
+			a->old_reuse |= REUSE_PORT;
+			a->restart_reuse |= REUSE_PORT;
+			break;
+		case 'b': {
+			int ra, rp;
+			unsigned uid;
+			struct probe *b = &a->probe;
+			if (sscanf(optarg, "%d,%d,%u,%15s", &ra, &rp, &uid, b->addr) != 4 || (ra | rp) & ~1 ||
+			    (strcmp(b->addr, "any") && strcmp(b->addr, "server") && strcmp(b->addr, "loopback")))
+				usage();
+			b->reuse = (ra ? REUSE_ADDR : 0) | (rp ? REUSE_PORT : 0);
+			b->uid = uid;
+			a->probing = 1;
+			break;
+		}
 		case 'n': a->serve = (int)number_arg(optarg, 1, 64, usage); break;
 		case 'c':
 			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
 				usage();
 			a->close_first = optarg;
 			break;
-		case 'R': a->restart_reuse = 1; break;
+		case 'R': a->restart_reuse |= REUSE_ADDR; break;
 		case 'L': a->keep_restarted = 1; break;
 		case 'k':
 			for (a->stop = 0; a->stop < N_STOPS && strcmp(optarg, stops[a->stop].name); a->stop++)
@@ -424,6 +453,16 @@ static int setup(struct agent *a)
 		emit_at(SRC, "error", mono_now(), "\"what\":\"netlink\"");
 		return 1;
 	}
+	/* A probe as another user needs CAP_SETUID to take its fsuid (setfsuid says only what it was). */
+	if (a->probing && a->probe.uid) {
+		setfsuid(a->probe.uid);
+		int took = (uid_t)setfsuid(0) == a->probe.uid;
+		if (!took) {
+			emit_at(SRC, "error", mono_now(), "\"what\":\"a bind() probe as uid %u needs CAP_SETUID\"",
+				a->probe.uid);
+			return 1;
+		}
+	}
 	a->snap.port = a->o.port;
 	return 0;
 }
@@ -468,13 +507,8 @@ static int close_now(struct agent *a)
 		emit_at(SRC, "error", mono_now(), "\"what\":\"no connection on the port to watch\"");
 		return 1;
 	}
-	if (a->period > 0) {
-		double asked = mono_now();
-		sleep_to_phase(a->period, a->phase);
-		double woke = mono_now();
-		emit_at(SRC, "aligned", woke, "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
-			a->period, a->phase, woke - asked);
-	}
+	if (a->period > 0)
+		align_to_phase(SRC, a->period, a->phase);
 	emit_tcpext("close");
 	a->t0 = mono_now();
 	a->end = a->t0 + a->o.max_wait;
@@ -557,7 +591,7 @@ static void try_binds(struct agent *a, double window_ms)
 		if (a->bind_ok[reuse])
 			continue;
 		double t = mono_now();
-		int err = try_bind(a->o.family, a->o.port, reuse);
+		int err = try_bind(a->o.family, a->o.port, reuse ? REUSE_ADDR : 0, 0, NULL);
 		if (!err) {
 			a->bind_ok[reuse] = 1;
 			emit_at(SRC, "bind_ok", t, "\"reuseaddr\":%s,\"failures\":%d,\"window_ms\":%.3f",
@@ -568,6 +602,38 @@ static void try_binds(struct agent *a, double window_ms)
 				reuse ? "true" : "false", json_escape(strerror(err), esc, sizeof(esc)));
 		}
 	}
+}
+
+/* -b's bind(), every poll until it works; its errno told whenever it changes. */
+static void try_probe(struct agent *a, double window_ms)
+{
+	if (!a->probing || a->probe_ok)
+		return;
+	struct sockaddr_storage at = {.ss_family = a->o.family}, *pick = &at;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&at;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&at;
+	if (!strcmp(a->probe.addr, "any"))
+		pick = NULL;
+	else if (!strcmp(a->probe.addr, "loopback") && a->o.family == AF_INET)
+		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (!strcmp(a->probe.addr, "loopback"))
+		a6->sin6_addr = in6addr_loopback;
+	else if (a->o.family == AF_INET) /* the old connection's own address */
+		memcpy(&a4->sin_addr, a->snap.conns[0].idiag_src, 4);
+	else
+		memcpy(&a6->sin6_addr, a->snap.conns[0].idiag_src, 16);
+	double t = mono_now();
+	int err = try_bind(a->o.family, a->o.port, a->probe.reuse, a->probe.uid, pick);
+	if (!err) {
+		a->probe_ok = 1;
+		emit_at(SRC, "probe_bind_ok", t, "\"failures\":%d,\"window_ms\":%.3f", a->probe_fails, window_ms);
+		return;
+	}
+	a->probe_fails++;
+	if (err != a->probe_errno)
+		emit_at(SRC, "probe_bind_fail", t, "\"errno\":\"%s\",\"failures\":%d", strerrorname_np(err),
+			a->probe_fails);
+	a->probe_errno = err;
 }
 
 /* Once the old server is gone: start it again as the book's reader does, on
@@ -602,6 +668,8 @@ static void try_restart(struct agent *a)
 
 static int finished(const struct agent *a)
 {
+	if (SURVIVES(a->stop)) /* its listener holds the port for good: nothing to restart */
+		return !a->snap.count;
 	/* A kept restart's listener holds the port from a plain bind() for as long as it listens
 	 * (try_binds runs before try_restart in a poll, so the SO_REUSEADDR one is in by then). */
 	int plain = a->bind_ok[0] || a->kept > 0;
@@ -614,6 +682,8 @@ static void finish(struct agent *a)
 	emit_tcpext("end");
 	if (a->kept > 0 && !kill(a->kept, SIGKILL)) /* the restarted server kept listening */
 		waitpid(a->kept, NULL, 0);
+	if (SURVIVES(a->stop) && !a->server_gone && !kill(a->server, SIGKILL)) /* so did the old one */
+		waitpid(a->server, NULL, 0);
 	if (a->external) /* the keeper counts the restarts */
 		;
 	else if (a->attempts > 1)
@@ -662,6 +732,7 @@ int main(int argc, char **argv)
 		watch_timer(&a, now, appeared);
 		watch_server(&a, now);
 		try_binds(&a, window_ms);
+		try_probe(&a, window_ms);
 		try_restart(&a);
 		if (finished(&a) || cut || mono_now() > a.end)
 			finish(&a);

@@ -35,10 +35,10 @@ GROUPS = {
                 # trials at once per run: 21 in all (every group starts at once, and set-ups come
                 # in a burst: more made a forty's client miss its 30 s to start), each run's
                 # longest trials together
-                for name, jobs in (("retries", 4), ("abortive_close", 2), ("client_time_wait", 2),
+                for name, jobs in (("retries", 2), ("abortive_close", 2), ("client_time_wait", 2),
                                    ("rst_in_time_wait", 2), ("tw_buckets", 1), ("catalog_v6", 1),
                                    ("syn_in_time_wait", 2), ("tw_reuse", 3), ("tw_reuse_delay", 2),
-                                   ("other_ends", 2))},
+                                   ("other_ends", 2), ("bind_rules", 2))},
     # Servers no one on this team wrote (experiments/servers), and servers that misbehave.
     "servers": {**{p.stem: (p, ()) for p in sorted((ROOT / "experiments" / "servers").glob("*.yaml"))},
                 "unread_close": (ROOT / "experiments" / "unread_close.yaml", ()),

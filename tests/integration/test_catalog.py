@@ -1,7 +1,7 @@
 """The catalog of teardown behaviour (experiments/*.yaml beyond the book), measured on real
 containers and held against what the kernel does. Every shipped catalog experiment runs once,
 all at once (at most 21 trials together); tw_reuse.yaml's 14 minute-long trials, 3 at a time,
-set the time (about five minutes)."""
+and bind_rules.yaml's 10, 2 at a time, set the time (about six minutes)."""
 
 from __future__ import annotations
 
@@ -171,6 +171,25 @@ def test_tcp_tw_reuse_and_the_errors_before_a_4_tuple_is_reused(catalog):
                 assert ranged["client_tw_s"] < 1.5  # the new connection took the TIME_WAIT over
             else:
                 assert TIME_WAIT_RANGE[0] <= ranged["client_tw_s"] <= TIME_WAIT_RANGE[1]
+
+
+def test_bind_rules_beyond_the_book(catalog):
+    # inet_bind_conflict: SO_REUSEPORT on both lets a socket share the port with a TIME_WAIT socket,
+    # whoever's it is, and with a listener only of its own user's; the book's restart (the old
+    # server's SO_REUSEPORT) is up at once too
+    for user in ("same user", "another user"):
+        t = ok_trial(catalog, "bind_rules", f"SO_REUSEPORT on both, {user}")
+        assert t["probe_bind_s"] < 0.5 < 59 < t["time_wait_s"] and t["restart_s"] < 0.5
+    t = ok_trial(catalog, "bind_rules", "listener still open, SO_REUSEPORT on both, another user")
+    # refused every poll until the trial ended with the TIME_WAIT, and the listener never left
+    assert t["probe_bind_s"] is None and t["probe_bind_errno"] == "EADDRINUSE"
+    assert t["server_exit_status"] is None and t["restart_s"] is None
+    # one failure a poll, for the whole TIME_WAIT, before the probe from the new socket alone bound
+    t = ok_trial(catalog, "bind_rules", "SO_REUSEPORT on the new socket only")
+    assert t["probe_bind_failures"] > 500 and abs(t["probe_bind_s"] - t["tw_gone_s"]) < 0.1
+    # a specific address overlaps the wildcard listener but not another specific one (a TIME_WAIT's)
+    t = ok_trial(catalog, "bind_rules", "loopback, plain")
+    assert t["probe_bind_s"] < 0.5 and t["rebind_plain_s"] > 59
 
 
 def test_the_other_ends_of_a_close(catalog):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import store
 from harness.kernellab import lab as kl
 
 from .conftest import EXPERIMENTS, default_signals, finish, harness, run_id, wait_for_line
@@ -114,7 +115,8 @@ def lab_runs(lab, tmp_path_factory):
     netem on the lab's kernel, and a short experiment on this host's engine and the lab's."""
     out = tmp_path_factory.mktemp("lab-runs")
     runs = {"netem": ("netem.yaml", "--engine", NAME),
-            "each": ("ci_small.yaml", "--engine", "default", "--engine", NAME, "--engines", "each", "--jobs", "2")}
+            "each": ("ci_small.yaml", "--engine", "default", "--engine", NAME, "--engines", "each", "--jobs", "2"),
+            "lacks": ("lacks.yaml", "--engine", "default", "--engine", NAME, "--engines", "each")}
     procs = {k: harness("run", str(EXPERIMENTS / spec), *args, "--json", "--quiet", "--results", str(out / k))
              for k, (spec, *args) in runs.items()}
     done = {}
@@ -154,6 +156,20 @@ def test_each_engine_runs_every_trial_and_both_kernels_appear(lab, lab_runs):
     assert {q["engine"] for q in doc["engines"]} == {"default", NAME}
     table = (Path(doc["run_dir"]) / "results.md").read_text()
     assert f"client first [{kernels[NAME]}]" in table and f"client first [{kernels['default']}]" in table
+
+
+def test_a_case_whose_sysctl_the_older_kernel_lacks_is_not_applicable_there(lab, lab_runs):
+    # net.ipv4.tcp_tw_reuse_delay came with Linux 6.14 (ca6a6f93867a); the lab's 6.1 has not got it
+    rc, doc, err = lab_runs["lacks"]
+    assert rc == 0, err[-3000:]
+    status = {(t["engine"], t["case"]): (t["status"], t["why"]) for t in doc["trials"]}
+    assert status[("default", "plain")] == status[("default", "reuse delay")] == status[(NAME, "plain")] == ("ok", "")
+    kernel = next(t["kernel"] for t in doc["trials"] if t["engine"] == NAME)
+    assert status[(NAME, "reuse delay")] == (
+        "not applicable", f"Linux {kernel} has no net.ipv4.tcp_tw_reuse_delay in a network namespace")
+    engines = store.load(Path(doc["run_dir"])).manifest["engines"]
+    assert (engines["default"]["lacks_sysctls"], engines[NAME]["lacks_sysctls"]) == ([], ["net.ipv4.tcp_tw_reuse_delay"])
+    assert all(o["verdict"] == "pass" for t in doc["trials"] for o in t["expectations"])
 
 
 def test_nothing_is_left_on_either_engine(lab, lab_runs):

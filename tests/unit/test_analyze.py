@@ -119,3 +119,10 @@ def test_fin_wait2_from_the_first_poll_that_saw_it_to_the_first_that_did_not():
     f = analyze.server_side(events, "server", poll_ms=10)
     assert (f.fin_wait2_s, f.fin_wait2_gone_s) == (5.19, 5.2)
     assert analyze.server_side(events[:3], "server", poll_ms=10).fin_wait2_s is None  # not over
+
+
+def test_a_trial_not_applicable_on_its_kernel_is_neither_measured_nor_failed():
+    why = "Linux 6.1.0 has no net.ipv4.tcp_tw_reuse_delay in a network namespace"
+    r = analysed([{**EVENTS[-1], "not_applicable": why}], None)
+    assert (r.status, r.why, r.ok, r.failed, r.expectations) == ("not applicable", why, False, False, ())
+    assert TrialResult.from_json(r.to_json()) == r

@@ -93,6 +93,15 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases:\n  - {client_close: never, watch_client: true}\n", "cases[0]", "cannot be watched"),
     ("cases:\n  - {client_close: never, server_stop: linger0}\n", "cases[0]", "sends a RST instead"),
     ("cases:\n  - {client_close: linger}\n", "cases[0].client_close", "close, shutdown, abort, never"),
+    ("cases:\n  - {server_reuseport: on}\n", "cases[0].server_reuseport", "true, false"),
+    ("cases:\n  - {bind_probe: true}\n", "cases[0].bind_probe", "a mapping of reuseaddr, reuseport, user, address"),
+    ("cases:\n  - {bind_probe: {reuseport: 1}}\n", "cases[0].bind_probe.reuseport", "true, false"),
+    ("cases:\n  - {bind_probe: {user: nobody}}\n", "cases[0].bind_probe.user", "same, other"),
+    ("cases:\n  - {bind_probe: {address: 10.0.0.1}}\n", "cases[0].bind_probe.address", "any, server, loopback"),
+    ("cases:\n  - {bind_probe: {port: 1}}\n", "cases[0].bind_probe.port", "unknown field"),
+    ("cases:\n  - {server_stop: close_listening, keep_restarted: true}\n", "cases[0]", "keeps the old server listening"),
+    ("cases:\n  - {close_first: client, server_stop: close_listening}\n", "cases[0]", "needs close_first: server"),
+    ("cases: [{}]\nexpect:\n  - probe_bind_errno: 98\n", "expect[0].probe_bind_errno", "a non-empty string"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
     specs.assert_refused(BASE + text, field, allowed)
@@ -193,3 +202,58 @@ def test_a_kept_restart_reaches_the_agent():
     commands = [roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp)]
     assert ["-L" in c for c in commands] == [False, True]
     assert [t.params.label() for t in plan.trials(exp)][1].endswith("restarted server kept listening")
+
+
+def test_a_bind_probe_and_the_old_servers_so_reuseport_reach_the_agent():
+    exp = parse("cases:\n  - {server_reuseport: true, server_stop: close_listening,\n"
+                "     bind_probe: {reuseport: true, user: other, address: server}}\n  - {}\n")
+    probed, plain = (roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp))
+    assert probed[probed.index("-b") + 1] == "0,1,65534,server"
+    assert "-P" in probed and probed[probed.index("-k") + 1] == "close_listening"
+    assert "-b" not in plain and "-P" not in plain
+    (t, _) = plan.trials(exp)
+    assert t.params.label() == ("server closes first, old SO_REUSEADDR off, old SO_REUSEPORT on, "
+                                "server stopped by close(), still listening, "
+                                "bind() probe SO_REUSEPORT as another user on the server address")
+    # the JSON form reads back equal, as a run directory keeps it
+    assert spec.Params.from_json(t.params.to_json()) == t.params
+
+
+def test_an_errno_is_expected_by_its_name():
+    from harness import expect, record
+
+    exp = parse("cases: [{bind_probe: {reuseport: true}}]\nexpect:\n  - probe_bind_errno: EADDRINUSE\n")
+    (bound,) = exp.expect[0].bounds
+    assert bound.text() == "probe_bind_errno is EADDRINUSE"
+    r = record.TrialResult("t000", 0, "c", 0, spec.Params(), probe_bind_errno="EADDRINUSE")
+    assert expect.judge(bound, r) == (record.PASS, None, "")
+    r = record.TrialResult("t000", 0, "c", 0, spec.Params(), probe_bind_errno="EADDRNOTAVAIL")
+    assert expect.judge(bound, r) == (record.FAIL, None, "probe_bind_errno is EADDRNOTAVAIL")
+    never = parse("cases: [{}]\nexpect:\n  - probe_bind_errno: null\n").expect[0].bounds[0]
+    assert expect.judge(never, r) == (record.FAIL, None, "probe_bind_errno is EADDRNOTAVAIL")
+
+
+def test_a_sysctl_one_kernel_lacks_makes_its_cases_not_applicable_there_and_one_none_has_is_refused(monkeypatch):
+    from harness.lab import facts
+
+    exp = parse("cases:\n  - {name: a, client_sysctls: {net.ipv4.tcp_tw_reuse_delay: 100, net.ipv4.tcp_tw_reuse: 1}}\n"
+                "  - {name: b, client_sysctls: {net.ipv4.tcp_tw_reuse_delay: 200}}\n")
+    fields = spec.sysctl_fields(exp)
+    rounds = []
+
+    def old_kernel(client, images, run_id, sysctls):
+        rounds.append(dict(sysctls))
+        return ("net.ipv4.tcp_tw_reuse_delay", facts.MISSING) if "net.ipv4.tcp_tw_reuse_delay" in sysctls else None
+
+    monkeypatch.setattr(facts, "_refused", old_kernel)
+    lacks = facts.check_sysctls(None, None, "r", fields, exp.source)
+    # the name it lacks is left out and the rest of the round still checked; not asked again
+    assert lacks == {"net.ipv4.tcp_tw_reuse_delay"}
+    assert rounds == [{"net.ipv4.tcp_tw_reuse_delay": "100", "net.ipv4.tcp_tw_reuse": "1"},
+                      {"net.ipv4.tcp_tw_reuse": "1"}]
+    facts.lacked_everywhere({"new": frozenset(), "old": lacks}, fields, exp.source)  # one kernel has it
+    with pytest.raises(SpecError) as exc:
+        facts.lacked_everywhere({"old": lacks}, fields, exp.source)
+    assert str(exc.value).startswith("exp.yaml: cases[0].client_sysctls.net.ipv4.tcp_tw_reuse_delay: this kernel has "
+                                     "no such sysctl")
+    assert exp.cases[0].params.sysctl_names() == {"net.ipv4.tcp_tw_reuse_delay", "net.ipv4.tcp_tw_reuse"}

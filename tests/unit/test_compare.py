@@ -121,3 +121,13 @@ def test_junit_of_a_run():
     root = ET.fromstring(xml)
     assert root.find(".//testcase[@name='t001 measured']/error").get("message") == "echo exchange: client exited"
     assert "t000 time_wait_s is 60.5" in root.find(".//testcase[@name='expect[0] time_wait_s >= 110']/failure").get("message")
+
+
+def test_a_case_one_kernel_could_not_run_is_said_not_compared():
+    why = "Linux 6.1.0 has no net.ipv4.tcp_tw_reuse_delay in a network namespace"
+    skipped = dataclasses.replace(trial(0, "delay"), status="not applicable", why=why)
+    c = compare.compare(side([trial(0, "delay"), trial(1)]), side([skipped, trial(1)]), {}, restart_every_s=0.1)
+    assert c.not_applicable == [("delay", "new", why)] and {r.case for r in c.rows} == {"c"}
+    from harness.report.summary import compare_text
+
+    assert f"Not applicable, so not compared:\n  delay (new): {why}" in compare_text(c)

@@ -55,3 +55,14 @@ def test_trials_csv_keeps_every_raw_value():
     rows = list(csv.DictReader(io.StringIO(tables.trials_csv(TRIALS))))
     assert [r["time_wait_s"] for r in rows[:3]] == ["60.0", "62.0", "61.0"]
     assert rows[4]["status"] == "failed" and rows[0]["params.close_first"] == "server"
+
+
+def test_a_case_not_applicable_on_a_kernel_has_its_row_and_its_reason_but_is_no_failure():
+    why = "Linux 6.1.0 has no net.ipv4.tcp_tw_reuse_delay in a network namespace"
+    ts = [trial(0, "A"), trial(1, "delay", status="not applicable", tw=None)]
+    ts[1] = TrialResult(**{**ts[1].to_json(), "why": why})
+    headers, rows = tables.case_rows(ts)
+    assert rows[1] == ["delay", *["n/a"] * (len(headers) - 2), "not applicable"]
+    assert tables.failures(ts) == [] and tables.not_applicable(ts) == [["delay", why]]
+    out = tables.terminal(ts)
+    assert "Failed trials" not in out and "Not applicable (not run):" in out and why in out
