@@ -165,6 +165,9 @@ def _close(lab: TrialLab, s: roles.Setup) -> None:
         _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
     else:
         _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
+        if roles.waits_for_server_end(s):
+            _need(lab.streams[AGENT], "old server's end", roles.is_(Ev.SERVER_EXIT))
+            lab.send(CLIENT_AGENT, "go")
 
 
 def _remake(lab: TrialLab, s: roles.Setup) -> None:

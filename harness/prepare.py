@@ -91,6 +91,10 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
         backend, why = (choose(exp.fault_backend, losses, engine_facts["capabilities"], exp.source, resets)
                         if losses or resets else (None, "no loss asked for"))
         say(f"{label}Linux {engine_facts['kernel']}; fault backend: {backend.name if backend else 'none'} ({why})")
+        if lacking[ref.name]:
+            say(f"{label}Linux {engine_facts['kernel']} has no {', '.join(sorted(lacking[ref.name]))} in a network "
+                "namespace: the cases that set it are not applicable here, and do not run (a sysctl newer than "
+                "this kernel, the host's alone, or misspelt)")
         all_facts[ref.name] = {
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
             "fault_backend_why": why, "lacks_sysctls": sorted(lacking[ref.name]),
@@ -100,11 +104,6 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
                                     lacks=lacking[ref.name])
-    facts.lacked_everywhere(lacking, fields, exp.source)
-    for name, lacks in lacking.items():
-        if lacks:
-            say(f"{'' if len(refs) == 1 else f'engine {name}: '}Linux {engines_[name].kernel} has no "
-                f"{', '.join(sorted(lacks))}: the cases that set it are not applicable there, and do not run")
     return Prepared(engines_, all_facts)
 
 

@@ -7,6 +7,7 @@ allowed, before anything starts.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import re
 import reprlib
@@ -202,6 +203,8 @@ class Params:
             return "keep_restarted needs close_first: server (the server is restarted after it closes)"
         if self.keep_restarted and self.server_stop == "close_listening":
             return "keep_restarted needs a restart; server_stop: close_listening keeps the old server listening"
+        if self.keep_restarted and self.bind_probe is not None:
+            return "bind_probe needs keep_restarted: false (a kept restart's listener, not the TIME_WAIT, would hold the port)"
         return None
 
     def to_json(self) -> dict[str, Any]:
@@ -526,7 +529,12 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
     if value is None:
         return Bound(figure, never=True)
     if figure in EXACT_WORDS:
-        return Bound(figure, equals=r.text(value, where))
+        names = r.text(value, where)
+        unknown = [n for n in names.split(", ") if n not in errno.errorcode.values()]
+        if unknown:
+            raise r.bad(where, f"{unknown[0]!r} is no errno name; allowed: errno names as the record writes them, "
+                               "in the order they came, joined by ', ' (EADDRINUSE, or EADDRINUSE, EACCES)")
+        return Bound(figure, equals=names)
     if isinstance(value, int) and not isinstance(value, bool):
         if figure not in COUNTS:
             raise r.bad(where, f"got {_show(value)}; an exact value is for counts ({', '.join(sorted(COUNTS))}); "
@@ -592,7 +600,7 @@ def _message(r: _Reader, value: Any, reply: str) -> str:
 def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tuple[str, tuple[Any, ...]]],
                  cases: list[Case]) -> None:
     """A user's server is stopped its own way, by the harness, first; restart styles are for it alone."""
-    keys = ("close_first", "server_stop", "restart", "keep_restarted", "server_reuseport")
+    keys = ("close_first", "server_stop", "restart", "keep_restarted", "server_reuseport", "bind_probe")
     given = [(f"matrix.{k}", v) for k, vs in matrix for v in vs if k in keys]
     given += [(f"cases[{i}].{k}", getattr(c.params, k)) for i, c in enumerate(cases) for k in keys]
     for where, value in given:
@@ -607,6 +615,9 @@ def _guest_rules(r: _Reader, server: servers.ServerSpec | None, matrix: list[tup
         if server is not None and key == "keep_restarted" and value:
             raise r.bad(where, "keep_restarted is for the harness's echo server; a server of your own is "
                                "stopped once its restart is up")
+        if server is not None and key == "bind_probe" and value is not None and value.user != "same":
+            raise r.bad(f"{where}.user", "other means a user other than the echo server's (root); beside a server of "
+                                         "your own the probe runs as root; allowed: same")
         if server is None and key == "restart" and value != "namespace":
             raise r.bad(where, "restart styles are for a server of your own (a server: section); "
                                "the harness's echo server restarts in its namespace")

@@ -112,13 +112,9 @@ def _refused(client: docker.DockerClient, images: ImageSet, run_id: str,
 
 
 MISSING = "no such file or directory"
-LACKED = ("has no such sysctl in a network namespace (unknown, or not namespaced: the host's alone); "
-          "allowed: the net.* sysctls of a fresh network namespace, e.g. net.ipv4.tcp_rfc1337")
 
 
 def _why(answer: str, value: str) -> str:
-    if answer == MISSING:
-        return f"this kernel {LACKED}"
     if answer in ("permission denied", "read-only file system"):
         return f"read-only in a network namespace ({answer}); allowed: a writable net.* sysctl"
     return f"the kernel refused {value!r} ({answer}); allowed: a value this sysctl takes"
@@ -127,8 +123,9 @@ def _why(answer: str, value: str) -> str:
 def check_sysctls(client: docker.DockerClient, images: ImageSet, run_id: str,
                   fields: dict[tuple[str, str, str], str], source: str) -> frozenset[str]:
     """Every (side, name, value) an experiment sets, applied before any trial starts: the names
-    this kernel lacks in a network namespace (its cases are not applicable here), while a value
-    the kernel refuses, or a read-only name, is a SpecError naming the field (spec.sysctl_fields)
+    this kernel lacks in a network namespace (its cases are not applicable here: a kernel older
+    than the sysctl, or a name no kernel has), while a value the kernel refuses, or a read-only
+    name, is a SpecError naming the field (spec.sysctl_fields)
     where it is written. One throwaway namespace per round; each round sets one value of every
     name it has."""
     values: dict[str, list[str]] = {}
@@ -147,15 +144,3 @@ def check_sysctls(client: docker.DockerClient, images: ImageSet, run_id: str,
             where = next((w for (_, n, v), w in fields.items() if n == name and v == asked.get(name)), "sysctls")
             raise SpecError(source, where, _why(answer, asked.get(name, "")))
     return frozenset(lacking)
-
-
-def lacked_everywhere(lacking: dict[str, frozenset[str]], fields: dict[tuple[str, str, str], str],
-                      source: str) -> None:
-    """A sysctl no engine of the run has is a mistake in the file (a typo, a host-only name), not a
-    kernel's difference: a SpecError naming where it is first written."""
-    if not lacking:
-        return
-    common = frozenset.intersection(*lacking.values())
-    where = next((w for (_, n, _), w in fields.items() if n in common), None)
-    if where is not None:
-        raise SpecError(source, where, ("this kernel " if len(lacking) == 1 else "no kernel of this run ") + LACKED)

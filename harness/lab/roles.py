@@ -135,6 +135,15 @@ def _client(s: Setup) -> list[str]:
             "--", s.server_address, str(s.exp.port), s.exp.message]
 
 
+def waits_for_server_end(s: Setup) -> bool:
+    """The client's SYNs from its fixed port, when the server closes first, wait for the old server
+    to end (the harness says "go"): its listener, still open while a slow kernel ends the process,
+    would take the first SYN from the TIME_WAIT. A surviving listener never ends: nothing to wait for."""
+    p = s.p
+    return (p.close_first == "server" and p.client_port is not None and s.exp.server is None
+            and p.server_stop != "close_listening")
+
+
 def _client_agent(s: Setup) -> list[str]:
     # -r: the book's question, a client started again at once; only a client that closed first
     # has a TIME_WAIT to try it against (the server keeps listening for it, see served()).
@@ -143,7 +152,7 @@ def _client_agent(s: Setup) -> list[str]:
             "-w", f"{s.exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
             *(["-r"] if p.close_first == "client" else []),
             *(["-b", str(p.client_port)] if p.client_port is not None else []),
-            *(["-R"] if p.client_reuseaddr else [])]
+            *(["-R"] if p.client_reuseaddr else []), *(["-g"] if waits_for_server_end(s) else [])]
 
 
 def _keeper(s: Setup, mode: str) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import statistics
 from typing import Any, cast
 
-from harness.record import TrialResult, by_case, labeller
+from harness.record import NOT_APPLICABLE, TrialResult, by_case, labeller
 
 
 def _median(results: list[TrialResult], key: str) -> float | None:
@@ -125,7 +125,7 @@ def sentences(results: list[TrialResult]) -> list[str]:
         out.insert(0, f"{len(failing)} expectation check{'s' if len(failing) > 1 else ''} of the experiment "
                       "file failed (see Expectations).")
     failed = [r for r in results if r.failed]
-    skipped = sum(1 for r in results if not r.ok and not r.failed)
+    skipped = sum(1 for r in results if r.status == NOT_APPLICABLE)
     if failed:
         out.append(f"{len(failed)} of {len(results)} trials did not measure (listed below).")
     elif not out and not skipped:

@@ -23,7 +23,7 @@ from tabulate import tabulate
 
 from harness import __version__
 from harness.plan import cases as plan_cases
-from harness.record import TrialResult, by_case
+from harness.record import NOT_APPLICABLE, TrialResult, by_case
 from harness.report import diagrams, headline, plots, tables
 from harness.spec import Experiment
 from harness.store import RunDir
@@ -60,7 +60,8 @@ def _trial_figures(job: tuple[TrialResult, list[Event]]) -> tuple[str, str, str 
 
 def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[str, tuple[str, str | None]]:
     """Each trial's sequence diagram and socket timeline; on several processes when there are many."""
-    jobs = [(r, events.get(r.trial, [])) for r in results if r.timeline or events.get(r.trial)]
+    jobs = [(r, events.get(r.trial, [])) for r in results
+            if r.status != NOT_APPLICABLE and (r.timeline or events.get(r.trial))]
     workers = min(os.cpu_count() or 1, len(jobs) // TRIALS_PER_WORKER)
     if workers <= 1:
         done: Iterable[tuple[str, str, str | None]] = map(_trial_figures, jobs)

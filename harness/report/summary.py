@@ -61,5 +61,8 @@ def run_markdown(experiment: str, results: list[TrialResult], report: str) -> st
     if failed:
         parts.append("### Trials that did not measure\n\n" + tabulate(failed, ["trial", "case", "why"],
                                                                        tablefmt="github"))
+    skipped = tables.not_applicable(results)
+    if skipped:
+        parts.append("### Not applicable (not run)\n\n" + tabulate(skipped, ["case", "why"], tablefmt="github"))
     parts.append(f"Report: `{report}`")
     return "\n\n".join(parts) + "\n"

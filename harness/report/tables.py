@@ -209,7 +209,7 @@ def stats_csv(trials: list[TrialResult]) -> str:
             s = summarize([getattr(t, key) for t in ok])
             w.writerow([case, key, *(["0", "", "", "", ""] if s is None else
                                      [s.n, s.median, s.min, s.max, round(s.stdev, 6)]),
-                        len(ts), len(ts) - len(ok)])
+                        len(ts), sum(t.failed for t in ts)])
     return buf.getvalue()
 
 

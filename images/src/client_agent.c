@@ -18,7 +18,8 @@
  *      connect(), as a client with a fixed port does, until the client's
  *      kernel lets it through; the first failure and the time it worked.
  *      Let through means connected, or refused by the server: either way the
- *      SYN left;
+ *      SYN left. With -g the tries wait for "go" on stdin, the harness's word
+ *      that the old server has ended: its listener cannot take the first SYN;
  *   5. stop when the connections are gone (and the fixed port and the
  *      reconnect worked), or
  *      after -w seconds, then stay (paused) until the harness removes it.
@@ -96,7 +97,7 @@ static int through(int err, const char *step)
 static void usage(void)
 {
 	fprintf(stderr, "usage: client-agent -H SERVER_ADDRESS -p SERVER_PORT [-6] [-r] "
-			"[-b FIXED_LOCAL_PORT] [-R] [-i POLL_MS] [-w MAX_WAIT_S]\n");
+			"[-b FIXED_LOCAL_PORT] [-R] [-g] [-i POLL_MS] [-w MAX_WAIT_S]\n");
 	exit(2);
 }
 
@@ -111,10 +112,10 @@ static int fail(const char *what)
 int main(int argc, char **argv)
 {
 	struct agent_opts o = agent_opts_default();
-	int reconnect = 0, fixed = 0, reuse = 0, opt;
+	int reconnect = 0, fixed = 0, reuse = 0, wait_go = 0, opt;
 	const char *host = NULL;
 
-	while ((opt = getopt(argc, argv, AGENT_OPTS "H:rb:R")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "H:rb:Rg")) != -1) {
 		if (agent_opt(&o, opt, optarg, usage))
 			continue;
 		switch (opt) {
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
 		case 'r': reconnect = 1; break;
 		case 'b': fixed = (int)number_arg(optarg, 1, 65535, usage); break;
 		case 'R': reuse = 1; break;
+		case 'g': wait_go = 1; break;
 		default: usage();
 		}
 	}
@@ -216,7 +218,9 @@ int main(int argc, char **argv)
 					json_escape(strerror(err), esc, sizeof(esc)));
 			}
 		}
-		if (fixed && closing && !fixed_ok) {
+		if (wait_go && !await_command("go", 0)) /* a line of its own, in the pipe at once */
+			wait_go = 0;
+		if (fixed && closing && !fixed_ok && !wait_go) {
 			const char *step;
 			int got = 0;
 			double t = mono_now();

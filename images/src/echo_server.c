@@ -93,12 +93,12 @@ int main(int argc, char **argv)
 	static const int stop_sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
 	sigset_t stops, during_poll;
 	sigemptyset(&stops);
-	for (int i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(stop_sigs) / sizeof(*stop_sigs); i++)
 		sigaddset(&stops, stop_sigs[i]);
 	struct sigaction sa = {.sa_handler = on_stop};
 	if (sigprocmask(SIG_BLOCK, &stops, &during_poll))
 		die("sigaction() error");
-	for (int i = 0; i < 3; i++)
+	for (size_t i = 0; i < sizeof(stop_sigs) / sizeof(*stop_sigs); i++)
 		if (sigaction(stop_sigs[i], &sa, NULL) || sigdelset(&during_poll, stop_sigs[i]))
 			die("sigaction() error");
 

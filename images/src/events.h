@@ -81,7 +81,9 @@ static inline int await_command(const char *word, int timeout_s)
 	char line[64];
 	size_t used = 0;
 	for (;;) {
-		if (poll(&in, 1, timeout_s * 1000) != 1)
+		/* the timeout is for the line to begin; once it has, its rest
+		 * may come in another write: a second for it */
+		if (poll(&in, 1, used ? 1000 : timeout_s * 1000) != 1)
 			return -1;
 		ssize_t n = read(0, line + used, 1); /* byte by byte: no more than our line */
 		if (n <= 0)

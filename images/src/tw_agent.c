@@ -177,7 +177,7 @@ static pid_t fork_server(const char *path, int family, int port, int reuse,
 	    dup2(err, 2) < 0)
 		_exit(126);
 	char portstr[16], servestr[16];
-	char *argv[8];
+	char *argv[10]; /* the program, five options at most, the port, NULL */
 	int i = 0;
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	snprintf(servestr, sizeof(servestr), "%d", serve);
@@ -630,9 +630,13 @@ static void try_probe(struct agent *a, double window_ms)
 		return;
 	}
 	a->probe_fails++;
-	if (err != a->probe_errno)
-		emit_at(SRC, "probe_bind_fail", t, "\"errno\":\"%s\",\"failures\":%d", strerrorname_np(err),
+	if (err != a->probe_errno) {
+		const char *name = strerrorname_np(err); /* NULL for a number glibc cannot name */
+		char num[16];
+		snprintf(num, sizeof(num), "errno %d", err);
+		emit_at(SRC, "probe_bind_fail", t, "\"errno\":\"%s\",\"failures\":%d", name ? name : num,
 			a->probe_fails);
+	}
 	a->probe_errno = err;
 }
 

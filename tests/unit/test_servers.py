@@ -81,6 +81,7 @@ def test_the_server_container_holds_only_what_it_asks_for():
     (BASE + "cases:\n  - {name: c, restart: container}\n", "cases[0].restart", "server: section"),
     (SERVER + "cases:\n  - {name: c, restart: pod}\n", "cases[0].restart", "namespace, container"),
     (SERVER + "matrix:\n  keep_restarted: [false, true]\n", "matrix.keep_restarted", "the harness's echo server"),
+    (SERVER + "cases:\n  - {name: c, bind_probe: {user: other}}\n", "cases[0].bind_probe.user", "allowed: same"),
     (BASE + 'message: "a\\0b"\n' + CASES, "message", "control character"),
     (BASE + "message: ''\n" + CASES, "message", "non-empty: it is echoed"),
     (BASE + "reply: maybe\n" + CASES, "reply", "echo, any, none"),
