@@ -214,9 +214,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data = store.load(Path(name))
         for warning in data.warnings:
             print(f"harness: warning: {warning}", file=sys.stderr)
-        sides.append((data.exp, compare.Side(name, data.manifest, analyze.run(data))))
-    (base_exp, base), (_, new) = sides
-    c = compare.compare(base, new, thresholds, base_exp.restart_every_ms / 1000)
+        sides.append(compare.Side(name, data.manifest, analyze.run(data)))
+    base, new = sides
+    c = compare.compare(base, new, thresholds)
     if args.json:
         doc = {"baseline": base.name, "new": new.name, "environment_differences": [
             {"what": w, "baseline": a, "new": b} for w, a, b in c.env],
@@ -358,7 +358,8 @@ def parser() -> argparse.ArgumentParser:
     cmp.add_argument("new", help="the new run's directory")
     cmp.add_argument("--threshold", action="append", default=[], metavar="FIGURE=VALUE[%]",
                      help="call a difference up to VALUE (seconds or a count, or a percentage of the "
-                          "baseline's median) the same; never finer than the instrument (repeatable)")
+                          "baseline's median) the same; never finer than the instrument (repeatable; "
+                          "FIGURE times: every figure in seconds)")
     cmp.add_argument("--require-same-env", action="store_true",
                      help="fail (exit 1) when kernel, sysctls, engine, images, harness or fault backend differ")
     cmp.add_argument("--json", action="store_true", help="print one JSON document instead of the table")

@@ -2,12 +2,15 @@
 
 The threshold of "same" is never finer than the instrument: the widest poll
 window either run's agents reported around a change, and, for figures that
-end with a TIME_WAIT, the kernel's timer-wheel grid (timerwheel.py) unless
-both runs closed on the same phase of it (--close-phase). With 5 or more
+end with a timewait socket (a TIME_WAIT on either side, a FIN_WAIT2 that
+tcp_fin_timeout ends), the kernel's timer-wheel grid (timerwheel.py), at most
+an eighth of the socket's life, unless both runs closed on the same phase of
+it (--close-phase). With 5 or more
 trials on each side a Mann-Whitney rank test (ranktest.py) decides whether a difference
 beyond the threshold is real; with fewer, the two ranges must not overlap.
 A figure that never happened counts as below any value (no TIME_WAIT is
-shorter than one).
+shorter than one). Labels (an errno, an exit status, yes or no) are judged
+by what they name: same, or changed.
 """
 
 from __future__ import annotations
@@ -20,14 +23,19 @@ from typing import Any
 from harness import ranktest, timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
-from harness.figures import COUNTS, FIGURES, LABELS
+from harness.figures import COUNTS, FIGURES, INFERRED, LABELS, PORTS, TW_ISN_OFFSET, UNJUDGED
 from harness.record import NOT_APPLICABLE, TrialResult, by_case
 
-SAME, REGRESSED, IMPROVED, INCONCLUSIVE = "same", "regressed", "improved", "inconclusive"
-COMPARED = tuple(k for k, _ in FIGURES if k not in LABELS)  # the figures compare judges
+SAME, REGRESSED, IMPROVED, INCONCLUSIVE, CHANGED = "same", "regressed", "improved", "inconclusive", "changed"
+COMPARED = tuple(k for k, _ in FIGURES if k not in LABELS | UNJUDGED)  # the figures compare judges by size
+# The labels it judges by what they name (an errno, an exit status, yes or no): not ports, which
+# are fresh each trial, nor inferences, and an ISN offset only as the kernel's rule reads it (_named).
+NAMED = tuple(k for k, _ in FIGURES if k in LABELS and k not in PORTS | INFERRED)
+TIMES = "times"  # --threshold times=...: every figure in seconds at once
 RANK_TEST_MIN = 5  # trials on each side before the rank test decides
 ALPHA = 0.01
-TW_BOUND_S = 0.1  # a figure within this of the case's TIME_WAIT end ends with it (the wheel's rounding)
+TW_BOUND_S = 0.1  # a figure within this of a timewait socket's end ends with it (the wheel's rounding)
+WHEEL_SLACK = 1 / 8  # the most the timer wheel rounds a timer up, as a share of its length
 # What tells two runs' environments apart: (label, path in the manifest).
 ENV_KEYS = (("kernel", "kernel"), ("OS", "os"), ("CPUs", "cpus"), ("engine", "engine_version"),
             ("engine API", "api_version"), ("harness", "harness_version"), ("fault backend", "fault_backend"),
@@ -42,9 +50,10 @@ class Threshold:
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
-        """FIGURE=SECONDS (or a count) or FIGURE=PERCENT%, e.g. time_wait_s=0.5 or restart_s=10%."""
+        """FIGURE=SECONDS (or a count) or FIGURE=PERCENT%, e.g. time_wait_s=0.5 or restart_s=10%;
+        `times` for every figure in seconds (two machines of different speeds, say)."""
         figure, sep, value = text.partition("=")
-        names = COMPARED
+        names = (*COMPARED, TIMES)
         if not sep or figure not in names:
             raise UsageError(f"--threshold {text[:60]!r}: want FIGURE=VALUE or FIGURE=PERCENT%, "
                              f"FIGURE one of {', '.join(names)}")
@@ -78,6 +87,8 @@ class Row:
     why_threshold: str  # what set it
     test: str  # how the verdict was reached
     verdict: str
+    base_named: str | None = None  # a label's values, for NAMED figures (base and new are then None)
+    new_named: str | None = None
 
 
 @dataclass
@@ -91,7 +102,8 @@ class Comparison:
 
     @property
     def regressed(self) -> list[Row]:
-        return [r for r in self.rows if r.verdict == REGRESSED]
+        """What fails a CI job: a figure that regressed, and a label that changed."""
+        return [r for r in self.rows if r.verdict in (REGRESSED, CHANGED)]
 
 
 def _get(manifest: dict[str, Any], path: str) -> str:
@@ -109,7 +121,7 @@ def env_diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str]]
             da, db = da.get("ids") or {}, db.get("ids") or {}
         for k in sorted(set(da) | set(db)):
             if da.get(k) != db.get(k):
-                out.append((label + k, str(da.get(k, "-")), str(db.get(k, "-"))))
+                out.append((label + k, str(da.get(k) or "-"), str(db.get(k) or "-")))  # "": the kernel has none
     return out
 
 
@@ -118,21 +130,34 @@ def _ends(results: list[TrialResult]) -> list[float]:
 
 
 def _floor(figure: str, base: list[TrialResult], new: list[TrialResult], same_phase: bool,
-           wheel: float, restart_every_s: float) -> tuple[float, str]:
+           wheel: float) -> tuple[float, str]:
     """What the instrument and the kernel cannot tell apart for this figure of this case."""
-    if figure in COUNTS and figure != "bind_errors":
+    if figure in COUNTS:
         return 0.5, "counts differ by whole numbers"
     trials = base + new
     window = max((r.window_max_ms or 0.0 for r in trials), default=0.0) / 1000
     floor, why = window, f"poll window {window * 1000:.1f} ms"
-    key = "restart_s" if figure == "bind_errors" else figure
-    tw_bound = any(getattr(r, key) is not None and r.tw_gone_s is not None
-                   and abs(getattr(r, key) - r.tw_gone_s) <= TW_BOUND_S for r in trials)
-    if tw_bound and not same_phase and wheel > floor:
-        floor, why = wheel, f"timer wheel {wheel:.3f} s"
-    if figure == "bind_errors":  # one failed restart per restart interval
-        return floor / restart_every_s + 1, why + f" / restarts every {restart_every_s * 1000:.0f} ms"
+    # The wheel rounds a timer up by at most an eighth of its length (a level's granularity is an
+    # eighth of where the level starts), so a socket that ended early (a reuse, a RST) rounds little.
+    rounding = max((min(wheel, length * WHEEL_SLACK) for r in trials for end, length in _timewait(r)
+                    if getattr(r, figure) is not None and abs(getattr(r, figure) - end) <= _near(r)), default=0.0)
+    if not same_phase and rounding > floor:
+        floor, why = rounding, f"timer wheel {rounding:.3f} s"
     return floor, why
+
+
+def _near(r: TrialResult) -> float:
+    """How close to a timewait socket's end a figure ends with it: a poll (a paced try, up to a
+    second apart, included) and then TW_BOUND_S."""
+    return TW_BOUND_S + (r.window_max_ms or 0.0) / 1000
+
+
+def _timewait(r: TrialResult) -> list[tuple[float, float]]:
+    """(end, length) of each timewait socket the trial saw end: the server's TIME_WAIT, a FIN_WAIT2
+    tcp_fin_timeout ended (a timewait socket too), the client's TIME_WAIT; all on one wheel."""
+    return [(end, length) for end, length in ((r.tw_gone_s, r.time_wait_s), (r.fin_wait2_gone_s, r.fin_wait2_s),
+                                              (r.client_tw_gone_s, r.client_tw_s))
+            if end is not None and length is not None]
 
 
 def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> tuple[float | None, str, str]:
@@ -155,7 +180,33 @@ def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> 
     return shown, "ranges " + ("apart" if separated else "overlap"), worse if separated else INCONCLUSIVE
 
 
-def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_every_s: float) -> Comparison:
+def _value(r: TrialResult, figure: str) -> float | None:
+    """A figure, or for one that happened too briefly for any poll to time, its upper bound."""
+    v = getattr(r, figure)
+    return r.shorter_than(figure) if v is None else v
+
+
+def _named(figure: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if figure == "same_port_isn_offset":
+        return f"the TIME_WAIT's (+{TW_ISN_OFFSET})" if v == TW_ISN_OFFSET else "a fresh one"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return str(v)
+
+
+def _label_row(case: str, figure: str, ta: list[TrialResult], tb: list[TrialResult]) -> Row | None:
+    """Same when both runs' trials named the same values, else changed; None when neither named one."""
+    va, vb = (sorted({_named(figure, getattr(r, figure)) for r in ts}) for ts in (ta, tb))
+    if not va or not vb or va == vb == ["-"]:
+        return None
+    same = va == vb
+    return Row(case, figure, None, None, None, 0.0, "a label: equal or not", "values " + ("equal" if same else "differ"),
+               SAME if same else CHANGED, ", ".join(va), ", ".join(vb))
+
+
+def compare(base: Side, new: Side, thresholds: dict[str, Threshold]) -> Comparison:
     groups_a, groups_b = by_case(base.results), by_case(new.results)
     cases_a, cases_b = list(groups_a), list(groups_b)
     same_phase = base.manifest.get("close_phase") is not None and \
@@ -171,16 +222,17 @@ def compare(base: Side, new: Side, thresholds: dict[str, Threshold], restart_eve
                 out.not_applicable.append((case, side, skipped.why))
         ta, tb = ([r for r in groups[case] if r.ok] for groups in (groups_a, groups_b))
         for figure in COMPARED:
-            va, vb = [getattr(r, figure) for r in ta], [getattr(r, figure) for r in tb]
+            va, vb = [_value(r, figure) for r in ta], [_value(r, figure) for r in tb]
             if not va or not vb or all(v is None for v in va + vb):
                 continue
-            floor, why = _floor(figure, ta, tb, same_phase, wheel, restart_every_s)
-            user = thresholds.get(figure)
+            floor, why = _floor(figure, ta, tb, same_phase, wheel)
+            user = thresholds.get(figure) or (thresholds.get(TIMES) if figure not in COUNTS else None)
             if user is not None:
                 base_median = summarize(va)
                 asked = user.value * abs(base_median.median) if user.relative and base_median else user.value
                 if asked > floor:
-                    floor, why = asked, f"--threshold {figure}" + (f"={user.value:.0%}" if user.relative else "")
+                    floor, why = asked, f"--threshold {user.figure}" + (f"={user.value:.0%}" if user.relative else "")
             diff, test, verdict = _verdict(va, vb, floor)
             out.rows.append(Row(case, figure, summarize(va), summarize(vb), diff, floor, why, test, verdict))
+        out.rows += [row for figure in NAMED if (row := _label_row(case, figure, ta, tb)) is not None]
     return out

@@ -165,8 +165,9 @@ def _close(lab: TrialLab, s: roles.Setup) -> None:
         _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
     else:
         _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
-        if roles.waits_for_server_end(s):
-            _need(lab.streams[AGENT], "old server's end", roles.is_(Ev.SERVER_EXIT))
+        if roles.waits_for_server_end(s):  # and with a kept restart, for its listener: no race with the SYNs
+            what, ev = ("kept restart", Ev.RESTART_UP) if s.p.keep_restarted else ("old server's end", Ev.SERVER_EXIT)
+            _need(lab.streams[AGENT], what, roles.is_(ev), s.exp.max_wait_s + START_TIMEOUT_S)
             lab.send(CLIENT_AGENT, "go")
 
 

@@ -13,6 +13,11 @@ from harness.record import FAIL, NO_DATA, PASS, Outcome, TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
 
+def _show(x: float) -> str:
+    """A count whole (an ISN offset of 10133311 is not 1.01333e+07), a time short."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
     """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
     x = getattr(record, bound.figure)
@@ -25,13 +30,13 @@ def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
         if x is None:
             return PASS, None, ""
         return (FAIL, None, f"{bound.figure} is {x}") if isinstance(x, str) else \
-            (FAIL, x, f"{bound.figure} happened: {x:g}")
+            (FAIL, x, f"{bound.figure} happened: {_show(x)}")
     if x is None:
         return FAIL, None, f"{bound.figure} never happened"
     if bound.equals is not None:
         if isinstance(bound.equals, str):  # a word: the outcome's value is a number, so the word goes in the detail
             return (PASS, None, "") if x == bound.equals else (FAIL, None, f"{bound.figure} is {x}")
-        return (PASS, x, "") if x == bound.equals else (FAIL, x, f"{bound.figure} is {x:g}")
+        return (PASS, x, "") if x == bound.equals else (FAIL, x, f"{bound.figure} is {_show(x)}")
     if bound.of is not None:
         ref = getattr(record, bound.of)
         if ref is None:

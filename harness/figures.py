@@ -1,5 +1,6 @@
 """The figures of a trial record by name: which the tables show, which are counts, ports or labels,
-and which an expectation may bound. Names only: record.py holds the values."""
+and which an expectation may bound. Names (and the one value a label is read against): record.py
+holds the values."""
 
 from __future__ import annotations
 
@@ -74,6 +75,18 @@ COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "
                     "fixed_port_failures", "reconnect_same_port", "reconnect_failures", "same_port_syns", "same_port_tw_acks",
                     "same_port_isn_offset", "probe_bind_failures"})
 PORTS = frozenset({"client_tw_port", "reconnect_port"})
+# Counts compare does not judge: the tries the harness paces (the failures before a bind(), a
+# connect() or a restart worked, the old ACKs its SYNs drew), which follow from how long the kernel
+# held the port, a time compare judges, and from the pace (a slow restart skips a step, a timer
+# race adds a SYN); and
+# the polls' view of a count the kernel keeps (tw_peak; tw_entered is the kernel's own).
+UNJUDGED = frozenset({"bind_errors", "same_port_tw_acks", "fixed_port_failures", "reconnect_failures",
+                      "probe_bind_failures", "tw_peak"})
+# Inferences from other figures, shown as such: compare judges what they are inferred from.
+INFERRED = frozenset({"old_reuseaddr_inferred", "new_reuseaddr_inferred"})
+# The ISN a TIME_WAIT picks for the listener it hands a SYN to, past its next sequence number
+# (tcp_timewait_state_process: tw_snd_nxt + 65535 + 2); any other offset is a fresh ISN.
+TW_ISN_OFFSET = 65535 + 2
 # A figure that may be missing although the thing happened, and the figure that then bounds it:
 # a TIME_WAIT shorter than the gap between two polls is counted by the kernel but timed by no poll.
 UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}

@@ -138,7 +138,8 @@ def _client(s: Setup) -> list[str]:
 def waits_for_server_end(s: Setup) -> bool:
     """The client's SYNs from its fixed port, when the server closes first, wait for the old server
     to end (the harness says "go"): its listener, still open while a slow kernel ends the process,
-    would take the first SYN from the TIME_WAIT. A surviving listener never ends: nothing to wait for."""
+    would take the first SYN from the TIME_WAIT; with keep_restarted, for the kept restart's
+    listener, so that the SYNs always find one. A surviving listener never ends: nothing to wait for."""
     p = s.p
     return (p.close_first == "server" and p.client_port is not None and s.exp.server is None
             and p.server_stop != "close_listening")

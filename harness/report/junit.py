@@ -2,7 +2,7 @@
 
 A run: one test case per trial (an error when it did not measure) and one per
 expectation check and case (a failure when a trial broke it). A comparison:
-one per case and figure (a failure when it regressed, skipped when
+one per case and figure (a failure when it regressed or changed, skipped when
 inconclusive), and one for the environment when it must be the same.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from harness.compare import INCONCLUSIVE, REGRESSED, Comparison
+from harness.compare import CHANGED, INCONCLUSIVE, REGRESSED, Comparison
 from harness.expect import FAIL, NO_DATA, by_case
 from harness.record import TrialResult, labeller
 from harness.report.tables import values_text
@@ -74,11 +74,14 @@ def compare(c: Comparison, base: str, new: str, require_same_env: bool) -> str:
     suite = _suite(root, "figures")
     for row in c.rows:
         tc = _case(suite, row.case, row.figure)
-        text = (f"baseline {row.base.median if row.base else '-'}, new {row.new.median if row.new else '-'}, "
-                f"difference {row.diff if row.diff is not None else '-'}, threshold {row.threshold:g} "
-                f"({row.why_threshold}); {row.test}")
-        if row.verdict == REGRESSED:
-            ET.SubElement(tc, "failure", message=f"{row.figure} regressed: {text}", type="regressed").text = text
+        if row.base_named is not None:
+            text = f"baseline {row.base_named}, new {row.new_named}; {row.test}"
+        else:
+            text = (f"baseline {row.base.median if row.base else '-'}, new {row.new.median if row.new else '-'}, "
+                    f"difference {row.diff if row.diff is not None else '-'}, threshold {row.threshold:g} "
+                    f"({row.why_threshold}); {row.test}")
+        if row.verdict in (REGRESSED, CHANGED):
+            ET.SubElement(tc, "failure", message=f"{row.figure} {row.verdict}: {text}", type=row.verdict).text = text
         elif row.verdict == INCONCLUSIVE:
             ET.SubElement(tc, "skipped", message=f"inconclusive: {text}")
     return _count(root)

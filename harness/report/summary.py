@@ -18,9 +18,11 @@ def _median(s: Summary | None) -> str:
 
 
 def _row(r: Row) -> list[str]:
+    verdict = f"{r.verdict.upper()} ({r.test})" if r.verdict != SAME else "same"
+    if r.base_named is not None:  # a label: its values, no size
+        return [r.case, r.figure, r.base_named, r.new_named or "-", "-", "-", verdict]
     diff = "-" if r.diff is None else f"{r.diff:+.3f}"
-    return [r.case, r.figure, _median(r.base), _median(r.new), diff, f"{r.threshold:.3f} ({r.why_threshold})",
-            f"{r.verdict.upper()} ({r.test})" if r.verdict != SAME else "same"]
+    return [r.case, r.figure, _median(r.base), _median(r.new), diff, f"{r.threshold:.3f} ({r.why_threshold})", verdict]
 
 
 def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True, bullet: str = "  ") -> str:
@@ -44,7 +46,7 @@ def compare_text(c: Comparison, fmt: str = "simple", all_rows: bool = True, bull
 
 
 def compare_markdown(c: Comparison, base: str, new: str) -> str:
-    verdict = "regressed" if c.regressed else "no regression"
+    verdict = "regressed" if c.regressed else "no regression"  # a changed label counts
     return (f"## harness compare: {verdict}\n\nBaseline `{base}`, new `{new}`.\n\n"
             + compare_text(c, fmt="github", all_rows=False, bullet="- ") + "\n")
 

@@ -19,8 +19,8 @@
  *      program itself until it comes up (and stop it then, as the book's
  *      reader does; with -L it keeps listening until it has served one
  *      connection: a SYN from the old connection's port finds a listener);
- *   4. stop when all three have bound (with -L, a plain bind() need not: the
- *      kept server's listener holds the port; with a surviving listener, the
+ *   4. stop when all three have bound (with -L, a plain bind() is not tried:
+ *      the kept server's listener holds the port; with a surviving listener, the
  *      connections gone are enough) and the connection is gone, or
  *      after -w seconds, then stay (paused) until the harness removes it.
  * It owns the server's namespaces (its container's), so they outlive the
@@ -584,11 +584,13 @@ static void watch_server(struct agent *a, double now)
 	}
 }
 
-/* A fresh socket's bind() without and with SO_REUSEADDR, until each works. */
+/* A fresh socket's bind() without and with SO_REUSEADDR, until each works.
+ * With -L the plain one is not tried: the kept restart's listener, not the
+ * TIME_WAIT, decides it (and only until that server has served and exited). */
 static void try_binds(struct agent *a, double window_ms)
 {
 	for (int reuse = 0; reuse < 2; reuse++) {
-		if (a->bind_ok[reuse])
+		if (a->bind_ok[reuse] || (!reuse && a->keep_restarted))
 			continue;
 		double t = mono_now();
 		int err = try_bind(a->o.family, a->o.port, reuse ? REUSE_ADDR : 0, 0, NULL);
@@ -674,9 +676,7 @@ static int finished(const struct agent *a)
 {
 	if (SURVIVES(a->stop)) /* its listener holds the port for good: nothing to restart */
 		return !a->snap.count;
-	/* A kept restart's listener holds the port from a plain bind() for as long as it listens
-	 * (try_binds runs before try_restart in a poll, so the SO_REUSEADDR one is in by then). */
-	int plain = a->bind_ok[0] || a->kept > 0;
+	int plain = a->bind_ok[0] || a->keep_restarted; /* -L: not tried (try_binds) */
 	return plain && a->bind_ok[1] && (a->restart_up || a->external) && !a->snap.count;
 }
 

@@ -116,7 +116,8 @@ def lab_runs(lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab-runs")
     runs = {"netem": ("netem.yaml", "--engine", NAME),
             "each": ("ci_small.yaml", "--engine", "default", "--engine", NAME, "--engines", "each", "--jobs", "2"),
-            "lacks": ("lacks.yaml", "--engine", "default", "--engine", NAME, "--engines", "each")}
+            "lacks": ("lacks.yaml", "--engine", "default", "--engine", NAME, "--engines", "each"),
+            "isn": ("isn_handover.yaml", "--engine", "default", "--engine", NAME, "--engines", "each")}
     procs = {k: harness("run", str(EXPERIMENTS / spec), *args, "--json", "--quiet", "--results", str(out / k))
              for k, (spec, *args) in runs.items()}
     done = {}
@@ -170,6 +171,18 @@ def test_a_case_whose_sysctl_the_older_kernel_lacks_is_not_applicable_there(lab,
     engines = store.load(Path(doc["run_dir"])).manifest["engines"]
     assert (engines["default"]["lacks_sysctls"], engines[NAME]["lacks_sysctls"]) == ([], ["net.ipv4.tcp_tw_reuse_delay"])
     assert all(o["verdict"] == "pass" for t in doc["trials"] for o in t["expectations"])
+
+
+def test_the_isn_a_time_wait_hands_to_a_listener_differs_between_the_kernels(lab, lab_runs):
+    # tcp_timewait_state_process picks ISN = the old connection's next sequence number + 65537 for
+    # the listener it hands the SYN to. Before Linux 6.10 that ISN was lost on the way (cleared
+    # with the skb's control block before tcp_conn_request) and the listener chose a fresh one;
+    # "tcp: replace TCP_SKB_CB(skb)->tcp_tw_isn with a per-cpu field" fixed it. The lab runs 6.1.
+    rc, doc, err = lab_runs["isn"]
+    assert rc == 0, err[-3000:]
+    offset = {t["engine"]: t["same_port_isn_offset"] for t in doc["trials"]}
+    assert all(t["same_port_accepted_s"] is not None for t in doc["trials"])  # handed over on both
+    assert offset["default"] == 65537 and offset[NAME] not in (None, 65537), offset
 
 
 def test_nothing_is_left_on_either_engine(lab, lab_runs):

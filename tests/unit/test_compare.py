@@ -23,7 +23,7 @@ def side(results, close_phase=None, **manifest):
 
 
 def rows(base, new, **thresholds):
-    c = compare.compare(base, new, thresholds, restart_every_s=0.1)
+    c = compare.compare(base, new, thresholds)
     return {r.figure: r for r in c.rows}
 
 
@@ -79,6 +79,12 @@ def test_user_thresholds_never_go_below_the_instrument():
     r = rows(side([trial(0, rebind_plain_s=1.0)]), side([trial(0, rebind_plain_s=1.3)]),
              rebind_plain_s=compare.Threshold("rebind_plain_s", 0.5, True))["rebind_plain_s"]
     assert r.verdict == "same" and r.threshold == 0.5 and r.why_threshold == "--threshold rebind_plain_s=50%"
+    # `times`: every figure in seconds at once (a slower machine), never a count
+    got = rows(side([trial(0, tw=None, tw_gone_s=None, rebind_plain_s=0.01, restart_s=0.01, fin_retransmits=0)]),
+               side([trial(0, tw=None, tw_gone_s=None, rebind_plain_s=0.15, restart_s=0.18, fin_retransmits=1)]),
+               times=compare.Threshold.parse("times=0.25"))
+    assert got["rebind_plain_s"].verdict == got["restart_s"].verdict == "same"
+    assert got["restart_s"].why_threshold == "--threshold times" and got["fin_retransmits"].verdict == "regressed"
 
 
 def test_environment_differences():
@@ -102,7 +108,7 @@ def counts(xml):
 
 def test_junit_of_a_comparison():
     c = compare.compare(side([trial(0, tw=60.5), trial(1, case="d")]), side([trial(0, tw=90.0), trial(1, case="d")]),
-                        {}, 0.1)
+                        {})
     c.env.append(("kernel", "6.18", "6.1"))
     xml = junit.compare(c, "a", "b", require_same_env=True)
     assert counts(xml) == {"tests": 1 + len(c.rows), "failures": 1 + len(c.regressed), "errors": 0, "skipped": 0}
@@ -126,8 +132,53 @@ def test_junit_of_a_run():
 def test_a_case_one_kernel_could_not_run_is_said_not_compared():
     why = "Linux 6.1.0 has no net.ipv4.tcp_tw_reuse_delay in a network namespace"
     skipped = dataclasses.replace(trial(0, "delay"), status="not applicable", why=why)
-    c = compare.compare(side([trial(0, "delay"), trial(1)]), side([skipped, trial(1)]), {}, restart_every_s=0.1)
+    c = compare.compare(side([trial(0, "delay"), trial(1)]), side([skipped, trial(1)]), {})
     assert c.not_applicable == [("delay", "new", why)] and {r.case for r in c.rows} == {"c"}
     from harness.report.summary import compare_text
 
     assert f"Not applicable, so not compared:\n  delay (new): {why}" in compare_text(c)
+
+
+def test_a_label_is_judged_by_what_it_names_and_a_change_fails_like_a_regression():
+    # the ISN a listener got from a TIME_WAIT: its rule's offset, or a fresh one (any other number)
+    got = rows(side([trial(0, same_port_isn_offset=65537, probe_bind_errno="EADDRINUSE", server_exit_status=130)]),
+               side([trial(0, same_port_isn_offset=7115795, probe_bind_errno="EADDRINUSE", server_exit_status=130)]))
+    isn = got["same_port_isn_offset"]
+    assert (isn.verdict, isn.base_named, isn.new_named) == ("changed", "the TIME_WAIT's (+65537)", "a fresh one")
+    assert got["probe_bind_errno"].verdict == got["server_exit_status"].verdict == "same"
+    c = compare.compare(side([trial(0, same_port_isn_offset=65537)]), side([trial(0, same_port_isn_offset=1)]), {})
+    assert [r.figure for r in c.regressed] == ["same_port_isn_offset"]
+    # two fresh ISNs are the same finding; ports and inferences are not judged at all
+    got = rows(side([trial(0, same_port_isn_offset=10133311, client_tw_port=40000, old_reuseaddr_inferred=False)]),
+               side([trial(0, same_port_isn_offset=28303775, client_tw_port=41000, old_reuseaddr_inferred=True)]))
+    assert got["same_port_isn_offset"].verdict == "same"
+    assert "client_tw_port" not in got and "old_reuseaddr_inferred" not in got
+
+
+def test_a_time_wait_no_poll_timed_is_compared_by_its_upper_bound_and_paced_counts_not_at_all():
+    short = trial(0, tw=None, tw_gone_s=None, time_wait_max_s=0.033, rebind_plain_s=0.04, restart_s=0.04,
+                  same_port_tw_acks=120, tw_peak=0)
+    r = rows(side([trial(0, tw=0.1, window=100.0, same_port_tw_acks=176, tw_peak=1)]), side([short]))
+    assert r["time_wait_s"].verdict == "same" and r["time_wait_s"].new.median == 0.033
+    assert not {"same_port_tw_acks", "tw_peak", "bind_errors"} & set(r)
+
+
+def test_a_fin_wait2_timeout_ends_on_the_timer_wheel_as_a_time_wait_does():
+    # tcp_fin_timeout's FIN_WAIT2 is a timewait socket on the same wheel: 20.42 s and 21.53 s are one grid step apart
+    def fw2(i, s):
+        return trial(i, tw=None, tw_gone_s=None, fin_wait2_s=s, fin_wait2_gone_s=s, rebind_plain_s=s + 0.05)
+    got = rows(side([fw2(0, 20.42)]), side([fw2(0, 21.53)]))
+    assert got["fin_wait2_s"].verdict == got["rebind_plain_s"].verdict == "same"
+    assert got["fin_wait2_s"].why_threshold.startswith("timer wheel")
+
+
+def test_the_wheel_rounds_a_timer_by_at_most_an_eighth_so_an_early_end_is_still_told_apart():
+    # the client's TIME_WAIT taken over by a reconnect after 1.0 s (6.18's tcp_tw_reuse_delay) or
+    # 0.27 s (the 1 Hz rule before 6.14): not a 60 s timer, and the difference is the kernel's
+    def reused(i, at):
+        return trial(i, tw=None, tw_gone_s=None, client_tw_s=at, client_tw_gone_s=at, reconnect_s=at)
+    r = rows(side([reused(0, 1.0)]), side([reused(0, 0.27)]))["client_tw_s"]
+    assert r.verdict == "improved" and r.why_threshold == "timer wheel 0.125 s"
+    # a client TIME_WAIT its timer ended, 60.2 s against 61.4 s: one step of the wheel
+    r = rows(side([reused(0, 60.2)]), side([reused(0, 61.4)]))["client_tw_s"]
+    assert r.verdict == "same" and r.why_threshold.startswith("timer wheel 5.12")

@@ -80,6 +80,8 @@ def test_judging_a_bound():
     assert judge("{time_wait_s: null}", time_wait_s=None)[0] == "pass"
     assert judge("{time_wait_s: null}", time_wait_s=61.0) == ("fail", 61.0, "time_wait_s happened: 61")
     assert judge("{fin_retransmits: 9}", fin_retransmits=8) == ("fail", 8, "fin_retransmits is 8")
+    assert judge("{same_port_isn_offset: 65537}", same_port_isn_offset=10133311) == (
+        "fail", 10133311, "same_port_isn_offset is 10133311")  # a count whole, not 1.01333e+07
     v, x, _ = judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=60.51, tw_gone_s=60.5)
     assert v == "pass" and x == pytest.approx(0.01)
     assert judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=1, tw_gone_s=None)[0] == "fail"
