@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A CI job's benchmark step: run an experiment, compare it with a baseline run,
 # and leave what CI systems read in OUT_DIR. Exits with the comparison's code
-# (0 same or better, 1 an expectation failed or a figure regressed), or with the
+# (0 same or better, 1 an expectation failed, a figure regressed or a label changed), or with the
 # run's when it could not measure (2 bad input, 3 environment, 4 a trial failed,
 # 129/130/143 stopped). docs/ci.md explains how to keep the baseline.
 #

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from harness import plan, provenance, spec, stopping, store
 from harness.errors import EngineGone, Exit, HarnessError, UsageError, bug_line
 from harness.lab.subnets import DEFAULT_POOL, PREFIX
-from harness.record import NOT_APPLICABLE, TrialResult
+from harness.record import TrialResult, none_ran
 
 
 def default_jobs(n_trials: int) -> int:
@@ -176,7 +176,7 @@ def write_outputs(args: argparse.Namespace, junit: Any, markdown: Any) -> None:
 def run_exit(results: list[TrialResult]) -> Exit:
     """A trial that did not measure outweighs a failed expectation: its data are missing. A run where
     no case applied to any kernel measured nothing: the environment's answer, not a success."""
-    if results and all(r.status == NOT_APPLICABLE for r in results):
+    if results and none_ran(results):
         print("harness: no case of this run applies to its kernels (each lacks a sysctl the case sets: newer "
               "than the kernel, the host's alone, or misspelt); nothing was measured", file=sys.stderr)
         return Exit.ENVIRONMENT

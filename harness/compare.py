@@ -23,7 +23,7 @@ from typing import Any
 from harness import ranktest, timerwheel
 from harness.analyze import Summary, summarize
 from harness.errors import UsageError
-from harness.figures import COUNTS, FIGURES, INFERRED, LABELS, PORTS, TW_ISN_OFFSET, UNJUDGED
+from harness.figures import COUNTS, FIGURES, INFERRED, LABELS, PORTS, TW_ISN_OFFSET, UNJUDGED, UNSEEN_IS_BRIEF
 from harness.record import NOT_APPLICABLE, TrialResult, by_case
 
 SAME, REGRESSED, IMPROVED, INCONCLUSIVE, CHANGED = "same", "regressed", "improved", "inconclusive", "changed"
@@ -36,6 +36,7 @@ RANK_TEST_MIN = 5  # trials on each side before the rank test decides
 ALPHA = 0.01
 TW_BOUND_S = 0.1  # a figure within this of a timewait socket's end ends with it (the wheel's rounding)
 WHEEL_SLACK = 1 / 8  # the most the timer wheel rounds a timer up, as a share of its length
+TIMEWAIT_LEN_S = 59.0  # TCP_TIMEWAIT_LEN (60 s) less a poll's worth: a TIME_WAIT its timer ended
 # What tells two runs' environments apart: (label, path in the manifest).
 ENV_KEYS = (("kernel", "kernel"), ("OS", "os"), ("CPUs", "cpus"), ("engine", "engine_version"),
             ("engine API", "api_version"), ("harness", "harness_version"), ("fault backend", "fault_backend"),
@@ -138,8 +139,8 @@ def _floor(figure: str, base: list[TrialResult], new: list[TrialResult], same_ph
     window = max((r.window_max_ms or 0.0 for r in trials), default=0.0) / 1000
     floor, why = window, f"poll window {window * 1000:.1f} ms"
     # The wheel rounds a timer up by at most an eighth of its length (a level's granularity is an
-    # eighth of where the level starts), so a socket that ended early (a reuse, a RST) rounds little.
-    rounding = max((min(wheel, length * WHEEL_SLACK) for r in trials for end, length in _timewait(r)
+    # eighth of where the level starts); a socket something else ended (a reuse, a RST) is not its.
+    rounding = max((min(wheel, length * WHEEL_SLACK) for r in trials for end, length in _timer_ended(r)
                     if getattr(r, figure) is not None and abs(getattr(r, figure) - end) <= _near(r)), default=0.0)
     if not same_phase and rounding > floor:
         floor, why = rounding, f"timer wheel {rounding:.3f} s"
@@ -152,12 +153,14 @@ def _near(r: TrialResult) -> float:
     return TW_BOUND_S + (r.window_max_ms or 0.0) / 1000
 
 
-def _timewait(r: TrialResult) -> list[tuple[float, float]]:
-    """(end, length) of each timewait socket the trial saw end: the server's TIME_WAIT, a FIN_WAIT2
-    tcp_fin_timeout ended (a timewait socket too), the client's TIME_WAIT; all on one wheel."""
-    return [(end, length) for end, length in ((r.tw_gone_s, r.time_wait_s), (r.fin_wait2_gone_s, r.fin_wait2_s),
-                                              (r.client_tw_gone_s, r.client_tw_s))
-            if end is not None and length is not None]
+def _timer_ended(r: TrialResult) -> list[tuple[float, float]]:
+    """(end, length) of each timewait socket of the trial its timer ended, all on one wheel: a
+    TIME_WAIT, either side's, that lasted its TCP_TIMEWAIT_LEN (one a reuse or a RST ended is
+    shorter), and a FIN_WAIT2, which tcp_fin_timeout ends (a timewait socket too)."""
+    return [(end, length) for end, length, full in ((r.tw_gone_s, r.time_wait_s, TIMEWAIT_LEN_S),
+                                                    (r.fin_wait2_gone_s, r.fin_wait2_s, 0.0),
+                                                    (r.client_tw_gone_s, r.client_tw_s, TIMEWAIT_LEN_S))
+            if end is not None and length is not None and length >= full]
 
 
 def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> tuple[float | None, str, str]:
@@ -181,8 +184,10 @@ def _verdict(a: list[float | None], b: list[float | None], threshold: float) -> 
 
 
 def _value(r: TrialResult, figure: str) -> float | None:
-    """A figure, or for one that happened too briefly for any poll to time, its upper bound."""
+    """A figure, or for one that happened too briefly for any poll to time, its upper bound (or 0)."""
     v = getattr(r, figure)
+    if v is None and figure in UNSEEN_IS_BRIEF:
+        return 0.0
     return r.shorter_than(figure) if v is None else v
 
 
@@ -197,13 +202,15 @@ def _named(figure: str, v: Any) -> str:
 
 
 def _label_row(case: str, figure: str, ta: list[TrialResult], tb: list[TrialResult]) -> Row | None:
-    """Same when both runs' trials named the same values, else changed; None when neither named one."""
+    """Same when both runs' trials named the same values, changed when no value is in both,
+    inconclusive when some are (one odd trial is not a change); None when neither named one."""
     va, vb = (sorted({_named(figure, getattr(r, figure)) for r in ts}) for ts in (ta, tb))
     if not va or not vb or va == vb == ["-"]:
         return None
-    same = va == vb
-    return Row(case, figure, None, None, None, 0.0, "a label: equal or not", "values " + ("equal" if same else "differ"),
-               SAME if same else CHANGED, ", ".join(va), ", ".join(vb))
+    verdict, test = ((SAME, "values equal") if va == vb else (CHANGED, "values differ")
+                     if set(va).isdisjoint(vb) else (INCONCLUSIVE, "values overlap"))
+    return Row(case, figure, None, None, None, 0.0, "a label: equal or not", test, verdict,
+               " | ".join(va), " | ".join(vb))
 
 
 def compare(base: Side, new: Side, thresholds: dict[str, Threshold]) -> Comparison:
@@ -222,9 +229,9 @@ def compare(base: Side, new: Side, thresholds: dict[str, Threshold]) -> Comparis
                 out.not_applicable.append((case, side, skipped.why))
         ta, tb = ([r for r in groups[case] if r.ok] for groups in (groups_a, groups_b))
         for figure in COMPARED:
-            va, vb = [_value(r, figure) for r in ta], [_value(r, figure) for r in tb]
-            if not va or not vb or all(v is None for v in va + vb):
+            if not ta or not tb or all(getattr(r, figure) is None for r in ta + tb):
                 continue
+            va, vb = [_value(r, figure) for r in ta], [_value(r, figure) for r in tb]
             floor, why = _floor(figure, ta, tb, same_phase, wheel)
             user = thresholds.get(figure) or (thresholds.get(TIMES) if figure not in COUNTS else None)
             if user is not None:

@@ -165,10 +165,18 @@ def _close(lab: TrialLab, s: roles.Setup) -> None:
         _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
     else:
         _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
-        if roles.waits_for_server_end(s):  # and with a kept restart, for its listener: no race with the SYNs
-            what, ev = ("kept restart", Ev.RESTART_UP) if s.p.keep_restarted else ("old server's end", Ev.SERVER_EXIT)
-            _need(lab.streams[AGENT], what, roles.is_(ev), s.exp.max_wait_s + START_TIMEOUT_S)
-            lab.send(CLIENT_AGENT, "go")
+
+
+def _go(lab: TrialLab, s: roles.Setup) -> None:
+    """The client's fixed-port SYNs, when they wait (roles.waits_for_server_end): once the old server
+    has ended, or with a kept restart once it listens, so that no race decides what the first SYN
+    meets. If the agent ends first, at once: what the trial measured then is its record's to say."""
+    if not roles.waits_for_server_end(s):
+        return
+    ev = Ev.RESTART_UP if s.p.keep_restarted else Ev.SERVER_EXIT
+    lab.streams[AGENT].wait_for(lambda e: e.get("ev") in (ev, Ev.DONE, Ev.TIMEOUT, Ev.CUT, Ev.ERROR),
+                                s.exp.max_wait_s + START_TIMEOUT_S)
+    lab.send(CLIENT_AGENT, "go")
 
 
 def _remake(lab: TrialLab, s: roles.Setup) -> None:
@@ -222,6 +230,7 @@ def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, mark: Callable[[str]
     # The close is made; from here on this trial only waits. The next setup's
     # container starts begin only now, so they do not delay this close's FINs.
     slot.release()
+    _go(lab, s)
     if s.p.restart == "container":
         say("restarting its container")
         _remake(lab, s)

@@ -90,6 +90,9 @@ TW_ISN_OFFSET = 65535 + 2
 # A figure that may be missing although the thing happened, and the figure that then bounds it:
 # a TIME_WAIT shorter than the gap between two polls is counted by the kernel but timed by no poll.
 UPPER_BOUNDS = {"time_wait_s": "time_wait_max_s"}
+# A state a close passes through (or skips, when the peer's ACK and FIN come together) that no poll
+# saw lasted less than a poll: compare reads it as 0, within the poll window, not as never.
+UNSEEN_IS_BRIEF = frozenset({"fin_wait2_s"})
 # Figures that name something (a port, how a process ended) rather than measure it: the tables
 # show them; compare does not judge them.
 LABELS = PORTS | FLAGS | WORDS | {"server_exit_status", "reconnect_same_port", "same_port_isn_offset"}

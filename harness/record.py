@@ -353,6 +353,11 @@ def labeller(results: list[TrialResult]) -> Callable[[TrialResult], str]:
     return lambda r: f"{r.case} [{r.engine}]"
 
 
+def none_ran(trials: list[TrialResult]) -> bool:
+    """A case (or run) whose every trial was not applicable on its kernel: nothing of it was measured."""
+    return all(t.status == NOT_APPLICABLE for t in trials)
+
+
 def by_case(results: list[TrialResult]) -> dict[str, list[TrialResult]]:
     """Results grouped by their label (labeller), groups in the order they first appear."""
     label = labeller(results)

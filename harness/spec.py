@@ -203,6 +203,9 @@ class Params:
             return "keep_restarted needs close_first: server (the server is restarted after it closes)"
         if self.keep_restarted and self.server_stop == "close_listening":
             return "keep_restarted needs a restart; server_stop: close_listening keeps the old server listening"
+        if self.keep_restarted and self.client_port is not None and not self.restart_with_reuseaddr:
+            return ("keep_restarted with client_port needs server_reuseaddr: the client's SYNs wait for the kept "
+                    "listener, which without it listens only once the TIME_WAIT is gone")
         if self.keep_restarted and self.bind_probe is not None:
             return "bind_probe needs keep_restarted: false (a kept restart's listener, not the TIME_WAIT, would hold the port)"
         return None
@@ -530,7 +533,10 @@ def _bound(r: _Reader, figure: str, value: Any, where: str) -> Bound:
         return Bound(figure, never=True)
     if figure in EXACT_WORDS:
         names = r.text(value, where)
-        unknown = [n for n in names.split(", ") if n not in errno.errorcode.values()]
+        # every name the agent's strerrorname_np can print (aliases such as EOPNOTSUPP too), or its
+        # "errno N" for a number glibc cannot name
+        unknown = [n for n in names.split(", ") if not (n.startswith("E") and isinstance(getattr(errno, n, None), int))
+                   and not re.fullmatch(r"errno \d+", n)]
         if unknown:
             raise r.bad(where, f"{unknown[0]!r} is no errno name; allowed: errno names as the record writes them, "
                                "in the order they came, joined by ', ' (EADDRINUSE, or EADDRINUSE, EACCES)")

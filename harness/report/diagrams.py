@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from harness.analyze import close_time
 from harness.events import AGENT, Ev
-from harness.record import NOT_APPLICABLE, Segment, TrialResult, by_case
+from harness.record import Segment, TrialResult, by_case, none_ran
 
 Event = dict[str, Any]
 # Segments closer together than this share a burst of rows; a longer pause
@@ -240,7 +240,7 @@ def case_points(results: list[TrialResult]) -> list[CasePoints]:
     """Per case that ran, in first-seen order, every measured trial's value of each compared figure."""
     out = []
     for case, rs in by_case(results).items():
-        if all(r.status == NOT_APPLICABLE for r in rs):
+        if none_ran(rs):
             continue
         ok = [r for r in rs if r.ok]
         under = {k: [b for r in ok if (b := r.shorter_than(k)) is not None] for k, _ in CASE_FIGURES}

@@ -13,7 +13,7 @@ from harness.analyze import Summary, summarize
 from harness.expect import FAIL, NO_DATA, PASS
 from harness.expect import by_case as expectations_by_case
 from harness.figures import COUNTS, FIGURES, FLAGS, PORTS, SHOWN_FOR, SHOWN_FOR_OWN_SERVER, WORDS
-from harness.record import NOT_APPLICABLE, TrialResult, by_case, labeller
+from harness.record import NOT_APPLICABLE, TrialResult, by_case, labeller, none_ran
 from harness.spec import Params
 
 DEFAULTS = Params().to_json()
@@ -69,7 +69,7 @@ def case_rows(trials: list[TrialResult]) -> tuple[list[str], list[list[str]]]:
     for case, ts in by_case(trials).items():
         ok = [t for t in ts if t.ok]
         coarse = sum(1 for t in ok if t.coarse)
-        if not any(t.status != NOT_APPLICABLE for t in ts):  # its kernel lacks a sysctl it sets
+        if none_ran(ts):  # its kernel lacks a sysctl it sets
             rows.append([case, *("n/a" for _ in figures), "not applicable"])
             continue
         rows.append([case, *(_cell(k, ok) for k, _ in figures),
@@ -209,7 +209,7 @@ def stats_csv(trials: list[TrialResult]) -> str:
             s = summarize([getattr(t, key) for t in ok])
             w.writerow([case, key, *(["0", "", "", "", ""] if s is None else
                                      [s.n, s.median, s.min, s.max, round(s.stdev, 6)]),
-                        len(ts), sum(t.failed for t in ts)])
+                        sum(t.status != NOT_APPLICABLE for t in ts), sum(t.failed for t in ts)])
     return buf.getvalue()
 
 

@@ -218,8 +218,14 @@ int main(int argc, char **argv)
 					json_escape(strerror(err), esc, sizeof(esc)));
 			}
 		}
-		if (wait_go && !await_command("go", 0)) /* a line of its own, in the pipe at once */
-			wait_go = 0;
+		if (wait_go) { /* a line of its own, in the pipe at once */
+			int got = await_command("go", 0);
+			if (got == -2) {
+				errno = EPROTO;
+				return fail("expected the harness's go");
+			}
+			wait_go = got != 0;
+		}
 		if (fixed && closing && !fixed_ok && !wait_go) {
 			const char *step;
 			int got = 0;

@@ -73,8 +73,8 @@ static inline long number_arg(const char *text, long lo, long hi,
 /* Wait up to timeout_s for the harness's next command, one line on stdin
  * (it talks to a program it started with `docker exec` through its stdin, as
  * a signal cannot reach it): 0 when the line is `word`, -1 when time ran out,
- * the input ended or another line came. A command sent early waits in the
- * pipe, as a blocked signal would. */
+ * -2 when the input ended or another line came. A command sent early waits in
+ * the pipe, as a blocked signal would. */
 static inline int await_command(const char *word, int timeout_s)
 {
 	struct pollfd in = {.fd = 0, .events = POLLIN};
@@ -84,16 +84,16 @@ static inline int await_command(const char *word, int timeout_s)
 		/* the timeout is for the line to begin; once it has, its rest
 		 * may come in another write: a second for it */
 		if (poll(&in, 1, used ? 1000 : timeout_s * 1000) != 1)
-			return -1;
+			return used ? -2 : -1;
 		ssize_t n = read(0, line + used, 1); /* byte by byte: no more than our line */
 		if (n <= 0)
-			return -1;
+			return -2;
 		if (line[used] == '\n') {
 			line[used] = 0;
-			return strcmp(line, word) ? -1 : 0;
+			return strcmp(line, word) ? -2 : 0;
 		}
 		if (++used == sizeof(line))
-			return -1;
+			return -2;
 	}
 }
 

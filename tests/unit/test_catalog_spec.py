@@ -107,6 +107,7 @@ def test_sysctl_fields_name_where_each_value_is_first_written():
     ("cases: [{}]\nexpect:\n  - probe_bind_errno: EADDRINUSE EACCES\n", "expect[0].probe_bind_errno",
      "joined by ', '"),
     ("cases:\n  - {keep_restarted: true, bind_probe: {reuseaddr: true}}\n", "cases[0]", "a kept restart's listener"),
+    ("cases:\n  - {keep_restarted: true, client_port: 40000}\n", "cases[0]", "needs server_reuseaddr"),
 ])
 def test_errors_name_file_field_and_what_is_allowed(text, field, allowed):
     specs.assert_refused(BASE + text, field, allowed)
@@ -232,6 +233,8 @@ def test_an_errno_is_expected_by_its_name():
     assert bound.text() == "probe_bind_errno is EADDRINUSE"
     both = parse("cases: [{}]\nexpect:\n  - probe_bind_errno: EADDRINUSE, EACCES\n").expect[0].bounds[0]
     assert both.equals == "EADDRINUSE, EACCES"  # several, in the order the record writes them
+    for name in ("EOPNOTSUPP", "errno 531"):  # an alias errno.errorcode does not list; a number glibc cannot name
+        assert parse(f"cases: [{{}}]\nexpect:\n  - probe_bind_errno: {name}\n").expect[0].bounds[0].equals == name
     r = record.TrialResult("t000", 0, "c", 0, spec.Params(), probe_bind_errno="EADDRINUSE")
     assert expect.judge(bound, r) == (record.PASS, None, "")
     r = record.TrialResult("t000", 0, "c", 0, spec.Params(), probe_bind_errno="EADDRNOTAVAIL")

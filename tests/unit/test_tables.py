@@ -66,3 +66,16 @@ def test_a_case_not_applicable_on_a_kernel_has_its_row_and_its_reason_but_is_no_
     assert tables.failures(ts) == [] and tables.not_applicable(ts) == [["delay", why]]
     out = tables.terminal(ts)
     assert "Failed trials" not in out and "Not applicable (not run):" in out and why in out
+    # every summary lists it; the statistics count it neither as a trial nor as a failure
+    from harness.report import summary
+    md = summary.run_markdown("x", ts, "report.html")
+    assert "### Not applicable (not run)" in md and why in md and "did not measure" not in md
+    stats = {(r["case"], r["figure"]): r for r in csv.DictReader(io.StringIO(tables.stats_csv(ts)))}
+    assert (stats[("delay", "time_wait_s")]["trials"], stats[("delay", "time_wait_s")]["failed"]) == ("0", "0")
+
+
+def test_a_run_where_no_case_applied_exits_3_and_one_where_some_did_exits_0():
+    from harness.cli import run_exit
+    skipped = trial(1, "delay", status="not applicable", tw=None)
+    assert run_exit([skipped]) == 3
+    assert run_exit([trial(0, "A"), skipped]) == 0
