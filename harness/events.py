@@ -122,8 +122,9 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.SYSCTLS, "the sysctls in force in the namespace, read back (null: unreadable)", **T, values=(dict,)),
     _k(AGENT, Ev.ERROR, "the agent gave up: what failed", **T, what=STR),
     _k(AGENT, Ev.LISTENING, "the server's LISTEN socket is there", **T, pid=INT),
-    _k(AGENT, Ev.ALIGNED, "the close waited for its phase of the monotonic clock (--close-phase)",
-       **T, period_s=NUM, phase_s=NUM, waited_s=NUM),
+    _k(AGENT, Ev.ALIGNED, "the close waited for its phase of the monotonic clock (--close-phase): the wait "
+       "asked for, and how late the wake came", optional=("late_s",),  # late_s: not in runs before 2026-12-06
+       **T, period_s=NUM, phase_s=NUM, waited_s=NUM, late_s=NUM),
     _k(AGENT, Ev.TCPEXT, "the namespace's non-zero TcpExt counters at the close and at the end",
        **T, at=STR, counters=(dict, NULL)),
     _k(AGENT, Ev.CLOSE, "the server was stopped (t = 0 when it closes first)", **T, side=STR, how=STR),
@@ -194,7 +195,7 @@ KINDS: tuple[Kind, ...] = (
     _k(KEEPER, Ev.READY, "started; starting the server", **T),
     _k(KEEPER, Ev.LISTENING, "the server holds a LISTEN socket on the port", **T, pid=INT),
     _k(KEEPER, Ev.ALIGNED, "the stop waited for its phase of the monotonic clock (--close-phase)",
-       **T, period_s=NUM, phase_s=NUM, waited_s=NUM),
+       optional=("late_s",), **T, period_s=NUM, phase_s=NUM, waited_s=NUM, late_s=NUM),
     _k(KEEPER, Ev.CLOSE, "the server was stopped as server.stop says (t = 0)", **T, side=STR, how=STR),
     _k(KEEPER, Ev.RESTART_UP, "a fresh process of the server holds a LISTEN socket on the port",
        **T, attempt=INT, failures=INT, pid=INT),

@@ -18,15 +18,19 @@ static inline void sleep_until(double t)
 		;
 }
 
-/* Sleep to the next instant t >= now with t mod period = phase, and say so.
- * One clock read before the sleep: a stall there cannot push it a period on. */
+/* Sleep to the next instant t >= now with t mod period = phase, and say so:
+ * the wait asked for (under a period) and how late the wake came (a loaded
+ * machine's). One clock read before the sleep: a stall there cannot push it a
+ * period on. */
 static inline void align_to_phase(const char *src, double period, double phase)
 {
 	double asked = mono_now(), t = asked - fmod(asked, period) + phase;
-	sleep_until(t < asked ? t + period : t);
+	if (t < asked)
+		t += period;
+	sleep_until(t);
 	double woke = mono_now();
-	emit_at(src, "aligned", woke, "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f",
-		period, phase, woke - asked);
+	emit_at(src, "aligned", woke, "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f,\"late_s\":%.6f",
+		period, phase, t - asked, woke - t);
 }
 
 #endif

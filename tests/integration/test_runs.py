@@ -155,9 +155,12 @@ def test_close_phase_starts_the_close_on_that_phase_of_the_clock(runs):
     assert manifest["close_phase"] == [period, phase]
     (aligned,) = [e for e in events if e.get("ev") == "aligned"]
     (close,) = [e for e in events if e.get("ev") == "close" and e["src"] == "agent"]
-    assert 0 <= aligned["waited_s"] < period
-    # The agent sleeps to that instant on CLOCK_MONOTONIC (nice -20), then sends SIGINT.
-    assert abs(close["mono"] % period - phase) < 0.05
+    # The agent sleeps to the next instant of that phase on CLOCK_MONOTONIC (nice -20), then sends
+    # SIGINT: the instant is exact, the wake and the close as late as the machine's load makes them.
+    assert 0 <= aligned["waited_s"] < period and aligned["late_s"] >= 0
+    off = (aligned["mono"] - aligned["late_s"] - phase) % period
+    assert min(off, period - off) < 1e-3
+    assert 0 <= close["mono"] - aligned["mono"] < 1
 
 
 def test_fault_agent_reports_a_failed_install_and_still_reads_out(engine, images):
