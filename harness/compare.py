@@ -140,8 +140,8 @@ def _floor(figure: str, base: list[TrialResult], new: list[TrialResult], same_ph
     floor, why = window, f"poll window {window * 1000:.1f} ms"
     # The wheel rounds a timer up by at most an eighth of its length (a level's granularity is an
     # eighth of where the level starts); a socket something else ended (a reuse, a RST) is not its.
-    rounding = max((min(wheel, length * WHEEL_SLACK) for r in trials for end, length in _timer_ended(r)
-                    if getattr(r, figure) is not None and abs(getattr(r, figure) - end) <= _near(r)), default=0.0)
+    rounding = max((min(wheel, length * WHEEL_SLACK) for r in trials if (x := getattr(r, figure)) is not None
+                    for end, length in _timer_ended(r) if abs(x - end) <= _near(r)), default=0.0)
     if not same_phase and rounding > floor:
         floor, why = rounding, f"timer wheel {rounding:.3f} s"
     return floor, why
@@ -207,8 +207,12 @@ def _label_row(case: str, figure: str, ta: list[TrialResult], tb: list[TrialResu
     va, vb = (sorted({_named(figure, getattr(r, figure)) for r in ts}) for ts in (ta, tb))
     if not va or not vb or va == vb == ["-"]:
         return None
-    verdict, test = ((SAME, "values equal") if va == vb else (CHANGED, "values differ")
-                     if set(va).isdisjoint(vb) else (INCONCLUSIVE, "values overlap"))
+    if va == vb:
+        verdict, test = SAME, "values equal"
+    elif set(va).isdisjoint(vb):
+        verdict, test = CHANGED, "values differ"
+    else:
+        verdict, test = INCONCLUSIVE, "values overlap"
     return Row(case, figure, None, None, None, 0.0, "a label: equal or not", test, verdict,
                " | ".join(va), " | ".join(vb))
 
