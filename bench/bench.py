@@ -37,6 +37,7 @@ TIMEWAIT_LEN_S = 60.0  # Linux's TCP_TIMEWAIT_LEN: only where the close is aimed
 NO_LOSS = """name: {name}
 description: server closes first, no loss, {n} at once
 repeat: {n}
+isolation: trial
 cases:
   - {{close_first: server}}
 """

@@ -37,6 +37,7 @@ from tests.integration.test_stopping import EngineProxy
 SOAK = """name: soak
 description: short trials, many of them, to look for leaks
 repeat: 50
+isolation: trial
 matrix:
   close_first: [client]
   final_ack_loss: [0, 1, 2, 3]

@@ -93,14 +93,16 @@ def _state_span(agent: list[Event], state: str) -> tuple[Event, Event] | tuple[N
     return (start, end) if start is not None and end is not None else (None, None)
 
 
-def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: bool = False) -> ServerSide:
+def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: bool = False,
+                shared: bool = False) -> ServerSide:
     """Seconds after the close at which each thing happened in the server's namespace, from the
     agent's events (and the polls' windows of both agents), and the restarts, from whoever made
     them: the agent (the harness's server) or the keeper (a user's). peer_fin: the capture saw the
     passive closer's FIN, without which no TIME_WAIT can begin (tcp_fin -> tcp_time_wait): the
     kernel's count of timewait sockets (TcpExt TW, taken as one is scheduled for over 4 s) also
     counts an orphan kept in FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)), so alone it does not
-    say a TIME_WAIT no poll saw."""
+    say a TIME_WAIT no poll saw. shared: other trials ran in the namespace, whose sockets its TcpExt
+    counters count too; those figures are then not this trial's (None)."""
     since = _since(events, close_first)
     agent = [e for e in events if e.get("src") == AGENT]
     keeper = [e for e in events if e.get("src") == KEEPER]
@@ -121,7 +123,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
     polls = _first(agent, Ev.POLL_STATS) or {}
     exited = _first(events, Ev.EXIT, src=SERVER)
     window = max((e["window_ms"] for e in events if "window_ms" in e), default=None)
-    tw_entered = _tcpext_delta(agent, "TW")
+    tw_entered = None if shared else _tcpext_delta(agent, "TW")
     fw2_start, fw2_end = _state_span(agent, "FIN_WAIT2")
     probe_ok = _first(agent, Ev.PROBE_BIND_OK)
     probe_errnos = dict.fromkeys(e["errno"] for e in agent if e.get("ev") == Ev.PROBE_BIND_FAIL)
@@ -154,7 +156,7 @@ def server_side(events: list[Event], close_first: str, poll_ms: int, peer_fin: b
         server_exit_status=exited.get("status") if exited else None,
         tw_peak=max((e["states"].count("TIME_WAIT") for e in agent if e.get("ev") == Ev.SOCKETS), default=0),
         tw_entered=tw_entered,
-        tw_overflow=_tcpext_delta(agent, "TCPTimeWaitOverflow"),
+        tw_overflow=None if shared else _tcpext_delta(agent, "TCPTimeWaitOverflow"),
     )
 
 
@@ -218,7 +220,7 @@ def fault_counts(events: list[Event], backend: str, t: Trial) -> FaultCounts:
     if _first(events, Ev.COUNTED, src=FAULT) is None:
         raise ValueError("the fault agent never printed its counters")
     text = "\n".join(e["text"] for e in events if e.get("src") == FAULT and e.get("ev") == Ev.OUTPUT)
-    return FaultCounts(**named(backend).counts(text, t.params))
+    return FaultCounts(**named(backend).counts(text, t.params, t.port))
 
 
 def logs(events: list[Event]) -> str:
@@ -256,13 +258,15 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
 
     end = _first(events, Ev.TRIAL_END, src=HARNESS)
     remade = _first(events, Ev.RESTARTED, src=HARNESS)
+    aligned = _first(events, Ev.ALIGNED)
     harness = HarnessFigures(end.get("wall_s") if end else None, end.get("phases", {}) if end else {},
+                             t.lab or t.id, t.port, aligned["phase_s"] if aligned else None,
                              remade["address"] if remade else None)
     path = end.get("capture") if end else None
     captured = CaptureFigures(capture=path)
     if pcap is not None:
         try:
-            captured = dataclasses.replace(capture.figures(pcap, events, exp.port, t.params, counts.dropped_copies),
+            captured = dataclasses.replace(capture.figures(pcap, events, t.port, t.params, counts.dropped_copies),
                                            capture=path)
         except capture.Unreadable as exc:
             problems.append(f"capture {path or 'pcap'}: {exc}")
@@ -280,7 +284,7 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
     elif status == OK and problems:
         status, why = FAILED, problems[0]
     peer_fin = bool(capture.peer_fins(captured.timeline, t.params.close_first))
-    observed = server_side(events, t.params.close_first, exp.poll_ms, peer_fin)
+    observed = server_side(events, t.params.close_first, exp.poll_ms, peer_fin, t.shared)
     held = [f for f in observed.restart_failures if f.port_held_by]  # a keeper's: it looked at the port
     if status == FAILED and held and "not over" in why:  # what kept the server from coming back
         why += f"; the restart failed: {held[-1].stderr} (port held by {held[-1].port_held_by})"

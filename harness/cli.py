@@ -23,10 +23,10 @@ from harness.lab.subnets import DEFAULT_POOL, PREFIX
 from harness.record import TrialResult, none_ran
 
 
-def default_jobs(n_trials: int) -> int:
-    # Trials mostly wait on kernel timers; ~10 per core keeps the agents' 10 ms polls on time.
-    # More at once (--jobs) trades poll lateness for wall time (docs/benchmarks.md, "Study-sized runs").
-    return max(1, min(n_trials, 10 * (os.cpu_count() or 1), MAX_JOBS))
+def default_jobs(n_labs: int) -> int:
+    # Labs mostly wait on kernel timers; ~10 per core keeps the agents' 10 ms polls on time (a
+    # case's repeats share one: docs/benchmarks.md, "Study-sized runs").
+    return max(1, min(n_labs, 10 * (os.cpu_count() or 1), MAX_JOBS))
 
 
 MAX_JOBS = 256
@@ -34,7 +34,7 @@ PERIOD_S = (0.01, 3600.0)  # --close-phase: the agent sleeps up to one period be
 
 
 def jobs(text: str) -> int:
-    """--jobs N: 1 to MAX_JOBS trials at once."""
+    """--jobs N: 1 to MAX_JOBS labs at once."""
     if not text.isdigit() or not 1 <= int(text) <= MAX_JOBS:
         raise argparse.ArgumentTypeError(f"{printable(text[:30])!r}: want a whole number from 1 to {MAX_JOBS}")
     return int(text)
@@ -65,16 +65,17 @@ def close_phase(text: str) -> tuple[float, float]:
 
 
 def print_plan(trials: list[plan.Trial], jobs: int) -> None:
-    rows = [[t.id, t.case, t.repeat, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
-    print(tabulate(rows, ["trial", "case", "repeat", "expected s"], tablefmt="simple"))
-    print(f"\n{len(trials)} trials, {jobs} at a time: about "
+    rows = [[t.id, t.case, t.repeat, t.lab, t.port, f"{t.expected_s:.0f}"] for t in plan.schedule(trials)]
+    print(tabulate(rows, ["trial", "case", "repeat", "lab", "port", "expected s"], tablefmt="simple"))
+    print(f"\n{len(trials)} trials in {len(plan.labs(trials))} labs, {jobs} labs at a time: about "
           f"{plan.estimate_wall_seconds(trials, jobs) / 60:.1f} min (estimate from the kernel's "
           "rules: 60 s TIME_WAIT, FIN re-sends from 200 ms with backoff, each case's sysctls)")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    trials = plan.trials(spec.load(args.spec))
-    print_plan(trials, args.jobs or default_jobs(len(trials)))
+    exp = spec.load(args.spec)
+    trials = plan.into_labs(exp, plan.trials(exp), 0, None)
+    print_plan(trials, args.jobs or default_jobs(len(plan.labs(trials))))
     return Exit.OK
 
 
@@ -84,10 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = spec.load(args.spec)
     refs = prepare.engines_named(args.engine)
     trials = plan.on_engines(plan.trials(exp), [r.name for r in refs], args.engines)
-    jobs = args.jobs or default_jobs(len(trials))
+    # The labs as planned before the engines are asked (a netem engine's faults keep a lab a trial).
+    jobs = args.jobs or default_jobs(len(plan.labs(plan.into_labs(exp, trials, 0, args.close_phase))))
     check_outputs(args)
     if args.dry_run:
-        print_plan(trials, jobs)
+        print_plan(plan.into_labs(exp, trials, 0, args.close_phase), jobs)
         return Exit.OK
     store.check_writable(Path(args.results) / exp.name)  # before a single container starts
 
@@ -99,10 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = None
     try:
         ready = prepare.prepare(refs, exp, trials, run_id, args.base_image, args.subnet_pool, progress.note)
-        manifest = prepare.manifest(exp, run_id, ready, jobs, args.engines, args.close_phase)
+        seed = int(run_id, 16)  # of the close phases in shared labs: the manifest keeps it, and each trial's
+        trials = plan.into_labs(exp, trials, seed, args.close_phase, ready.one_qdisc)
+        manifest = prepare.manifest(exp, run_id, ready, jobs, args.engines, args.close_phase, seed)
         run = store.RunDir.create(Path(args.results), exp, trials, manifest)
-        ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop, args.close_phase)
-        progress.note(f"run {run_id}: {len(trials)} trials, {jobs} at a time -> {run.path}")
+        ctx = RunContext(ready.engines, exp, run_id, run, progress, args.stop)
+        progress.note(f"run {run_id}: {len(trials)} trials in {len(plan.labs(trials))} labs, {jobs} labs at a time "
+                      f"-> {run.path}")
         records = _measure(ctx, trials, jobs)
     except (stopping.Stop, HarnessError) as exc:
         progress.end()
@@ -320,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment file and write a run directory")
     run.add_argument("spec", help="experiment file (YAML), e.g. experiments/restart.yaml")
     run.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
-    run.add_argument("--jobs", type=jobs, default=0, help=f"trials at once, 1-{MAX_JOBS} (default: by trial count and cores)")
+    run.add_argument("--jobs", type=jobs, default=0, help=f"labs at once, 1-{MAX_JOBS} (default: by lab count and cores)")
     run.add_argument("--dry-run", action="store_true", help="print the trials and an estimate; run nothing")
     run.add_argument("--results", default="results", help="where run directories go (default: results)")
     run.add_argument("--base-image", help="base image for the lab images (default: debian:bookworm-slim, "

@@ -1,4 +1,5 @@
-"""Runs trials: each in its own lab, concurrently, one record per trial whatever happens.
+"""Runs trials, lab by lab (one trial's, or a case's repeats sharing one), labs and trials
+concurrently, one record per trial whatever happens.
 
 A run stops early for a signal (stopping.py), when the engine stops answering, or when the run
 directory cannot be written: queued trials never start, no container starts after that moment,
@@ -25,8 +26,9 @@ from harness.lab import roles
 from harness.lab.engine import alive, remove_labelled
 from harness.lab.engines import Engine
 from harness.lab.streams import Event, EventStream, Stopped
-from harness.lab.topology import GUEST, RESTARTED, TrialLab
-from harness.plan import Trial, schedule
+from harness.lab.topology import GUEST, RESTARTED, Lab, TrialLab
+from harness.plan import Trial, labs
+from harness.probes import capture
 from harness.progress import Progress
 from harness.record import TrialResult
 from harness.spec import Experiment
@@ -38,7 +40,7 @@ START_TIMEOUT_S = 120.0
 KEEPER_RESTARTED = "keeper-restarted"  # the keeper in a user's server's side made anew (restart: container)
 
 
-THREAD_NAMES = ("trial", "rm-")  # the prefixes of the threads a run starts (trials, removals)
+THREAD_NAMES = ("lab", "trial", "rm-")  # the prefixes of the threads a run starts (labs, trials, removals)
 ENGINE_CHECK_S = 2.0  # how often the run asks whether the engine still answers
 ENGINE_MISSES = 3  # unanswered in a row before the run ends (the engine is gone)
 
@@ -51,7 +53,6 @@ class RunContext:
     store: RunDir
     progress: Progress
     stopping: threading.Event  # set by a signal, or by fail()
-    close_phase: tuple[float, float] | None = None  # see the agent's -a
     fatal: HarnessError | None = None  # why the run must end now, when not a signal
     events: dict[str, list[Event]] = field(default_factory=dict)  # each trial's, as events.jsonl has them
 
@@ -65,6 +66,10 @@ class RunContext:
     def stop_reason(self) -> str:
         return str(self.fatal) if self.fatal else "interrupted"
 
+    def store_capture(self, trial_id: str, pcap: bytes) -> str:
+        """A trial's capture, kept; its path in the run directory."""
+        return str(self.write(lambda: self.store.capture(trial_id, pcap)))
+
     def write(self, what: Callable[[], Any]) -> Any:
         """A write to the run directory; failing, it ends the run (measuring on, unrecorded, would not do)."""
         try:
@@ -75,7 +80,7 @@ class RunContext:
 
 
 class SetupSlot:
-    """One of the run's setup slots, held from a trial's start until its close; released once."""
+    """One slot of an engine's semaphore (a lab setting up, a trial starting); released once."""
 
     def __init__(self, slots: threading.Semaphore):
         self._slots = slots
@@ -110,139 +115,143 @@ def _need(stream: EventStream, what: str, pred: Any, timeout: float = START_TIME
     raise TrialFailed(f"{what}: {why}")
 
 
-def _start(lab: TrialLab, s: roles.Setup) -> roles.Setup:
-    """Every program of the trial (lab/roles.py): the owners first, one container a side, both at
-    once (each side's sysctls set in its new namespace), then the others in their side's container;
-    each waited for until it says it is up. Returns the setup with the server's address."""
-    programs = roles.of_trial(s)
+def _open(lab: Lab, s: roles.Setup, ports: list[int]) -> None:
+    """The lab's containers, one a side, both at once (each side's sysctls set in its new namespace;
+    every trial of a lab is one case's): the server side's holder, the client side's capture of
+    every port of the lab; and a user's server's container, joined to the server side."""
     sysctls = {side: {k: str(v) for k, v in s.p.sysctls(side).items()} for side in (roles.SERVER_SIDE,
                                                                                      roles.CLIENT_SIDE)}
-    owners = [p for p in programs if p.owner]
+    owners = [(roles.SERVER_SIDE, roles.HOLDER, roles.holder(), False), (roles.CLIENT_SIDE, CAPTURE, roles.capture(ports), True)]
     with concurrent.futures.ThreadPoolExecutor(len(owners)) as pool:
-        list(pool.map(lambda p: lab.own(p.side_of(s), p.role, p.command(s), roles.side_caps(s, p.side_of(s)),
-                                        p.data_out, sysctls[p.side_of(s)]), owners))
-    s = dataclasses.replace(s, server_address=lab.address(roles.SERVER_SIDE))
+        list(pool.map(lambda o: lab.own(o[0], o[1], o[2], roles.side_caps(s, o[0]), data_out=o[3],
+                                        sysctls=sysctls[o[0]], events=o[3]), owners))
+    for side in (roles.SERVER_SIDE, roles.CLIENT_SIDE):
+        lab.launch(side)
+    if s.exp.server is not None:
+        server = s.exp.server
+        lab.guest(roles.SERVER_SIDE, list(server.caps), server.user, dict(server.env))
+    _need(lab.streams[CAPTURE], "capture", lambda e: "listening on" in e.get("text", ""))
+
+
+def _start(tl: TrialLab, s: roles.Setup) -> roles.Setup:
+    """Every program of the trial (lab/roles.py), in its lab's containers (through their launchers);
+    each waited for until it says it is up. Returns the setup with the server's address."""
+    programs = roles.of_trial(s)
+    s = dataclasses.replace(s, server_address=tl.lab.address(roles.SERVER_SIDE))
     for p in programs:
-        if p.guest:
-            assert s.exp.server is not None
-            server = s.exp.server
-            lab.guest(p.side_of(s), list(server.caps), server.user, dict(server.env))
-        if not p.owner:
-            lab.exec(p.role, p.side_of(s), p.command(s), user=p.user, env=p.env(s) if p.env else None,
-                     into=GUEST if p.guest else None)
+        tl.exec(p.role, p.side_of(s), p.command(s), user=p.user, env=p.env(s) if p.env else None,
+                into=GUEST if p.guest else None)
     # A guest first: a user's server that fails to come up says why there, within max_wait_s.
     for p in sorted(programs, key=lambda p: not p.guest):
-        _need(lab.streams[p.role], p.not_ready, p.ready, s.exp.max_wait_s + START_TIMEOUT_S if p.guest
+        _need(tl.streams[p.role], p.not_ready, p.ready, s.exp.max_wait_s + START_TIMEOUT_S if p.guest
               else START_TIMEOUT_S)
     return s
 
 
-def _handshake(lab: TrialLab, s: roles.Setup, say: Callable[[str], None]) -> None:
+def _handshake(tl: TrialLab, s: roles.Setup, say: Callable[[str], None]) -> None:
     """The client's connections and echo; its agent finds them; the fault goes in."""
-    lab.send(CLIENT, "connect")
-    _need(lab.streams[CLIENT], "echo exchange", roles.is_(Ev.ECHOED))
+    tl.send(CLIENT, "connect")
+    _need(tl.streams[CLIENT], "echo exchange", roles.is_(Ev.ECHOED))
     if s.p.watches_client:
-        lab.send(CLIENT_AGENT, "watch")
-        _need(lab.streams[CLIENT_AGENT], "client agent", roles.is_(Ev.WATCHING))
+        tl.send(CLIENT_AGENT, "watch")
+        _need(tl.streams[CLIENT_AGENT], "client agent", roles.is_(Ev.WATCHING))
     if s.fault is not None:
         say("installing fault")
-        lab.send(FAULT, "install")
-        _need(lab.streams[FAULT], "fault install", roles.is_(Ev.INSTALLED))
+        tl.send(FAULT, "install")
+        _need(tl.streams[FAULT], "fault install", roles.is_(Ev.INSTALLED))
 
 
-def _close(lab: TrialLab, s: roles.Setup) -> None:
+def _close(tl: TrialLab, s: roles.Setup) -> None:
     """The chosen side closes first: the agent stops the server, or marks t = 0 for the client's
     close; a user's server, its keeper stops once the agent watches."""
-    aligning = s.close_phase[0] if s.close_phase else 0.0
-    lab.signal(lab.owners[roles.SERVER_SIDE], "SIGUSR1")
+    aligning = s.align_max_s
+    tl.signal(AGENT, "SIGUSR1")
     if s.exp.server is not None:
-        _need(lab.streams[AGENT], "agent arming", roles.is_(Ev.ARMED))
-        lab.send(KEEPER, "stop")
-        _need(lab.streams[KEEPER], "server stop", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
+        _need(tl.streams[AGENT], "agent arming", roles.is_(Ev.ARMED))
+        tl.send(KEEPER, "stop")
+        _need(tl.streams[KEEPER], "server stop", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
     elif s.p.close_first == "client":
-        _need(lab.streams[AGENT], "agent arming", roles.is_(Ev.ARMED), START_TIMEOUT_S + aligning)
-        lab.send(CLIENT, "close")
-        _need(lab.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
+        _need(tl.streams[AGENT], "agent arming", roles.is_(Ev.ARMED), START_TIMEOUT_S + aligning)
+        tl.send(CLIENT, "close")
+        _need(tl.streams[CLIENT], "client close", roles.is_(Ev.CLOSE))
     else:
-        _need(lab.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
+        _need(tl.streams[AGENT], "server close", roles.is_(Ev.CLOSE), START_TIMEOUT_S + aligning)
 
 
-def _go(lab: TrialLab, s: roles.Setup) -> None:
+def _go(tl: TrialLab, s: roles.Setup) -> None:
     """The client's fixed-port SYNs, when they wait (roles.waits_for_server_end): once the old server
     has ended, or with a kept restart once it listens, so that no race decides what the first SYN
     meets. If the agent ends first, at once: what the trial measured then is its record's to say."""
     if not roles.waits_for_server_end(s):
         return
     ev = Ev.RESTART_UP if s.p.keep_restarted else Ev.SERVER_EXIT
-    lab.streams[AGENT].wait_for(lambda e: e.get("ev") in (ev, Ev.DONE, Ev.TIMEOUT, Ev.CUT, Ev.ERROR),
-                                s.exp.max_wait_s + START_TIMEOUT_S)
-    lab.send(CLIENT_AGENT, "go")
+    tl.streams[AGENT].wait_for(lambda e: e.get("ev") in (ev, Ev.DONE, Ev.TIMEOUT, Ev.CUT, Ev.ERROR),
+                               s.exp.max_wait_s + START_TIMEOUT_S)
+    tl.send(CLIENT_AGENT, "go")
 
 
-def _remake(lab: TrialLab, s: roles.Setup) -> None:
+def _remake(tl: TrialLab, s: roles.Setup) -> None:
     """restart: container, as `docker restart` does: once the old server has ended, the agent stops
     observing (its namespace goes, with the TIME_WAIT it holds), the side is made anew in a fresh
-    namespace, and a keeper there starts the server as a restart."""
+    namespace, and a keeper there starts the server as a restart. Only in a lab of its own
+    (plan.alone_because)."""
     server = s.exp.server
     assert server is not None
     ended = lambda e: e.get("src") == SERVER and e.get("ev") == Ev.EXIT
-    _need(lab.streams[KEEPER], "server stop", ended, START_TIMEOUT_S + (server.stop.kill_after_s or 0))
-    lab.signal(lab.owners[roles.SERVER_SIDE], "SIGTERM")
-    _need(lab.streams[AGENT], "agent", roles.is_(Ev.CUT))
+    _need(tl.streams[KEEPER], "server stop", ended, START_TIMEOUT_S + (server.stop.kill_after_s or 0))
+    tl.signal(AGENT, "SIGTERM")
+    _need(tl.streams[AGENT], "agent", roles.is_(Ev.CUT))
     sysctls = {k: str(v) for k, v in s.p.sysctls(roles.SERVER_SIDE).items()}
-    address = lab.remake_guest(roles.SERVER_SIDE, list(server.caps), server.user, dict(server.env), sysctls)
-    lab.event(events_.harness(Ev.RESTARTED, address=address, mono=time.monotonic()))
-    lab.exec(KEEPER_RESTARTED, roles.SERVER_SIDE, roles.restarted_keeper(s), user="", into=RESTARTED, src=KEEPER)
+    address = tl.lab.remake_guest(roles.SERVER_SIDE, list(server.caps), server.user, dict(server.env), sysctls)
+    tl.event(events_.harness(Ev.RESTARTED, address=address, mono=time.monotonic()))
+    tl.exec(KEEPER_RESTARTED, roles.SERVER_SIDE, roles.restarted_keeper(s), user="", into=RESTARTED, src=KEEPER)
 
 
-def _observe(lab: TrialLab, s: roles.Setup) -> None:
+def _observe(tl: TrialLab, s: roles.Setup) -> None:
     """Until every observer has seen the sockets through (or max_wait_s ran out)."""
     keeper = KEEPER_RESTARTED if s.p.restart == "container" else KEEPER
     watchers = [AGENT, *([CLIENT_AGENT] if s.p.watches_client else []), *([keeper] if s.exp.server else [])]
     for role in watchers:
-        _need(lab.streams[role], "measurement", lambda e: e.get("ev") in (Ev.DONE, Ev.TIMEOUT, Ev.CUT),
+        _need(tl.streams[role], "measurement", lambda e: e.get("ev") in (Ev.DONE, Ev.TIMEOUT, Ev.CUT),
               s.exp.max_wait_s + 60)
 
 
-def _collect(lab: TrialLab, s: roles.Setup) -> bytes:
-    """The fault's counters, then the pcap (tcpdump owns the client's side, where they may be)."""
-    if s.fault is None or s.passive == roles.CLIENT_SIDE:  # the agent's side is not read below: it goes now
-        lab.release(AGENT)
+def _collect(tl: TrialLab, s: roles.Setup) -> None:
+    """The fault's counters (the trial's own drop's: a shared lab has one a trial)."""
     if s.fault is not None:
-        lab.send(FAULT, "readout")
-        _need(lab.streams[FAULT], "fault readout", roles.is_(Ev.COUNTED))
-    return _pcap(lab)
+        tl.send(FAULT, "readout")
+        _need(tl.streams[FAULT], "fault readout", roles.is_(Ev.COUNTED))
 
 
-def _exchange(ctx: RunContext, trial: Trial, lab: TrialLab, mark: Callable[[str], None], slot: SetupSlot) -> bytes:
-    """Start, handshake, close, observe, collect. Returns the pcap; everything else the trial yields
-    is in its events."""
+def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, starting: SetupSlot,
+              closes: _Closes) -> None:
+    """Start, handshake, close, observe, collect; everything the trial yields is in its events (its
+    packets, in the lab's capture). `starting` is held through its start and handshake, a few
+    dozen trials' at a time."""
     p = trial.params
     say = lambda state: ctx.progress.state(trial, state)
     fault = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
-    s = _start(lab, roles.Setup(ctx.exp, p, ctx.close_phase, fault))
-    _handshake(lab, s, say)
+    with starting:
+        s = _start(tl, roles.Setup(ctx.exp, p, trial.port, trial.close_at, fault))
+        _handshake(tl, s, say)
     if fault is not None:
-        lab.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))
-    mark("exchange")
-    say("closing" if ctx.close_phase is None else "closing at the next close phase (--close-phase)")
-    _close(lab, s)
-    # The close is made; from here on this trial only waits. The next setup's
-    # container starts begin only now, so they do not delay this close's FINs.
-    slot.release()
-    _go(lab, s)
+        tl.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))
+    r.mark("exchange")
+    say("closing" if not trial.close_at else "closing at its phase of the clock")
+    _close(tl, s)
+    closes.arrive(trial.id)
+    _go(tl, s)
     if s.p.restart == "container":
         say("restarting its container")
-        _remake(lab, s)
+        _remake(tl, s)
     say("waiting")
-    _observe(lab, s)
-    mark("observe")
-    pcap = _collect(lab, s)
-    mark("collect")
-    return pcap
+    _observe(tl, s)
+    r.mark("observe")
+    _collect(tl, s)
+    r.mark("collect")
 
 
-def _pcap(lab: TrialLab) -> bytes:
+def _pcap(lab: Lab) -> bytes:
     """Stop tcpdump: it writes out what it has and exits, which ends the pcap on its stdout."""
     lab.signal(lab.owners[roles.CLIENT_SIDE], "SIGTERM")
     pcap = lab.outputs[CAPTURE].wait_end(START_TIMEOUT_S)
@@ -251,65 +260,138 @@ def _pcap(lab: TrialLab) -> bytes:
     return pcap
 
 
-def run_trial(ctx: RunContext, trial: Trial) -> TrialResult:
-    """One trial, start to teardown, then its analysis; never raises for a trial-level failure."""
-    events = ctx.events.setdefault(trial.id, [])
-    lock = threading.Lock()
+class _TrialRun:
+    """One trial's events as they come (kept, written, shown), the harness's own time in each of its
+    phases, and its end."""
 
-    def sink(event: Event) -> None:
-        with lock:
-            events.append(event)
-            ctx.write(lambda: ctx.store.event({"trial": trial.id, **event}))
-        ctx.progress.event(trial, event)
+    def __init__(self, ctx: RunContext, trial: Trial):
+        self._ctx = ctx
+        self.trial = trial
+        self.events = ctx.events.setdefault(trial.id, [])
+        self._lock = threading.Lock()
+        self.started = self._last = time.monotonic()
+        self.phases: dict[str, float] = {}  # host-clock seconds of each phase: where the harness's time goes (bench/)
+        self.end: Event = events_.harness(Ev.TRIAL_END, error=None)
+        ctx.progress.state(trial, "queued")
 
-    # Host-clock seconds of each phase: where the harness's own time goes (bench/).
-    phases: dict[str, float] = {}
-    last = [time.monotonic()]
+    def sink(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+            self._ctx.write(lambda: self._ctx.store.event({"trial": self.trial.id, **event}))
+        self._ctx.progress.event(self.trial, event)
 
-    def mark(phase: str) -> None:
+    def mark(self, phase: str) -> None:
         now = time.monotonic()
-        phases[f"{phase}_s"] = round(now - last[0], 3)
-        last[0] = now
+        self.phases[f"{phase}_s"] = round(now - self._last, 3)
+        self._last = now
 
-    ctx.progress.state(trial, "queued")
-    started = last[0]
-    end: Event = events_.harness(Ev.TRIAL_END, error=None)
-    pcap = None
-    engine = ctx.engines[trial.engine]
-    lacks = sorted(engine.lacks & trial.params.sysctl_names())
-    if lacks:  # never started: the end alone says why
-        end["not_applicable"] = f"Linux {engine.kernel} has no {', '.join(lacks)} in a network namespace"
-        return _recorded(ctx, trial, events, end, sink, None)
+    def failed(self, exc: BaseException) -> None:
+        """What ended it early, unless something did already."""
+        if self.end.get("error"):
+            return
+        if isinstance(exc, HarnessError):
+            self.end["error"] = self._ctx.stop_reason if self._ctx.stopping.is_set() else str(exc)
+        else:
+            self.end["error"] = bug_line(exc)
+            self.end["logs"] = "".join(traceback.format_exception(exc))
+
+
+class _Closes:
+    """A lab's trials, counted as each closes (or fails before it could): the last one releases the
+    lab's setup slot, so that the next lab, a shorter one (plan.labs), starts only then and the
+    longest trials close first."""
+
+    def __init__(self, n: int, then: Callable[[], None]):
+        self._left = n
+        self._then = then
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def arrive(self, trial_id: str) -> None:
+        with self._lock:
+            if trial_id in self._seen:
+                return
+            self._seen.add(trial_id)
+            self._left -= 1
+            if self._left:
+                return
+        self._then()
+
+
+def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, closes: _Closes) -> None:
+    """A trial's thread: its exchange, in the lab; a failure is the trial's alone."""
     try:
-        with SetupSlot(engine.setting_up) as slot:
-            mark("queued")
-            if ctx.stopping.is_set():  # stopped while it waited for its slot: it never starts
-                raise Stopped()
-            ctx.progress.state(trial, "setting up")
-            with TrialLab(engine.docker, engine.images, engine.subnets, ctx.run_id, trial.id, trial.params.family,
-                          sink, ctx.stopping, engine.remover) as lab:
-                mark("lab")
-                pcap = _exchange(ctx, trial, lab, mark, slot)
-        end["capture"] = ctx.write(lambda: ctx.store.capture(trial.id, pcap))
-    except HarnessError as exc:
-        end["error"] = ctx.stop_reason if ctx.stopping.is_set() else str(exc)
+        _exchange(ctx, trial, lab.trial(trial.id, r.sink), r, SetupSlot(ctx.engines[trial.engine].starting),
+                  closes)
     except Exception as exc:
-        end["error"] = bug_line(exc)
-        end["logs"] = traceback.format_exc()
-    mark("teardown")
-    end["phases"] = phases
-    end["wall_s"] = round(time.monotonic() - started, 6)  # setup + observation + teardown
-    return _recorded(ctx, trial, events, end, sink, pcap)
+        r.failed(exc)
+    finally:
+        closes.arrive(trial.id)
 
 
-def _recorded(ctx: RunContext, trial: Trial, events: list[Event], end: Event, sink: Callable[[Event], None],
-              pcap: bytes | None) -> TrialResult:
+def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
+    """A lab's trials (one, or a case's repeats sharing it: plan.into_labs), from its set-up to its
+    teardown, then each trial's analysis; never raises for a trial-level failure."""
+    first = members[0]
+    engine = ctx.engines[first.engine]
+    runs = [_TrialRun(ctx, t) for t in members]
+    lacks = sorted(engine.lacks & first.params.sysctl_names())
+    if lacks:  # never started: the end alone says why
+        for r in runs:
+            r.end["not_applicable"] = f"Linux {engine.kernel} has no {', '.join(lacks)} in a network namespace"
+        return [_recorded(ctx, r, None, phases=False) for r in runs]
+    slices: dict[int, bytes] = {}
+    p = first.params
+    fault = engine.fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
+
+    def lab_sink(event: Event) -> None:  # the lab's own events are each of its trials'
+        for r in runs:
+            r.sink(event)
+
+    try:
+        # A lab at a time (setting_up) from its containers' start to its trials' closes, longest
+        # first; its trials' starts a few dozen at a time (starting).
+        with SetupSlot(engine.setting_up) as slot:
+            for r in runs:
+                r.mark("queued")
+            for t in members:
+                ctx.progress.state(t, "setting up")
+            with Lab(engine.docker, engine.images, engine.subnets, ctx.run_id, first.lab or first.id, p.family,
+                     lab_sink, ctx.stopping, engine.remover) as lab:
+                _open(lab, roles.Setup(ctx.exp, p, first.port, first.close_at, fault), [t.port for t in members])
+                for r in runs:
+                    r.mark("lab")
+                closes = _Closes(len(members), slot.release)
+                threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, closes))
+                           for t, r in zip(members, runs)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                pcap = _pcap(lab)
+        try:
+            slices = capture.by_port(pcap, [t.port for t in members]) if first.shared else {first.port: pcap}
+        except capture.Unreadable:
+            slices = {t.port: pcap for t in members}  # each trial's analysis says so
+        for r in runs:
+            r.end["capture"] = ctx.store_capture(r.trial.id, slices[r.trial.port])
+    except Exception as exc:
+        for r in runs:
+            r.failed(exc)
+    return [_recorded(ctx, r, slices.get(r.trial.port)) for r in runs]
+
+
+def _recorded(ctx: RunContext, r: _TrialRun, pcap: bytes | None, phases: bool = True) -> TrialResult:
     """The trial's analysis, once, from its events and its end; both kept in the run directory."""
-    record = analyze.trial(ctx.exp, trial, events + [end], pcap, ctx.engines[trial.engine].kernel)
+    if phases:
+        r.mark("teardown")
+        r.end["phases"] = r.phases
+        r.end["wall_s"] = round(time.monotonic() - r.started, 6)  # setup + observation + teardown
+    record = analyze.trial(ctx.exp, r.trial, r.events + [r.end], pcap, ctx.engines[r.trial.engine].kernel)
     with contextlib.suppress(Stopped):  # the run is ending anyway; say what was measured
-        sink(end)
+        r.sink(r.end)
         ctx.write(lambda: ctx.store.trial(record))
-    ctx.progress.finished(trial, record)
+    ctx.progress.finished(r.trial, record)
     return record
 
 
@@ -346,22 +428,23 @@ class EngineWatch:
 
 
 def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult]:
-    """Longest trials first, `jobs` at a time, while EngineWatch checks that every engine answers.
+    """The labs (plan.labs), longest first, `jobs` at a time, while EngineWatch checks that every
+    engine answers.
 
     Raises the fatal error when the run had to end (engine gone, run directory unwritable), and
     whatever the main thread got (stopping.Stop), after every container of the run is removed."""
     records: list[TrialResult] = []
-    futures: dict[concurrent.futures.Future[TrialResult], Trial] = {}
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="trial")
+    futures: dict[concurrent.futures.Future[list[TrialResult]], list[Trial]] = {}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="lab")
     with EngineWatch(ctx) as watch:
         try:
             with stopping.deferred():
-                futures.update((pool.submit(run_trial, ctx, t), t) for t in schedule(trials))
+                futures.update((pool.submit(run_lab, ctx, members), members) for members in labs(trials))
             pending = set(futures)
             while pending:
                 done, pending = concurrent.futures.wait(pending, timeout=0.5,
                                                         return_when=concurrent.futures.FIRST_COMPLETED)
-                records += [f.result() for f in done]
+                records += [r for f in done for r in f.result()]
                 if ctx.fatal is not None:
                     raise ctx.fatal
         except BaseException:
@@ -383,10 +466,10 @@ def run_all(ctx: RunContext, trials: list[Trial], jobs: int) -> list[TrialResult
     return sorted(records, key=lambda r: r.index)
 
 
-def _end_unfinished(ctx: RunContext, futures: dict[concurrent.futures.Future[TrialResult], Trial]) -> None:
+def _end_unfinished(ctx: RunContext, futures: dict[concurrent.futures.Future[list[TrialResult]], list[Trial]]) -> None:
     """The end and the record of each trial a stop left without them: those it kept from
     starting, and (the engine gone) those still stuck in a call to the engine."""
-    for f, t in futures.items():
+    for f, t in ((f, t) for f, members in futures.items() for t in members):
         if f.done() and not f.cancelled():
             continue
         events = ctx.events.get(t.id, [])

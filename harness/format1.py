@@ -72,7 +72,7 @@ def _planned(path: Path, manifest: dict[str, Any], spec_text: str) -> tuple[spec
         if params is None:
             raise RunDirError(f"{path}: its manifest names the case {t['case']!r}, which its experiment file lacks")
         trials.append(plan.Trial(int(t["trial"][1:]), t["case"], t["repeat"], params, plan.expected_seconds(params),
-                                 t.get("engine", "")))
+                                 t.get("engine", ""), exp.port))
     return exp, trials
 
 

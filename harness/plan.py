@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,20 +35,32 @@ class Trial:
     params: Params
     expected_s: float
     engine: str = ""  # the name of the engine it runs on (runs with one engine: that one's)
+    port: int = 0  # its server's port (into_labs): the experiment's, or the next ones in a shared lab
+    lab: str = ""  # the lab it runs in (into_labs): its own, named by its id, or one its case's repeats share
+    # Where its close falls on CLOCK_MONOTONIC, the agent's -a: "PERIOD,PHASE" (--close-phase), "wheel,FRACTION"
+    # (a random phase of the kernel's wheel grid, in a shared lab), or "" (when the trial gets there).
+    close_at: str = ""
 
     @property
     def id(self) -> str:
         return f"t{self.index:03d}"
 
+    @property
+    def shared(self) -> bool:
+        """Whether other trials run in its lab, on other ports."""
+        return self.lab not in ("", self.id)
+
     def to_json(self) -> dict[str, Any]:
         """As the manifest lists it: the trials as planned are read back from there, not planned again."""
         return {"trial": self.id, "index": self.index, "case": self.case, "repeat": self.repeat,
-                "engine": self.engine, "expected_s": self.expected_s, "params": self.params.to_json()}
+                "engine": self.engine, "expected_s": self.expected_s, "params": self.params.to_json(),
+                "port": self.port, "lab": self.lab, "close_at": self.close_at}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Trial:
+    def from_json(cls, doc: dict[str, Any], port: int) -> Trial:
+        """port: the experiment's, for runs from before labs were shared (each trial had its own)."""
         return cls(doc["index"], doc["case"], doc["repeat"], Params.from_json(doc["params"]), doc["expected_s"],
-                   doc["engine"])
+                   doc["engine"], doc.get("port", port), doc.get("lab", ""), doc.get("close_at", ""))
 
 
 def cases(exp: Experiment) -> list[Case]:
@@ -173,8 +187,81 @@ def trials(exp: Experiment) -> list[Trial]:
     out: list[Trial] = []
     for repeat in range(exp.repeat):
         for case in all_cases:
-            out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params)))
+            out.append(Trial(len(out), case.name, repeat, case.params, expected_seconds(case.params), port=exp.port))
     return out
+
+
+# Figures the kernel counts per network namespace (TcpExt): in a shared lab they would count every
+# trial's sockets, so a case whose expectations read them keeps a lab per trial.
+NAMESPACE_FIGURES = ("tw_entered", "tw_overflow", "time_wait_max_s")
+# Sysctls that make a resource the namespace's trials would share: the TIME_WAIT buckets, the
+# local port range a client's connect() picks from.
+NAMESPACE_LIMITS = ("net.ipv4.tcp_max_tw_buckets", "net.ipv4.ip_local_port_range")
+
+
+def alone_because(exp: Experiment, case: Case, one_qdisc: bool) -> str | None:
+    """Why this case's repeats cannot share one lab (network, a container a side), each on its own
+    server port, or None when they can: what the kernel keeps per port and per connection is then
+    each trial's own, and what it keeps per namespace no figure of theirs reads.
+
+    one_qdisc: the engine's fault backend drops with one qdisc per namespace (netem), whose
+    random draws and counters the trials would share."""
+    p = case.params
+    if exp.isolation == "trial":
+        return "isolation: trial"
+    if p.client_port is not None:
+        return "client_port: one fixed port in the client's namespace"
+    for side in ("server", "client"):
+        for name in NAMESPACE_LIMITS:
+            if name in p.sysctls(side):
+                return f"{side}_sysctls {name}: a limit of the whole namespace"
+    read = [f for e in exp.expect if e.applies(case) for b in e.bounds for f in (b.figure, b.of)
+            if f in NAMESPACE_FIGURES]
+    if read:
+        return f"its expectations read {read[0]}, which the kernel counts per namespace"
+    if exp.server is not None:
+        if p.restart == "container":
+            return "restart: container makes the server's namespace anew"
+        if not exp.server.port_per_trial:
+            return "the server's command sets no {port}"
+        if exp.server.stop.kill_after_s is not None:
+            return "server.stop.kill_after_s kills every process of the server's container"
+    if one_qdisc and (p.final_ack_loss.kind != "none" or p.final_ack_reset):
+        return "the fault is a qdisc of the whole namespace (netem)"
+    return None
+
+
+def into_labs(exp: Experiment, ts: list[Trial], seed: int, close_phase: tuple[float, float] | None,
+              one_qdisc: Callable[[str], bool] = lambda engine: False) -> list[Trial]:
+    """Each trial's lab, server port and close phase. The repeats of a case on one engine share a
+    lab when alone_because says nothing against it, each on its own port from the experiment's up;
+    each then closes at its own phase of the kernel's wheel grid, drawn from `seed`, so that the
+    repeats sample the wheel's rounding as trials started at unrelated moments do (unless
+    --close-phase puts every close on one phase). Pure: the manifest records all three."""
+    by_case = {c.name: c for c in cases(exp)}
+    draw = random.Random(seed)
+    groups: dict[tuple[str, str], list[Trial]] = {}
+    out: dict[int, Trial] = {}
+    fixed = "{:.6f},{:.6f}".format(*close_phase) if close_phase else ""
+    for t in ts:
+        if alone_because(exp, by_case[t.case], one_qdisc(t.engine)) is None:
+            groups.setdefault((t.engine, t.case), []).append(t)
+        else:
+            out[t.index] = replace(t, port=exp.port, lab=t.id, close_at=fixed)
+    for members in groups.values():
+        lab = members[0].id if len(members) == 1 else f"lab-{members[0].id}"
+        for k, t in enumerate(members):
+            phase = fixed or ("" if len(members) == 1 else f"wheel,{draw.random():.6f}")
+            out[t.index] = replace(t, port=exp.port + k, lab=lab, close_at=phase)
+    return [out[t.index] for t in ts]
+
+
+def labs(ts: list[Trial]) -> list[list[Trial]]:
+    """The trials grouped by lab, each lab's in order, the labs longest first (schedule)."""
+    by_lab: dict[str, list[Trial]] = {}
+    for t in schedule(ts):
+        by_lab.setdefault(t.lab or t.id, []).append(t)
+    return [sorted(members, key=lambda t: t.index) for members in by_lab.values()]
 
 
 def on_engines(ts: list[Trial], engines: list[str], mode: str) -> list[Trial]:
@@ -198,9 +285,10 @@ def schedule(ts: list[Trial]) -> list[Trial]:
 
 
 def estimate_wall_seconds(ts: list[Trial], jobs: int) -> float:
-    """Wall time of `schedule(ts)` on `jobs` workers (list scheduling)."""
+    """Wall time of the labs, longest first, on `jobs` workers (list scheduling); a lab lasts as its
+    longest trial."""
     workers = [0.0] * max(1, jobs)
-    for t in schedule(ts):
+    for members in labs(ts):
         i = workers.index(min(workers))
-        workers[i] += t.expected_s
+        workers[i] += max(t.expected_s for t in members)
     return max(workers) if ts else 0.0

@@ -30,12 +30,23 @@ class Prepared:
     engines: dict[str, engines.Engine]
     facts: dict[str, dict[str, Any]]  # per engine, for the manifest
 
+    def one_qdisc(self, engine: str) -> bool:
+        """Whether the engine's fault backend drops with one qdisc for its whole namespace (netem)."""
+        fault = self.engines[engine].fault
+        return fault is not None and fault.name == "netem"
+
 
 def setup_slots(cpus: int | None) -> int:
     # Container starts are CPU-bound (dockerd, containerd, runc): on 2 cores two trial setups at
     # once took twice as long each (3.3 s against 1.8 s), so more at once only delays every trial
     # and the agents' polls.
     return max(1, (cpus or 1) // 2)
+
+
+def start_slots(cpus: int | None) -> int:
+    # A trial's start goes through its lab's launchers, no `docker exec` of its own: its programs
+    # coming up and its handshake are mostly waits, so many at a time (bench/study.py).
+    return 32 * (cpus or 1)
 
 
 def trial_subnets(client: Any, pool: str) -> subnets.Subnets:
@@ -103,13 +114,14 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                                     engines.client(ref, lab_engine.PING_TIMEOUT_S), imgs,
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
+                                    threading.Semaphore(start_slots(engine_facts.get("cpus"))),
                                     lacks=lacking[ref.name])
     return Prepared(engines_, all_facts)
 
 
 
 def manifest(exp: Experiment, run_id: str, prepared: Prepared, jobs: int, mode: str,
-             close_phase: tuple[float, float] | None) -> dict[str, Any]:
+             close_phase: tuple[float, float] | None, phase_seed: int) -> dict[str, Any]:
     """What the run directory says about the run; the first engine's facts at the top as well."""
     first = next(iter(prepared.facts.values()))
     return {
@@ -118,5 +130,5 @@ def manifest(exp: Experiment, run_id: str, prepared: Prepared, jobs: int, mode: 
         "command": shlex.join(sys.argv), "git": provenance.git(),
         **{k: v for k, v in first.items() if k != "host"},
         "engines": prepared.facts, "engine_mode": mode,
-        "jobs": jobs, "close_phase": close_phase,
+        "jobs": jobs, "close_phase": close_phase, "phase_seed": phase_seed,
     }

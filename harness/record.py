@@ -218,10 +218,13 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class HarnessFigures:
-    """From the harness: where its own time went, and a failed trial's last lines."""
+    """From the harness: where the trial ran, where its own time went, and a failed trial's last lines."""
 
     wall_s: float | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    lab: str = ""  # the lab it ran in: its own (its trial id) or one its case's repeats shared ("" in older runs)
+    server_port: int | None = None  # its server's port: its own in a shared lab
+    close_phase_s: float | None = None  # the phase of the wheel grid (or --close-phase period) its close waited for
     restart_address: str | None = None  # restart: container: the server's address in its new namespace
     logs: str = ""  # for a failed trial: the last lines of each program
 

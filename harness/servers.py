@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+PORT_WORD = "{port}"  # in a command's words: the trial's port
 FIELDS = ("image", "packages", "command", "port", "stop", "env", "user", "caps")
 MAX_WORDS = 32  # words of a command (the keeper's limit for a stop command too)
 MAX_WORD = 1000
@@ -86,6 +87,12 @@ class ServerSpec:
         """What the tables call it: its program."""
         return self.command[0].rsplit("/", 1)[-1]
 
+    @property
+    def port_per_trial(self) -> bool:
+        """Whether the harness sets its port ({port} in its command): then each trial of a shared lab
+        runs one on a port of its own, `port` being the first."""
+        return any(PORT_WORD in w for w in self.command)
+
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "packages": list(self.packages), "command": list(self.command),
                 "port": self.port, "stop": self.stop.to_json(), "env": dict(self.env), "user": self.user,
@@ -95,6 +102,11 @@ class ServerSpec:
     def from_json(cls, doc: dict[str, Any]) -> ServerSpec:
         return cls(tuple(doc["command"]), doc["port"], doc["image"], tuple(doc["packages"]),
                    Stop.from_json(doc["stop"]), tuple(sorted(doc["env"].items())), doc["user"], tuple(doc["caps"]))
+
+
+def with_port(words: tuple[str, ...], port: int) -> list[str]:
+    """A command's words with {port} as the trial's port."""
+    return [w.replace(PORT_WORD, str(port)) for w in words]
 
 
 def _words(r: Reader, value: Any, where: str) -> tuple[str, ...]:

@@ -50,6 +50,9 @@ RESTARTS = ("namespace", "container")
 # reply (a user's server: a Redis PONG, an HTTP response), or nothing (a server that speaks only
 # when spoken to in its own protocol).
 REPLIES = ("echo", "any", "none")
+# Where a case's repeats run: one lab (network, a container a side) each, or one lab for them all,
+# each on its own server port, where the case's figures allow it (plan.alone_because).
+ISOLATION = ("case", "trial")
 MAX_CONNECTIONS = 32  # the agents watch up to this many (images/src/diag.h)
 MAX_SYSCTLS = 24  # per side; the programs read back these and a few more
 SYSCTL_NAME = re.compile(r"net(\.[A-Za-z0-9_-]+)+")
@@ -373,12 +376,13 @@ class Experiment:
     expect: tuple[Expectation, ...] = ()
     reply: str = "echo"  # REPLIES
     server: servers.ServerSpec | None = None  # None: the harness's echo server
+    isolation: str = "case"  # ISOLATION
 
     # What a run directory keeps of it (its manifest's "settings"): the file as validated when the
     # run began, read back as it was, never validated again under later rules. The cases are the
     # manifest's trials'.
     SETTINGS = ("name", "description", "repeat", "port", "message", "poll_ms", "restart_every_ms", "max_wait_s",
-                "fault_backend", "reply")
+                "fault_backend", "reply", "isolation")
 
     def to_json(self) -> dict[str, Any]:
         return {**{k: getattr(self, k) for k in self.SETTINGS}, "expect": [e.to_json() for e in self.expect],
@@ -521,6 +525,7 @@ PARAM_NAMES = tuple(Params.__dataclass_fields__)
 TOP_LEVEL = (
     "name", "description", "repeat", "port", "message", "poll_ms",
     "restart_every_ms", "max_wait_s", "fault_backend", "matrix", "cases", "expect", "server", "reply",
+    "isolation",
 )
 BOUND_KEYS = ("min", "max", "of", "within")
 
@@ -674,14 +679,21 @@ def parse(text: str, source: str) -> Experiment:
     if server is not None and "port" in doc and doc["port"] != server.port:
         raise r.bad("port", f"the server listens on server.port ({server.port}); give the port once, there")
     reply = r.choice(doc.get("reply", "any" if server else "echo"), "reply", REPLIES)
+    isolation = r.choice(doc.get("isolation", "case"), "isolation", ISOLATION)
+    repeat = r.integer(doc.get("repeat", 1), "repeat", 1, 1000)
+    port = server.port if server else r.integer(doc.get("port", 7777), "port", 1024, 65535)
+    if isolation == "case" and port + repeat - 1 > 65535:
+        raise r.bad("port" if "port" in doc else "repeat",
+                    f"the repeats of a case that share a lab listen on ports {port} to {port + repeat - 1}; "
+                    f"allowed: up to 65535 (a lower port, fewer repeats, or isolation: trial)")
 
     return Experiment(
         name=name,
         description=r.text(doc["description"], "description", limit=MAX_DESCRIPTION, lines=True),
         source=source,
         text=text,
-        repeat=r.integer(doc.get("repeat", 1), "repeat", 1, 1000),
-        port=server.port if server else r.integer(doc.get("port", 7777), "port", 1024, 65535),
+        repeat=repeat,
+        port=port,
         message=_message(r, doc.get("message", "hello"), reply),
         poll_ms=r.integer(doc.get("poll_ms", 10), "poll_ms", 1, 10),
         restart_every_ms=r.integer(doc.get("restart_every_ms", 100), "restart_every_ms", 10, 10_000),
@@ -692,6 +704,7 @@ def parse(text: str, source: str) -> Experiment:
         expect=tuple(expect),
         reply=reply,
         server=server,
+        isolation=isolation,
     )
 
 

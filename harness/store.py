@@ -19,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from harness import events as catalogue
 from harness import format1
@@ -76,6 +76,7 @@ class RunDir:
         self.path = path
         self.version = version  # a directory of another format keeps its trials.jsonl as it is
         self._lock = threading.Lock()
+        self._events: IO[str] | None = None  # events.jsonl, kept open: a study appends thousands a second
 
     @classmethod
     def create(cls, results: Path, exp: Experiment, trials: list[Trial], manifest: dict[str, Any]) -> RunDir:
@@ -108,7 +109,12 @@ class RunDir:
             f.write(line)
 
     def event(self, record: Event) -> None:
-        self._append(EVENTS, record)
+        line = json.dumps(record) + "\n"
+        with self._lock:
+            if self._events is None:
+                self._events = open(self.path / EVENTS, "a")  # noqa: SIM115 (open for the run's length)
+            self._events.write(line)
+            self._events.flush()  # to the kernel with each event: a crash loses none
 
     def trial(self, record: TrialResult) -> None:
         """A trial's record, as it ends."""
@@ -177,10 +183,11 @@ NULL = type(None)
 SETTINGS_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "description": (str,), "repeat": (int,), "port": (int,), "message": (str,), "poll_ms": (int,),
     "restart_every_ms": (int,), "max_wait_s": NUMBER, "fault_backend": (str,), "expect": (list,),
-    "reply": (str,), "server": (dict, NULL)}
+    "reply": (str,), "server": (dict, NULL), "isolation": (str,)}
 TRIAL_FIELDS: dict[str, tuple[type, ...]] = {
     "trial": (str,), "index": (int,), "case": (str,), "repeat": (int,), "engine": (str,), "expected_s": NUMBER,
-    "params": (dict,)}
+    "params": (dict,), "port": (int,), "lab": (str,), "close_at": (str,)}
+LAB_FIELDS = ("port", "lab", "close_at")  # not in runs from before shared labs
 PARAM_FIELDS: dict[str, tuple[type, ...]] = {
     "close_first": (str,), "server_reuseaddr": (bool,), "restart_reuseaddr": (bool, NULL),
     "final_ack_loss": (int, str, dict), "client_close": (str,), "family": (str,), "server_stop": (str,),
@@ -196,7 +203,8 @@ def _planned(manifest: dict[str, Any], where: str) -> None:
         raise RunDirError(f"{where}: without the run's settings and trials")
     _typed(settings, SETTINGS_FIELDS, f"{where}: settings")
     for i, t in enumerate(trials):
-        if not isinstance(t, dict) or set(t) != set(TRIAL_FIELDS) or set(t["params"]) - set(PARAM_FIELDS):
+        if not isinstance(t, dict) or set(t) - set(TRIAL_FIELDS) or set(TRIAL_FIELDS) - set(LAB_FIELDS) - set(t) \
+                or set(t["params"]) - set(PARAM_FIELDS):
             raise RunDirError(f"{where}: trials[{i}] is not a trial as planned")
         _typed(t, TRIAL_FIELDS, f"{where}: trials[{i}]")
         _typed(t["params"], PARAM_FIELDS, f"{where}: trials[{i}].params")
@@ -313,7 +321,7 @@ def load(path: Path) -> RunData:
         events = read_jsonl(path / EVENTS, "harness-events", FORMAT, warnings, _check_event)
     try:
         exp = Experiment.from_json(manifest["settings"], str(path / SPEC), spec_text)
-        trials = [Trial.from_json(t) for t in manifest["trials"]]
+        trials = [Trial.from_json(t, exp.port) for t in manifest["trials"]]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RunDirError(f"{path / MANIFEST}: its settings or trials are damaged ({exc.__class__.__name__}: "
                           f"{exc})") from None

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from harness.spec import Experiment, Params
+from harness.spec import Params
 
 
 class FaultBackend(Protocol):
     name: str
 
-    def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
-        """(install, readout): shell scripts that drop p.final_ack_loss and print the counters."""
+    def scripts(self, p: Params, port: int) -> tuple[str, str]:
+        """(install, readout): shell scripts that drop p.final_ack_loss on the connection to the
+        server's `port` and print the counters (of that trial's drop alone: a shared lab has several)."""
 
     def where(self, side: str) -> str:
         """The injection point, as the report names it."""
 
-    def counts(self, readout: str, p: Params) -> dict[str, Any]:
+    def counts(self, readout: str, p: Params, port: int) -> dict[str, Any]:
         """The readout script's output -> final_acks_dropped, ...; ValueError if it is not one."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from harness.spec import Experiment, Loss, Params
+from harness.spec import Loss, Params
 
 IFB = "hfault0"
 
@@ -33,19 +33,20 @@ def _loss_args(loss: Loss) -> list[str]:
     return ["loss", "random", f"{loss.p * 100:g}%", "seed", str(loss.seed)]
 
 
-def commands(exp: Experiment, p: Params, device: str = "eth0") -> list[list[str]]:
-    """The ip/tc commands, in order, that install the drop on `device`'s ingress."""
+def commands(p: Params, port: int, device: str = "eth0") -> list[list[str]]:
+    """The ip/tc commands, in order, that install the drop on `device`'s ingress, on the connection
+    to the server's `port`."""
     if not supports(p.final_ack_loss, seed=True):
         raise ValueError(f"netem cannot drop {p.final_ack_loss.label()}")
     port_key = "sport" if p.close_first == "server" else "dport"
     if p.family == "ipv4":
         # IPv4 without options: the TCP flags byte is at offset 20 + 13.
         match = ["protocol", "ip", "prio", "1", "u32", "match", "ip", "protocol", "6", "0xff",
-                 "match", "ip", port_key, str(exp.port), "0xffff", "match", "u8", "0x10", "0xff", "at", "33"]
+                 "match", "ip", port_key, str(port), "0xffff", "match", "u8", "0x10", "0xff", "at", "33"]
     else:
         # IPv6 without extension headers: the flags byte is at offset 40 + 13.
         match = ["protocol", "ipv6", "prio", "1", "u32", "match", "ip6", "protocol", "6", "0xff",
-                 "match", "ip6", port_key, str(exp.port), "0xffff", "match", "u8", "0x10", "0xff", "at", "53"]
+                 "match", "ip6", port_key, str(port), "0xffff", "match", "u8", "0x10", "0xff", "at", "53"]
     return [
         ["ip", "link", "add", IFB, "type", "ifb"],
         ["ip", "link", "set", IFB, "up"],
@@ -68,14 +69,14 @@ def parse_drops(tc_stats: str) -> int:
 class Netem:
     name = "netem"
 
-    def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
-        install = " && ".join(shlex.join(argv) for argv in commands(exp, p))
+    def scripts(self, p: Params, port: int) -> tuple[str, str]:
+        install = " && ".join(shlex.join(argv) for argv in commands(p, port))
         return install, shlex.join(["tc", "-s", "qdisc", "show", "dev", IFB])
 
     def where(self, side: str) -> str:
         return f"tc netem on an IFB fed by the {side}'s eth0 ingress"
 
-    def counts(self, readout: str, p: Params) -> dict[str, Any]:
+    def counts(self, readout: str, p: Params, port: int) -> dict[str, Any]:
         dropped = parse_drops(readout)
         # netem counts drops, not which copies; with 100% loss they are all of them, so
         # the capture's timeline can mark each final ACK dropped, as with nftables.

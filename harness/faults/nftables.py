@@ -23,9 +23,9 @@ import json
 from typing import Any
 
 from harness.faults.pattern import MAX_COPIES, dropped_copies, leading_drops
-from harness.spec import Experiment, Params
+from harness.spec import Params
 
-TABLE = "harness_fault"
+TABLE = "harness_fault"  # and the trial's server port: the trials of a shared lab each have their own
 FLAGS = "fin | syn | rst | psh | ack | urg"
 CLIENT_PORT = "@CLIENT_PORT@"  # in the rule until the install script knows it
 
@@ -38,11 +38,16 @@ def _pure_ack_lengths(family: str) -> str:
     return f"{field} . @th,96,8 {{ {pairs} }}"
 
 
-def ruleset(exp: Experiment, p: Params, device: str = "eth0", client_port: str = CLIENT_PORT) -> str:
-    """The nft script that drops p.final_ack_loss's copies on their way into `device`."""
+def table(port: int) -> str:
+    return f"{TABLE}_{port}"
+
+
+def ruleset(p: Params, port: int, device: str = "eth0", client_port: str = CLIENT_PORT) -> str:
+    """The nft script that drops p.final_ack_loss's copies on their way into `device`, on the
+    connection to the server's `port`."""
     # from the active closer to the passive one
-    ports = f"sport {exp.port} tcp dport {client_port}" if p.close_first == "server" else \
-        f"dport {exp.port} tcp sport {client_port}"
+    ports = f"sport {port} tcp dport {client_port}" if p.close_first == "server" else \
+        f"dport {port} tcp sport {client_port}"
     proto = "ip" if p.family == "ipv4" else "ip6"
     match = (f"meta protocol {proto} tcp {ports} tcp flags & ({FLAGS}) == ack "
              f'{_pure_ack_lengths(p.family)} counter name "final_acks"')
@@ -61,7 +66,7 @@ def ruleset(exp: Experiment, p: Params, device: str = "eth0", client_port: str =
             select = f" numgen inc mod {MAX_COPIES} {{ {copies} }}"
         rule = f'{match}{select} counter name "dropped" drop'
     return (
-        f"table netdev {TABLE} {{\n"
+        f"table netdev {table(port)} {{\n"
         f"\tcounter final_acks {{ }}\n"
         f"\tcounter dropped {{ }}\n"
         f"\tcounter answered {{ }}\n"
@@ -74,12 +79,12 @@ def ruleset(exp: Experiment, p: Params, device: str = "eth0", client_port: str =
     )
 
 
-def parse_counters(nft_json: str) -> dict[str, int]:
-    """`nft -j list counters` -> {"final_acks": packets, "dropped": packets}."""
+def parse_counters(nft_json: str, port: int) -> dict[str, int]:
+    """`nft -j list counters` -> {"final_acks": packets, "dropped": packets} of the trial's table."""
     out = {}
     for item in json.loads(nft_json).get("nftables", []):
         c = item.get("counter")
-        if c and c.get("table") == TABLE:
+        if c and c.get("table") in (table(port), TABLE):  # TABLE alone: runs from before shared labs
             out[c["name"]] = c["packets"]
     return out
 
@@ -87,21 +92,21 @@ def parse_counters(nft_json: str) -> dict[str, int]:
 class Nftables:
     name = "nftables"
 
-    def scripts(self, exp: Experiment, p: Params) -> tuple[str, str]:
+    def scripts(self, p: Params, port: int) -> tuple[str, str]:
         # The trial's one connection (the spec allows loss with one only); its client port is
         # the one that is not the server's, unless both are.
-        find = (f"conn=$(ss -Htn state established '( sport = :{exp.port} or dport = :{exp.port} )')\n"
-                f'[ -n "$conn" ] || {{ echo "no connection on port {exp.port} to put the fault on" >&2; exit 1; }}\n'
+        find = (f"conn=$(ss -Htn state established '( sport = :{port} or dport = :{port} )')\n"
+                f'[ -n "$conn" ] || {{ echo "no connection on port {port} to put the fault on" >&2; exit 1; }}\n'
                 f"""port=$(printf '%s\\n' "$conn" | awk '{{print $3; print $4}}' | sed 's/.*://' """
-                f"| grep -vx {exp.port} | head -n 1)\n")
-        install = f"{find}sed \"s/{CLIENT_PORT}/${{port:-{exp.port}}}/\" <<'RULES' | nft -f -\n{ruleset(exp, p)}RULES\n"
-        return install, "nft -j list counters"
+                f"| grep -vx {port} | head -n 1)\n")
+        install = f"{find}sed \"s/{CLIENT_PORT}/${{port:-{port}}}/\" <<'RULES' | nft -f -\n{ruleset(p, port)}RULES\n"
+        return install, f"nft -j list table netdev {table(port)}"
 
     def where(self, side: str) -> str:
         return f"nftables netdev ingress hook of the {side}'s eth0"
 
-    def counts(self, readout: str, p: Params) -> dict[str, Any]:
-        counts = parse_counters(readout)
+    def counts(self, readout: str, p: Params, port: int) -> dict[str, Any]:
+        counts = parse_counters(readout, port)
         matched, dropped = counts.get("final_acks", 0), counts.get("dropped", 0)
         # numgen numbered exactly the matched copies, so these are the ones dropped.
         out: dict[str, Any] = {"final_acks_matched": matched, "final_acks_dropped": dropped,

@@ -139,6 +139,8 @@ class Engine:
     # Trials setting up at once. Container starts load the engine and its host's CPUs; bounding
     # them keeps other trials' 10 ms polls on time.
     setting_up: threading.Semaphore
+    # Trials starting their programs and making their handshake at once, from start to close.
+    starting: threading.Semaphore
     # Every trial's container removals, a few at once (each takes the engine about 0.25 s).
     remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))

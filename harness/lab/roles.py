@@ -1,14 +1,16 @@
 """Who runs what in a trial: one row per program (see images/src), read by the trial's choreography
 (execute.py) and the lab (topology.py).
 
-A trial has one container a side. Each side's first program owns its namespaces, so they outlive
-the programs that come and go in them: the agent on the server's side (it starts the server
-itself), tcpdump on the client's. The others start in a side's container with `docker exec` and
-take the harness's commands on stdin. A container holds the union of its programs' capabilities;
-each program drops the rest as it starts (`setpriv`), so only the fault agent holds NET_ADMIN, and
-the client none. A user's server (the experiment's `server:` section) is a guest: it runs in a
-container of its own image, joined to the server side's network namespace (a pod's container
-beside its pause container), under server-keeper, with only the capabilities the file names.
+A lab has one container a side, for one trial or for a case's repeats (each on its own server
+port). Each side's first program owns its namespaces, so they outlive the programs that come and go
+in them: a holder on the server's side (server-keeper -H), the lab's capture (tcpdump) on the
+client's. A trial's programs start in a side's container through the side's launcher (one `docker
+exec` a side for the lab) and take the harness's commands on stdin, and its signals. A container
+holds the union of its programs' capabilities; each program drops the rest as it starts
+(`setpriv`), so only the fault agent holds NET_ADMIN, and the client none. A user's server (the
+experiment's `server:` section) is a guest: it runs in a container of its own image, joined to the
+server side's network namespace (a pod's container beside its pause container), under
+server-keeper, with only the capabilities the file names.
 Adding a program is a new row here and the protocol step that uses it.
 """
 
@@ -18,17 +20,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, KEEPER, Ev
+from harness.events import AGENT, CLIENT, CLIENT_AGENT, FAULT, KEEPER, Ev
 from harness.lab.images import KEEPER_PATH
+from harness.servers import with_port
 from harness.spec import Experiment, Params
+from harness.timerwheel import GRIDS_S
 
 if TYPE_CHECKING:
     from harness.faults import FaultBackend
 
 SERVER_SIDE, CLIENT_SIDE, PASSIVE = "server", "client", "passive"  # passive: the side the final ACK goes to
+HOLDER = "holder"  # the server side's container's first process (holder())
 SETPCAP = "SETPCAP"  # setpriv needs it to drop a capability from a program's bounding set
-ROOT, NOBODY = "root", "65534"
-PROBE_UIDS = {"same": 0, "other": int(NOBODY)}  # the old server runs as root
+ROOT, NOBODY = "root", "65534:65534"
+PROBE_UIDS = {"same": 0, "other": 65534}  # the old server runs as root; the other user is nobody
+CAPTURE_CAPS = ("NET_RAW", "SETUID", "SETGID")  # tcpdump opens the interface as root, then runs as its own user
 
 # Read back on each side in every trial, with those the case sets: the sysctls that govern
 # a close (retries, FIN_WAIT_2, TIME_WAIT buckets and reuse, RFC 1337).
@@ -42,13 +48,22 @@ class Setup:
 
     exp: Experiment
     p: Params
-    close_phase: tuple[float, float] | None = None  # see the agent's -a
+    port: int  # the trial's server port
+    close_at: str = ""  # the agent's -a (plan.Trial.close_at)
     fault: FaultBackend | None = None
     server_address: str = ""  # known once the server's side runs
 
     @property
     def passive(self) -> str:
         return CLIENT_SIDE if self.p.close_first == "server" else SERVER_SIDE
+
+    @property
+    def align_max_s(self) -> float:
+        """The longest the close may wait for its phase: one period (a wheel grid: at most the coarsest)."""
+        if not self.close_at:
+            return 0.0
+        period = self.close_at.split(",")[0]
+        return max(GRIDS_S) if period == "wheel" else float(period)
 
 
 @dataclass(frozen=True)
@@ -57,13 +72,11 @@ class Program:
     side: str  # SERVER_SIDE, CLIENT_SIDE or PASSIVE
     caps: tuple[str, ...]  # the only ones it keeps
     user: str
-    owner: bool  # starts its side's container, and owns its namespaces
     ready: Callable[[dict[str, Any]], bool]  # the event that says it is up
     not_ready: str  # what a trial's failure says when that event does not come
     argv: Callable[[Setup], list[str]]
     runs: Callable[[Setup], bool] = lambda s: True  # does this trial have it?
     env: Callable[[Setup], dict[str, str]] | None = None
-    data_out: bool = False  # its stdout is data (kept as bytes), its events come from stderr
     guest: bool = False  # in a container of the user's server's image, joined to its side's namespace
     more_caps: Callable[[Setup], tuple[str, ...]] = lambda s: ()  # those only some trials need
 
@@ -108,22 +121,31 @@ def _agent(s: Setup) -> list[str]:
     # server is the keeper's (-x): the agent only watches.
     exp, p = s.exp, s.p
     if exp.server is not None:
-        return ["tw-agent", "-x", "-p", str(exp.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}",
+        return ["tw-agent", "-x", "-p", str(s.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}",
                 *(["-6"] if p.family == "ipv6" else []), *_probe_flags(p), *_sysctl_flags(p, "server")]
-    return ["tw-agent", "-p", str(exp.port), *(["-r"] if p.server_reuseaddr else []),
+    return ["tw-agent", "-p", str(s.port), *(["-r"] if p.server_reuseaddr else []),
             *(["-P"] if p.server_reuseport else []), *_probe_flags(p), "-n", str(served(p)),
             "-c", p.close_first, "-k", p.server_stop, "-i", str(exp.poll_ms), "-e", str(exp.restart_every_ms),
             "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
             *(["-L"] if p.keep_restarted else []),
             *(["-6"] if p.family == "ipv6" else []),
-            *(["-a", "{:.6f},{:.6f}".format(*s.close_phase)] if s.close_phase else []), *_sysctl_flags(p, "server")]
+            *(["-a", s.close_at] if s.close_at else []), *_sysctl_flags(p, "server")]
 
 
-def _capture(s: Setup) -> list[str]:
-    # The pcap goes to stdout, which the harness reads as it comes: no file to copy out at the
-    # end. -U and --immediate-mode write each packet at once; SIGTERM makes tcpdump write what it
-    # has and exit, which ends the stream.
-    return ["tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-w", "-", f"tcp port {s.exp.port}"]
+def capture(ports: list[int]) -> list[str]:
+    """The lab's capture, of its trials' ports: the client side's owner. The pcap goes to stdout,
+    which the harness reads as it comes: no file to copy out at the end. -U and --immediate-mode
+    write each packet at once; SIGTERM makes tcpdump write what it has and exit, which ends the
+    stream. Each trial's slice is its port's packets (probes/capture.by_port)."""
+    keep = ",".join(f"+{c.lower()}" for c in CAPTURE_CAPS)
+    which = f"tcp port {ports[0]}" if len(ports) == 1 else f"tcp portrange {min(ports)}-{max(ports)}"
+    return ["setpriv", f"--bounding-set=-all,{keep}", "--",
+            "tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-w", "-", which]
+
+
+def holder() -> list[str]:
+    """The server side's owner: it only reaps orphans and holds the namespaces."""
+    return ["setpriv", "--bounding-set=-all", "--", "server-keeper", "-H"]
 
 
 def _client(s: Setup) -> list[str]:
@@ -132,7 +154,7 @@ def _client(s: Setup) -> list[str]:
     return ["echo-client", "-w", "-c", p.close_first, "-m", p.client_close, "-n", str(p.connections), "-r", s.exp.reply,
             *(["-b", str(p.client_port)] if p.client_port is not None else []),
             *(["-R"] if p.client_reuseaddr else []), *_sysctl_flags(p, "client"),
-            "--", s.server_address, str(s.exp.port), s.exp.message]
+            "--", s.server_address, str(s.port), s.exp.message]
 
 
 def waits_for_server_end(s: Setup) -> bool:
@@ -149,7 +171,7 @@ def _client_agent(s: Setup) -> list[str]:
     # -r: the book's question, a client started again at once; only a client that closed first
     # has a TIME_WAIT to try it against (the server keeps listening for it, see served()).
     p = s.p
-    return [CLIENT_AGENT, "-H", s.server_address, "-p", str(s.exp.port), "-i", str(s.exp.poll_ms),
+    return [CLIENT_AGENT, "-H", s.server_address, "-p", str(s.port), "-i", str(s.exp.poll_ms),
             "-w", f"{s.exp.max_wait_s:g}", *(["-6"] if p.family == "ipv6" else []),
             *(["-r"] if p.close_first == "client" else []),
             *(["-b", str(p.client_port)] if p.client_port is not None else []),
@@ -160,11 +182,11 @@ def _keeper(s: Setup, mode: str) -> list[str]:
     server = s.exp.server
     assert server is not None
     stop = server.stop
-    how = ([arg for word in stop.command for arg in ("-K", word)] if stop.command else
+    how = ([arg for word in with_port(stop.command, s.port) for arg in ("-K", word)] if stop.command else
            ["-k", str(stop.signal), *(["-t", f"{stop.kill_after_s:g}"] if stop.kill_after_s else [])])
-    return [KEEPER_PATH, *([mode] if mode else []), "-p", str(server.port), "-e", str(s.exp.restart_every_ms),
+    return [KEEPER_PATH, *([mode] if mode else []), "-p", str(s.port), "-e", str(s.exp.restart_every_ms),
             "-w", f"{s.exp.max_wait_s:g}", *how,
-            *(["-a", "{:.6f},{:.6f}".format(*s.close_phase)] if s.close_phase else []), "--", *server.command]
+            *(["-a", s.close_at] if s.close_at else []), "--", *with_port(server.command, s.port)]
 
 
 def keeper(s: Setup) -> list[str]:
@@ -180,7 +202,7 @@ def restarted_keeper(s: Setup) -> list[str]:
 
 def _fault_env(s: Setup) -> dict[str, str]:
     assert s.fault is not None
-    install, readout = s.fault.scripts(s.exp, s.p)
+    install, readout = s.fault.scripts(s.p, s.port)
     return {"FAULT_INSTALL": install, "FAULT_READOUT": readout}
 
 
@@ -192,30 +214,30 @@ def is_(ev: Ev) -> Callable[[dict[str, Any]], bool]:
 PROGRAMS = (
     # The agent raises its own CPU priority so its polls start on time under load, and makes a
     # bind() probe's socket as another user (bind_probe.user: other) by taking that fsuid.
-    Program(AGENT, SERVER_SIDE, ("SYS_NICE",), ROOT, True, is_(Ev.LISTENING), "server did not listen", _agent,
+    Program(AGENT, SERVER_SIDE, ("SYS_NICE",), ROOT, is_(Ev.LISTENING), "server did not listen", _agent,
             more_caps=lambda s: ("SETUID",) if s.p.bind_probe and s.p.bind_probe.user == "other" else ()),
-    # tcpdump opens the interface as root, then runs as its own user.
-    Program(CAPTURE, CLIENT_SIDE, ("NET_RAW", "SETUID", "SETGID"), ROOT, True,
-            lambda e: "listening on" in e.get("text", ""), "capture", _capture, data_out=True),
     # A user's server, kept by server-keeper (its container's user: "" keeps the image's or the file's).
-    Program(KEEPER, SERVER_SIDE, (), "", False, is_(Ev.LISTENING), "server did not listen", keeper,
+    Program(KEEPER, SERVER_SIDE, (), "", is_(Ev.LISTENING), "server did not listen", keeper,
             runs=lambda s: s.exp.server is not None, guest=True),
-    Program(CLIENT, CLIENT_SIDE, (), NOBODY, False, is_(Ev.READY), "client start", _client),
-    Program(CLIENT_AGENT, CLIENT_SIDE, ("SYS_NICE",), ROOT, False, is_(Ev.READY), "client agent start", _client_agent,
+    Program(CLIENT, CLIENT_SIDE, (), NOBODY, is_(Ev.READY), "client start", _client),
+    Program(CLIENT_AGENT, CLIENT_SIDE, ("SYS_NICE",), ROOT, is_(Ev.READY), "client agent start", _client_agent,
             runs=lambda s: s.p.watches_client),
     # The only program with NET_ADMIN: it installs a fault backend's drop and reads its counters
     # (images/src/fault_agent.sh, harness/faults).
-    Program(FAULT, PASSIVE, ("NET_ADMIN",), ROOT, False, is_(Ev.READY), "fault agent start", lambda s: ["fault-agent"],
+    Program(FAULT, PASSIVE, ("NET_ADMIN",), ROOT, is_(Ev.READY), "fault agent start", lambda s: ["fault-agent"],
             runs=lambda s: s.fault is not None, env=_fault_env),
 )
 BY_ROLE = {p.role: p for p in PROGRAMS}
 
 
 def of_trial(s: Setup) -> list[Program]:
-    """The programs this trial runs, owners first."""
-    return sorted((p for p in PROGRAMS if p.runs(s)), key=lambda p: not p.owner)
+    """The programs this trial runs."""
+    return [p for p in PROGRAMS if p.runs(s)]
 
 
 def side_caps(s: Setup, side: str) -> list[str]:
-    """A side's container's capabilities: what its programs need, and what setpriv needs to drop the rest."""
-    return sorted({SETPCAP, *(c for p in of_trial(s) if p.side_of(s) == side and not p.guest for c in p.caps_of(s))})
+    """A side's container's capabilities: what its programs need (the same in every trial of a lab: they
+    are one case's), and what setpriv needs to drop the rest."""
+    own = CAPTURE_CAPS if side == CLIENT_SIDE else ()
+    return sorted({SETPCAP, *own, *(c for p in of_trial(s) if p.side_of(s) == side and not p.guest
+                                    for c in p.caps_of(s))})

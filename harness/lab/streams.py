@@ -102,13 +102,21 @@ class EventStream:
     def wait_for(self, pred: Callable[[Event], bool], timeout: float) -> Event | None:
         """The first event matching pred, or None if the stream ended or time ran out; Stopped
         if the run stops meanwhile."""
+        found: list[Event] = []
+        checked = 0
+
+        def seen() -> bool:  # each event looked at once: a minute-long stream has hundreds
+            nonlocal checked
+            found.extend(e for e in self._events[checked:] if pred(e))
+            checked = len(self._events)
+            return self._ended or bool(found)
+
         with self._cond:
-            seen = lambda: self._ended or any(pred(e) for e in self._events)
             if not _waiting(self._stopping, timeout, lambda t: self._cond.wait_for(seen, t)):
                 return None
             if self._bug is not None:
                 raise self._bug
-            return next((e for e in self._events if pred(e)), None)
+            return found[0] if found else None
 
     @property
     def ended(self) -> bool:

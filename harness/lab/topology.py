@@ -1,15 +1,20 @@
-"""One trial's private network and containers, removed together whatever happens.
+"""A lab: a private network and a container a side, removed together whatever happens; the
+trials it hosts, one (its own lab) or a case's repeats (a shared lab, each on its own server port).
 
-One container a side, whose first program owns the side's namespaces, so
-they outlive the programs that come and go in them:
-  server side: the agent, which starts the server itself, so a SIGINT to the
-    server and its restarts happen in a namespace that outlives the process,
-    as on the book's single host;
-  client side: the capture (tcpdump); the client, and the client's side's
-    agent, start in it by `docker exec`, so the client's kernel keeps its
-    socket (and its FIN retransmissions) after the client program is gone.
-The fault agent starts, by `docker exec` too, in the side that receives the
-final ACK. Programs started so take the harness's commands on stdin.
+Each side's container's first process owns the side's namespaces, so they
+outlive the programs that come and go in them:
+  server side: server-keeper -H, which only reaps orphans and holds; the agent
+    of each trial starts in it, and starts the server itself, so a SIGINT to the
+    server and its restarts happen in a namespace that outlives the process, as
+    on the book's single host;
+  client side: the capture (tcpdump) of every port of the lab; each trial's
+    client, and its client's side's agent, start in it, so the client's kernel
+    keeps its socket (and its FIN retransmissions) after the client program is
+    gone.
+Each trial's fault agent starts in the side that receives the final ACK. A
+trial's programs start through the side's launcher (launcher.py: one `docker
+exec` a side for the whole lab), a user's server's keeper by `docker exec` in
+its container; either way they take the harness's commands on stdin.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from harness.errors import LabError
 from harness.events import Ev
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import KEEPER_PATH, ImageSet
+from harness.lab.launcher import PROGRAM, Launcher
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
 from harness.lab.subnets import Exhausted, Subnets
 
@@ -58,35 +64,49 @@ def _frames(stream: Any) -> Iterator[bytes]:
             yield stream.read(struct.unpack(">4xL", header)[0])
 
 
-class TrialLab:
-    """A context manager: the network on entry, containers as the trial asks, all removed on exit."""
+def _exec(lab: Lab, container: Any, command: list[str], user: str, env: dict[str, str] | None,
+          what: str) -> tuple[Any, Iterator[bytes]]:
+    """`docker exec` with stdin: (the socket to write to it, its output's chunks)."""
+    with translated(f"starting {what}"):
+        lab.unless_stopping()
+        ex = lab.docker.api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True, user=user,
+                                        environment=env)
+        sock = lab.docker.api.exec_start(ex["Id"], socket=True)
+    # the SDK hands back a SocketIO over a unix or plain TCP engine, the socket itself over TLS
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
+    return raw, _frames(_reader(sock, raw))
+
+
+class Lab:
+    """A context manager: the network on entry, containers as its trials ask, all removed on exit."""
 
     def __init__(self, client: docker.DockerClient, images: ImageSet, subnets: Subnets, run_id: str,
-                 trial_id: str, family: str, sink: Callable[[Event], None], stopping: threading.Event,
+                 name: str, family: str, sink: Callable[[Event], None], stopping: threading.Event,
                  remover: concurrent.futures.ThreadPoolExecutor):
-        self._docker = client
+        self.docker = client
         self._subnets = subnets
         self._subnet: Any = None
-        self._stopping = stopping  # once set, no container starts
+        self.stopping = stopping  # once set, no container starts
         self._images = images
         self._run_id = run_id
-        self._trial = trial_id
+        self._trial = name  # what its labels and messages name: its trial's id, or the shared lab's name
         self._family = family
-        self._sink = sink
-        self._prefix = f"harness-{run_id}-{trial_id}"
-        self._containers: dict[str, Any] = {}  # role -> container, until its removal starts
+        self._sink = sink  # the lab's own events (its network), each of its trials' too
+        self._prefix = f"harness-{run_id}-{name}"
+        self.containers: dict[str, Any] = {}  # role -> container, until its removal starts
         self._remover = remover
         self._removals: list[concurrent.futures.Future[None]] = []
         self._network: Any = None
         self.owners: dict[str, Any] = {}  # side -> the container owning its namespaces
-        self.streams: dict[str, EventStream] = {}
-        self._execs: dict[str, Any] = {}  # role -> the socket of a program exec() started
+        self.streams: dict[str, EventStream] = {}  # of the owners that print events (the capture)
         self.outputs: dict[str, ByteStream] = {}
+        self.launchers: dict[str, Launcher] = {}  # side -> its launcher (launch())
 
     # --- lifecycle -------------------------------------------------------
 
-    def __enter__(self) -> TrialLab:
-        self._unless_stopping()
+    def __enter__(self) -> Lab:
+        self.unless_stopping()
         self._create_network()
         return self
 
@@ -95,7 +115,7 @@ class TrialLab:
 
     def close(self) -> None:
         """Remove every container (what release() started included), then the network."""
-        self.release(*self._containers)
+        self.release(*self.containers)
         errors = [exc for f in self._removals if (exc := f.exception())]
         self._removals.clear()
         if self._network is not None and not errors:  # Docker keeps a network that has containers
@@ -109,7 +129,7 @@ class TrialLab:
     def release(self, *roles: str) -> None:
         """Start removing these roles' containers; close() waits for them (and reports errors)."""
         for role in roles:
-            c = self._containers.pop(role, None)
+            c = self.containers.pop(role, None)
             if c is not None:
                 self._removals.append(self._remover.submit(remove_quietly, c.remove, force=True))
 
@@ -128,7 +148,7 @@ class TrialLab:
                 raise LabError(what, f"{exc} (--subnet-pool): run fewer trials at once (--jobs), or give a larger pool") from None
             try:
                 with translated(what):
-                    self._network = self._docker.networks.create(
+                    self._network = self.docker.networks.create(
                         self._prefix, driver="bridge", internal=True, enable_ipv6=self._family == "ipv6",
                         ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet)),
                                                                    *pools]),
@@ -148,20 +168,20 @@ class TrialLab:
         """Create and start; data_out attaches to stdout first, so not a byte of it is missed."""
         kwargs.setdefault("cap_drop", ["ALL"])
         with translated(f"starting the {role} container of {self._trial}"):
-            self._unless_stopping()
-            c = self._docker.containers.create(
+            self.unless_stopping()
+            c = self.docker.containers.create(
                 image, command, name=f"{self._prefix}-{role}",
                 labels=labels(self._run_id, self._trial, role), **kwargs)
-            self._containers[role] = c
+            self.containers[role] = c
             if data_out:
                 self.outputs[role] = ByteStream(c.attach(stdout=True, stderr=False, stream=True), role,
-                                                self._stopping)
-            self._unless_stopping()
+                                                self.stopping)
+            self.unless_stopping()
             c.start()
         return c
 
-    def _unless_stopping(self) -> None:
-        if self._stopping.is_set():
+    def unless_stopping(self) -> None:
+        if self.stopping.is_set():
             raise Stopped()
 
     # --- what a trial starts ---------------------------------------------
@@ -176,17 +196,19 @@ class TrialLab:
         return net["GlobalIPv6Address"] if self._family == "ipv6" else net["IPAddress"]
 
     def own(self, side: str, role: str, command: list[str], caps: list[str], data_out: bool = False,
-            sysctls: dict[str, str] | None = None) -> Any:
-        """Start `side`'s container on the trial network, its namespaces' owner; its output becomes events.
+            sysctls: dict[str, str] | None = None, events: bool = True) -> Any:
+        """Start `side`'s container on the lab's network, its namespaces' owner.
 
         data_out: its stdout is data, kept as bytes in outputs[role]; events come from stderr.
+        events: its output becomes the lab's events (each trial's).
         sysctls: set in the new network namespace before anything runs in it (the runtime writes
         them; a name this kernel does not have there fails the start)."""
         c = self._run(role, self._images[IMAGE], command, data_out, network=self._network.name,
                       hostname=side, cap_add=caps, sysctls=sysctls or None)
         self.owners[side] = c
-        self.streams[role] = EventStream(c.logs(stream=True, follow=True, stdout=not data_out), role, self._sink,
-                                         self._stopping)
+        if events:
+            self.streams[role] = EventStream(c.logs(stream=True, follow=True, stdout=not data_out), role, self._sink,
+                                             self.stopping)
         return c
 
     def guest(self, side: str, caps: list[str], user: str | None, env: dict[str, str]) -> None:
@@ -202,39 +224,72 @@ class TrialLab:
         namespace with whatever TIME_WAIT it held; a new container of its image (RESTARTED) comes up
         in a namespace of its own on the trial network (the side's sysctls set in it). Returns its
         address; the keeper starts in it with exec(..., into=RESTARTED)."""
-        self.release(GUEST, *(role for role, c in self._containers.items() if c is self.owners[side]))
+        self.release(GUEST, *(role for role, c in self.containers.items() if c is self.owners[side]))
         c = self._run(RESTARTED, self._images[GUEST], ["-H"], entrypoint=[KEEPER_PATH], network=self._network.name,
                       hostname=side, cap_add=caps or None, user=user or "", environment=env, sysctls=sysctls or None)
         return self._address(c)
 
+    def signal(self, container: Any, sig: str) -> None:
+        with translated(f"sending {sig} to {container.name}"):
+            container.kill(signal=sig)
+
+    def launch(self, side: str) -> None:
+        """Start `side`'s launcher in its owner's container: its trials' programs start through it."""
+        sock, chunks = _exec(self, self.owners[side], [PROGRAM], "root", None, f"the launcher of {self._trial}")
+        self.launchers[side] = Launcher(sock, chunks, f"the {side} side of {self._trial}")
+
+    def trial(self, trial_id: str, sink: Callable[[Event], None]) -> TrialLab:
+        """One trial's window on the lab: its programs, their events in its sink."""
+        return TrialLab(self, trial_id, sink)
+
+
+class TrialLab:
+    """One trial's programs in a lab: started with `docker exec` in a side's container, their output
+    the trial's events, their stdin its commands. Several trials' run side by side in a shared lab."""
+
+    def __init__(self, lab: Lab, trial_id: str, sink: Callable[[Event], None]):
+        self.lab = lab
+        self._trial = trial_id
+        self._sink = sink
+        self.streams: dict[str, EventStream] = {}
+        self._execs: dict[str, Any] = {}  # role -> the socket of a program `docker exec` started
+        self._launched: dict[str, tuple[Launcher, str]] = {}  # role -> its side's launcher, its key there
+
     def exec(self, role: str, side: str, command: list[str], user: str = "root",
              env: dict[str, str] | None = None, into: str | None = None, src: str | None = None) -> None:
-        """Start a program in `side`'s container (cheaper for the engine than a container of its
-        own), or in the container of role `into`; its output becomes events (of `src`, the role's
-        own unless given, for its lines that are not events), and send() writes commands to its stdin."""
-        container = self._containers[into] if into else self.owners[side]
-        with translated(f"starting {role} in the {side} side of {self._trial}"):
-            self._unless_stopping()
-            ex = self._docker.api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True, user=user,
-                                              environment=env)
-            sock = self._docker.api.exec_start(ex["Id"], socket=True)
-        # the SDK hands back a SocketIO over a unix or plain TCP engine, the socket itself over TLS
-        raw = getattr(sock, "_sock", sock)
-        raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
-        self._execs[role] = raw
-        self.streams[role] = EventStream(_frames(_reader(sock, raw)), src or role, self._sink, self._stopping)
+        """Start a program in `side`'s container through its launcher, or by `docker exec` in the
+        container of role `into` (a user's server's image, which has no launcher); its output
+        becomes events (of `src`, the role's own unless given, for its lines that are not events),
+        and send() writes commands to its stdin."""
+        if into is None:
+            launcher = self.lab.launchers[side]
+            key = f"{self._trial}-{role}"
+            self.lab.unless_stopping()
+            chunks = launcher.start(key, command, "" if user == "root" else user, env or {})
+            self._launched[role] = (launcher, key)
+        else:
+            sock, chunks = _exec(self.lab, self.lab.containers[into], command, user, env,
+                                 f"{role} in the {side} side of {self._trial}")
+            self._execs[role] = sock
+        self.streams[role] = EventStream(chunks, src or role, self._sink, self.lab.stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""
+        if role in self._launched:
+            launcher, key = self._launched[role]
+            launcher.write(key, command.encode() + b"\n")
+            return
         try:
             self._execs[role].sendall(command.encode() + b"\n")
         except OSError as exc:
             raise LabError(f"telling {role} to {command}", str(exc)) from None
 
+    def signal(self, role: str, sig: str) -> None:
+        """A signal to a program its side's launcher started."""
+        launcher, key = self._launched[role]
+        launcher.signal(key, sig)
+
     def event(self, e: Event) -> None:
         """An event of the harness's own about this trial, among its programs' events."""
         self._sink(e)
 
-    def signal(self, container: Any, sig: str) -> None:
-        with translated(f"sending {sig} to {container.name}"):
-            container.kill(signal=sig)

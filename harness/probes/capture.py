@@ -51,6 +51,26 @@ def _segments(pcap: bytes) -> list[tuple[float, Any]]:
     return out
 
 
+def by_port(pcap: bytes, ports: list[int]) -> dict[int, bytes]:
+    """A shared lab's capture -> each trial's slice: the packets to or from its server port, as a pcap
+    of their own (same link type and times). A last packet cut off is left out."""
+    outs = {port: io.BytesIO() for port in ports}
+    try:
+        reader = dpkt.pcap.Reader(io.BytesIO(pcap))
+        writers = {port: dpkt.pcap.Writer(out, snaplen=reader.snaplen, linktype=reader.datalink())
+                   for port, out in outs.items()}
+        for ts, frame in reader:
+            tcp = dpkt.ethernet.Ethernet(frame).data.data
+            if isinstance(tcp, dpkt.tcp.TCP):
+                for port in {tcp.sport, tcp.dport} & writers.keys():
+                    writers[port].writepkt(frame, ts)
+    except dpkt.NeedData:
+        pass
+    except (ValueError, dpkt.UnpackError) as exc:
+        raise Unreadable(f"not a pcap ({exc})") from None
+    return {port: out.getvalue() for port, out in outs.items()}
+
+
 def _mono_offset(events: list[dict[str, Any]]) -> float | None:
     clock = next((e for e in events if e.get("ev") == Ev.CLOCK), None)
     return clock["realtime"] - clock["mono"] if clock else None

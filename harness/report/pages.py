@@ -31,6 +31,9 @@ from harness.store import RunDir
 Event = dict[str, Any]
 FIGURES = "figures"
 TRIALS_PER_WORKER = 12  # below this, starting a process costs more than it saves
+# Each case's trials drawn one by one, its representative and its failures first: a study's repeats
+# look alike, and a thousand trials' figures would take matplotlib minutes.
+FIGURES_PER_CASE = 10
 
 
 def _md(text: Any) -> str:
@@ -58,9 +61,19 @@ def _trial_figures(job: tuple[TrialResult, list[Event]]) -> tuple[str, str, str 
     return r.trial, seq, plots.timeline_svg(tl, title, f"{r.trial}-t") if tl else None
 
 
+def _drawn(results: list[TrialResult]) -> list[TrialResult]:
+    """The trials whose figures the report draws: up to FIGURES_PER_CASE of each case."""
+    out = []
+    for rs in by_case(results).values():
+        rep = diagrams.representative(rs)
+        out += sorted(rs, key=lambda r: (r is not rep, not r.failed, r.index))[:FIGURES_PER_CASE]
+    return out
+
+
 def _render(results: list[TrialResult], events: dict[str, list[Event]]) -> dict[str, tuple[str, str | None]]:
-    """Each trial's sequence diagram and socket timeline; on several processes when there are many."""
-    jobs = [(r, events.get(r.trial, [])) for r in results
+    """The sequence diagram and socket timeline of each trial drawn; on several processes when there
+    are many."""
+    jobs = [(r, events.get(r.trial, [])) for r in _drawn(results)
             if r.status != NOT_APPLICABLE and (r.timeline or events.get(r.trial))]
     workers = min(os.cpu_count() or 1, len(jobs) // TRIALS_PER_WORKER)
     if workers <= 1:
@@ -129,7 +142,7 @@ def build(run_dir: Path, exp: Experiment, manifest: dict[str, Any], results: lis
         rep = diagrams.representative(rs)
         if rep.trial in rendered:
             seq, tl = rendered[rep.trial]
-            per_case.append({"case": case, "trial": rep.trial, "sequence_svg": _inline(seq),
+            per_case.append({"case": case, "trial": rep.trial, "n": len(rs), "sequence_svg": _inline(seq),
                              "timeline_svg": _inline(tl) if tl else None,
                              "others": [r.trial for r in rs if r is not rep and r.trial in rendered]})
     counts = {case: len(rs) for case, rs in groups.items()}

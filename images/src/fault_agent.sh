@@ -15,8 +15,8 @@ while read -r command; do
 	install)
 		if out=$(sh -c "$FAULT_INSTALL" 2>&1); then report installed; else failed install "$out"; fi ;;
 	readout)
-		if sh -c "$FAULT_READOUT" 2>/tmp/readout.err; then report counted
-		else failed readout "$(cat /tmp/readout.err)"; fi
+		if sh -c "$FAULT_READOUT" 2>/tmp/readout.$$.err; then report counted
+		else failed readout "$(cat /tmp/readout.$$.err)"; fi
 		exit 0 ;;
 	*) failed command "unknown command: $command" ;;
 	esac

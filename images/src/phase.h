@@ -1,7 +1,9 @@
-/* Closing on a phase of CLOCK_MONOTONIC (-a PERIOD,PHASE), for the agents
- * that make the close. The kernel rounds a TIME_WAIT timer up to its timer
- * wheel's grid, which is fixed on this clock: closes at one phase of a
- * multiple of that grid get the same rounding, trial after trial. */
+/* Closing on a phase of CLOCK_MONOTONIC (-a PERIOD,PHASE, or -a wheel,FRACTION),
+ * for the agents that make the close. The kernel rounds a TIME_WAIT timer up to
+ * its timer wheel's grid, which is fixed on this clock: closes at one phase of
+ * a multiple of that grid get the same rounding, trial after trial; closes at
+ * phases drawn at random over the grid (the trials of a shared lab) sample the
+ * rounding as trials started at unrelated moments do. */
 #ifndef HARNESS_PHASE_H
 #define HARNESS_PHASE_H
 
@@ -16,6 +18,40 @@ static inline void sleep_until(double t)
 	struct timespec at = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - (time_t)t) * 1e9)};
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
 		;
+}
+
+/* The grid a 60 s timer (TIME_WAIT, FIN_WAIT2) is rounded up to on this
+ * kernel's timer wheel: level n holds timeouts from 63 x 8^(n-1) jiffies on,
+ * 8^n jiffies apart (kernel/time/timer.c, LVL_START and LVL_GRAN), so 512
+ * jiffies at HZ 100 to 300 and 4096 at HZ 1000; a jiffy is the coarse clock's
+ * resolution. */
+static inline double wheel_grid_s(void)
+{
+	struct timespec res;
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) || !(res.tv_sec || res.tv_nsec))
+		return 5.12; /* the coarsest Linux uses */
+	double jiffy = res.tv_sec + res.tv_nsec / 1e9, gran = 1;
+	for (int lvl = 0; lvl < 8 && 60 / jiffy >= 63 * gran; lvl++)
+		gran *= 8;
+	return gran * jiffy;
+}
+
+/* -a's argument: PERIOD,PHASE in seconds, or wheel,FRACTION (the period is
+ * this kernel's wheel grid, the phase that fraction of it). 0 if it is one. */
+static inline int parse_phase(const char *arg, double *period, double *phase)
+{
+	double frac;
+	if (sscanf(arg, "wheel,%lf", &frac) == 1) {
+		if (!(frac >= 0 && frac < 1))
+			return -1;
+		*period = wheel_grid_s();
+		*phase = frac * *period;
+		return 0;
+	}
+	if (sscanf(arg, "%lf,%lf", period, phase) != 2 || !(*period >= 0.001 && *period <= 3600) ||
+	    !(*phase >= 0 && *phase < *period))
+		return -1;
+	return 0;
 }
 
 /* Sleep to the next instant t >= now with t mod period = phase, and say so:

@@ -6,7 +6,7 @@
  * processes that end up its children (a server's orphaned workers) and holds.
  * The harness starts the keeper itself in it with `docker exec`:
  *   server-keeper -p PORT [-e RESTART_MS] [-w MAX_WAIT_S] [-k SIGNAL [-t S]]
- *                 [-K WORD]... [-a PERIOD,PHASE] -- COMMAND [ARG]...
+ *                 [-K WORD]... [-a PERIOD,PHASE|wheel,FRACTION] -- COMMAND [ARG]...
  *   1. start COMMAND; it is up when a LISTEN socket on PORT belongs to it (the
  *      kernel's /proc/net/tcp and tcp6 of this namespace, and /proc/PID/fd);
  *   2. on "stop" on stdin (at the -a phase of CLOCK_MONOTONIC): stop it as -k
@@ -69,7 +69,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: server-keeper -H\n"
 			"       server-keeper [-N|-R] -p PORT [-e RESTART_MS] [-w MAX_WAIT_S] [-k SIGNAL [-t KILL_AFTER_S]] "
-			"[-K WORD]... [-a PERIOD,PHASE] -- COMMAND [ARG]...\n");
+			"[-K WORD]... [-a PERIOD,PHASE|wheel,FRACTION] -- COMMAND [ARG]...\n");
 	exit(2);
 }
 
@@ -379,8 +379,7 @@ int main(int argc, char **argv)
 			k.how = "stop command";
 			break;
 		case 'a':
-			if (sscanf(optarg, "%lf,%lf", &k.period, &k.phase) != 2 || !(k.period >= 0.001 && k.period <= 3600) ||
-			    !(k.phase >= 0 && k.phase < k.period))
+			if (parse_phase(optarg, &k.period, &k.phase))
 				usage();
 			break;
 		default: usage();

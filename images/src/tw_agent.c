@@ -6,7 +6,8 @@
  * itself, on CLOCK_MONOTONIC:
  *   1. wait until the server LISTENs on the port;
  *   2. on SIGUSR1 ("close now" from the harness), or with -a PERIOD,PHASE at
- *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE:
+ *      the first instant after it where CLOCK_MONOTONIC mod PERIOD = PHASE
+ *      (-a wheel,FRACTION: that fraction of the kernel's wheel grid, phase.h):
  *      with -c server, stop the server as -k says (SIGINT as Ctrl+C does,
  *      SIGKILL, or a signal that makes it close() its connections itself,
  *      plainly or after SO_LINGER 0, or plainly while it keeps listening: a
@@ -413,9 +414,7 @@ static void parse(struct agent *a, int argc, char **argv)
 		case 'e': a->restart_ms = (int)number_arg(optarg, 1, 60000, usage); break;
 		case 's': a->server_path = optarg; break;
 		case 'a':
-			if (sscanf(optarg, "%lf,%lf", &a->period, &a->phase) != 2 ||
-			    !(a->period >= 0.001 && a->period <= 3600) ||
-			    !(a->phase >= 0 && a->phase < a->period))
+			if (parse_phase(optarg, &a->period, &a->phase))
 				usage();
 			break;
 		default: usage();
@@ -709,11 +708,13 @@ static void finish(struct agent *a)
 }
 
 /* Until the next poll: the interval asked for, or a quiet one while every
- * watched socket sits in TIME_WAIT far from its end (see SLOW_MS). */
+ * watched socket sits in TIME_WAIT far from its end, the old server gone (see SLOW_MS). */
 static int pace(const struct agent *a)
 {
 	const struct snapshot *s = &a->snap;
-	int quiet = s->time_wait && s->time_wait == s->count && s->tw_soonest_ms > FAST_BEFORE_MS;
+	/* and the old server gone: its end (and what a bind() with SO_REUSEADDR then finds) can come any moment */
+	int quiet = s->time_wait && s->time_wait == s->count && s->tw_soonest_ms > FAST_BEFORE_MS &&
+		    (a->external || a->server_gone);
 	return quiet ? a->slow_ms : a->o.interval_ms;
 }
 

@@ -30,6 +30,8 @@ GROUPS = {
              "seeded_again": (EXPERIMENTS / "seeded_again.yaml", ("--close-phase", CLOSE_PHASE))},
     # More trial networks at once than Docker's default address pools hold (about 30).
     "forty": {"forty": (EXPERIMENTS / "forty.yaml", ("--jobs", "40"))},
+    # One case's repeats in one lab, each on its own port.
+    "shared": {"shared": (EXPERIMENTS / "shared.yaml", ())},
     "catalog": {name: ((ROOT / "experiments" / f"{name}.yaml") if name != "catalog_v6"
                        else EXPERIMENTS / f"{name}.yaml", ("--jobs", str(jobs)))
                 # trials at once per run: 21 in all (every group starts at once, and set-ups come
@@ -169,6 +171,11 @@ def runs(started):
 @pytest.fixture(scope="session")
 def forty(started):
     return results(started, "forty")
+
+
+@pytest.fixture(scope="session")
+def shared(started):
+    return results(started, "shared")
 
 
 @pytest.fixture(scope="session")

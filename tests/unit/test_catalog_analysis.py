@@ -17,13 +17,13 @@ from .lost_ack_trial import C_ISN, CLIENT, EXP, NETEM, RST, S_ISN, SERVER, SYN, 
 
 
 def test_nft_answers_the_first_copy_after_the_lost_ones_with_a_rst():
-    rules = nftables.ruleset(EXP, spec.Params(final_ack_loss=spec.Loss("first", k=1), final_ack_reset=True))
+    rules = nftables.ruleset(spec.Params(final_ack_loss=spec.Loss("first", k=1), final_ack_reset=True), EXP.port)
     assert 'numgen inc mod 64 vmap { 0 : jump drop_copy, 1 : jump reset_copy }' in rules
     assert 'chain reset_copy {\n\t\tcounter name "answered" reject with tcp reset' in rules
     counters = {"nftables": [{"counter": {"table": "harness_fault", "name": n, "packets": v}}
                              for n, v in (("final_acks", 3), ("dropped", 1), ("answered", 1))]}
     counts = nftables.Nftables().counts(json.dumps(counters), spec.Params(final_ack_loss=spec.Loss("first", k=1),
-                                                                        final_ack_reset=True))
+                                                                        final_ack_reset=True), EXP.port)
     assert counts["final_acks_reset"] == 1 and counts["final_acks_dropped"] == 1
 
 

@@ -197,7 +197,7 @@ def test_sysctls_are_checked_in_rounds_and_a_refusal_names_its_field(monkeypatch
 def test_the_clients_so_reuseaddr_reaches_the_client_and_its_agent():
     exp = parse("cases:\n  - {client_port: 40000, client_reuseaddr: true}\n")
     (t,) = plan.trials(exp)
-    s = roles.Setup(exp, t.params)
+    s = roles.Setup(exp, t.params, t.port)
     for role in ("client", "client-agent"):
         command = roles.BY_ROLE[role].command(s)
         assert "-R" in command and command[command.index("-b") + 1] == "40000"
@@ -205,7 +205,7 @@ def test_the_clients_so_reuseaddr_reaches_the_client_and_its_agent():
 
 def test_a_kept_restart_reaches_the_agent():
     exp = parse("matrix:\n  keep_restarted: [false, true]\n")
-    commands = [roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp)]
+    commands = [roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port)) for t in plan.trials(exp)]
     assert ["-L" in c for c in commands] == [False, True]
     assert [t.params.label() for t in plan.trials(exp)][1].endswith("restarted server kept listening")
 
@@ -213,7 +213,7 @@ def test_a_kept_restart_reaches_the_agent():
 def test_a_bind_probe_and_the_old_servers_so_reuseport_reach_the_agent():
     exp = parse("cases:\n  - {server_reuseport: true, server_stop: close_listening,\n"
                 "     bind_probe: {reuseport: true, user: other, address: server}}\n  - {}\n")
-    probed, plain = (roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp))
+    probed, plain = (roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port)) for t in plan.trials(exp))
     assert probed[probed.index("-b") + 1] == "0,1,65534,server"
     assert "-P" in probed and probed[probed.index("-k") + 1] == "close_listening"
     assert "-b" not in plain and "-P" not in plain
@@ -267,6 +267,6 @@ def test_a_sysctl_the_kernel_lacks_is_left_out_of_the_check_and_said(monkeypatch
 def test_the_fixed_ports_syns_into_the_servers_time_wait_wait_for_the_old_servers_end():
     exp = parse("cases:\n  - {client_port: 40000}\n  - {close_first: client, client_port: 40000}\n"
                 "  - {client_port: 40000, server_stop: close_listening}\n")
-    commands = [roles.BY_ROLE["client-agent"].command(roles.Setup(exp, t.params)) for t in plan.trials(exp)]
+    commands = [roles.BY_ROLE["client-agent"].command(roles.Setup(exp, t.params, t.port)) for t in plan.trials(exp)]
     # only where the server closes first and its process ends: its listener outlives its FIN
     assert ["-g" in c for c in commands] == [True, False, False]

@@ -20,7 +20,7 @@ def test_dry_run_lists_trials_and_an_estimate(capsys):
     assert cli.main(["run", "experiments/lost_ack.yaml", "--dry-run", "--jobs", "4"]) == cli.Exit.OK
     out = capsys.readouterr().out
     assert "t006" in out and "ACK loss all" in out
-    assert "10 trials, 4 at a time: about" in out
+    assert "10 trials in 10 labs, 4 labs at a time: about" in out
 
 
 def test_report_on_a_folder_that_is_not_a_run(tmp_path, capsys):

@@ -101,7 +101,7 @@ def test_the_manifest_records_each_engines_facts(tmp_path):
              "lab": {"host": "tcp://127.0.0.1:55505", "kernel": "6.1.0-56-cloud-amd64", "sysctls": {}}}
     ready = prepare.Prepared(engines={}, facts=facts)
     ts = plan.on_engines(plan.trials(EXP), ["host", "lab"], "each")
-    m = prepare.manifest(EXP, "abc", ready, 4, "each", None)
+    m = prepare.manifest(EXP, "abc", ready, 4, "each", None, 7)
     assert m["kernel"] == "6.18" and m["engines"] == facts and m["engine_mode"] == "each"
     trial = store.load(store.RunDir.create(tmp_path, EXP, ts, m).path).trials[4]
     assert (trial.id, trial.case, trial.repeat, trial.engine) == ("t004", "long", 0, "lab")

@@ -10,7 +10,7 @@ from .lost_ack_trial import EXP, NETEM, NO_NETEM
 
 
 def test_nft_drops_pure_acks_from_the_server_when_it_closes_first():
-    rules = nftables.ruleset(EXP, Params(final_ack_loss=Loss("first", k=2)))
+    rules = nftables.ruleset(Params(final_ack_loss=Loss("first", k=2)), EXP.port)
     assert 'hook ingress device "eth0"' in rules
     assert ("meta protocol ip tcp sport 7777 tcp dport @CLIENT_PORT@ tcp flags & (fin | syn | rst | psh | ack | urg)"
             " == ack") in rules
@@ -20,7 +20,7 @@ def test_nft_drops_pure_acks_from_the_server_when_it_closes_first():
 
 
 def test_nft_client_first_ipv6_all():
-    rules = nftables.ruleset(EXP, Params(close_first="client", family="ipv6", final_ack_loss=Loss("all")))
+    rules = nftables.ruleset(Params(close_first="client", family="ipv6", final_ack_loss=Loss("all")), EXP.port)
     assert "meta protocol ip6 tcp dport 7777" in rules
     assert "ip6 length . @th,96,8 { 20 . 0x50," in rules
     assert "numgen" not in rules
@@ -28,24 +28,31 @@ def test_nft_client_first_ipv6_all():
 
 def test_nft_seeded_pattern_is_the_set():
     loss = Loss("random", p=0.5, seed=7)
-    rules = nftables.ruleset(EXP, Params(final_ack_loss=loss))
+    rules = nftables.ruleset(Params(final_ack_loss=loss), EXP.port)
     from harness.faults.pattern import dropped_copies
     assert "{ " + ", ".join(map(str, dropped_copies(loss))) + " }" in rules
 
 
-def test_nft_counters():
+def test_nft_counters_are_the_trials_own_tables():
     doc = {"nftables": [{"metainfo": {}},
-                        {"counter": {"table": "harness_fault", "name": "final_acks", "packets": 4}},
-                        {"counter": {"table": "harness_fault", "name": "dropped", "packets": 3}},
+                        {"counter": {"table": "harness_fault_7777", "name": "final_acks", "packets": 4}},
+                        {"counter": {"table": "harness_fault_7777", "name": "dropped", "packets": 3}},
+                        {"counter": {"table": "harness_fault_7778", "name": "dropped", "packets": 99}},
                         {"counter": {"table": "other", "name": "dropped", "packets": 99}}]}
-    assert nftables.parse_counters(json.dumps(doc)) == {"final_acks": 4, "dropped": 3}
+    assert nftables.parse_counters(json.dumps(doc), 7777) == {"final_acks": 4, "dropped": 3}
     # 4 pure ACKs came; copies 0 and 1 of them were the ones to drop
-    counts = nftables.Nftables().counts(json.dumps(doc), Params(final_ack_loss=Loss("first", k=2)))
+    counts = nftables.Nftables().counts(json.dumps(doc), Params(final_ack_loss=Loss("first", k=2)), 7777)
     assert counts == {"final_acks_matched": 4, "final_acks_dropped": 3, "dropped_copies": [0, 1]}
 
 
+def test_nft_rules_of_two_trials_in_one_lab_are_apart():
+    a, b = (nftables.ruleset(Params(final_ack_loss=Loss("all")), port) for port in (7777, 7778))
+    assert "table netdev harness_fault_7777 {" in a and "tcp sport 7777 tcp dport" in a
+    assert "table netdev harness_fault_7778 {" in b and "tcp sport 7778 tcp dport" in b
+
+
 def test_netem_commands_ipv4_all():
-    assert netem.commands(EXP, Params(final_ack_loss=Loss("all"))) == [
+    assert netem.commands(Params(final_ack_loss=Loss("all")), EXP.port) == [
         ["ip", "link", "add", "hfault0", "type", "ifb"],
         ["ip", "link", "set", "hfault0", "up"],
         ["tc", "qdisc", "add", "dev", "hfault0", "root", "netem", "loss", "100%"],
@@ -58,8 +65,8 @@ def test_netem_commands_ipv4_all():
 
 
 def test_netem_commands_ipv6_seeded():
-    cmds = netem.commands(EXP, Params(close_first="client", family="ipv6",
-                                      final_ack_loss=Loss("random", p=0.5, seed=7)))
+    cmds = netem.commands(Params(close_first="client", family="ipv6",
+                                 final_ack_loss=Loss("random", p=0.5, seed=7)), EXP.port)
     assert cmds[2] == ["tc", "qdisc", "add", "dev", "hfault0", "root", "netem",
                        "loss", "random", "50%", "seed", "7"]
     text = " ".join(cmds[4])
@@ -69,22 +76,22 @@ def test_netem_commands_ipv6_seeded():
 
 def test_netem_cannot_drop_the_first_k():
     with pytest.raises(ValueError):
-        netem.commands(EXP, Params(final_ack_loss=Loss("first", k=1)))
+        netem.commands(Params(final_ack_loss=Loss("first", k=1)), EXP.port)
 
 
 def test_netem_drops_from_tc_stats():
     out = "qdisc netem 8001: root refcnt 2 limit 1000 loss 100%\n Sent 0 bytes 0 pkt (dropped 3, overlimits 0 requeues 0)\n"
-    assert netem.Netem().counts(out, Params(final_ack_loss=Loss("all"))) == \
+    assert netem.Netem().counts(out, Params(final_ack_loss=Loss("all")), EXP.port) == \
         {"final_acks_dropped": 3, "dropped_copies": [0, 1, 2]}
     # random loss: netem does not say which copies it dropped
-    assert netem.Netem().counts(out, Params(final_ack_loss=Loss("random", p=0.5, seed=7))) == \
+    assert netem.Netem().counts(out, Params(final_ack_loss=Loss("random", p=0.5, seed=7)), EXP.port) == \
         {"final_acks_dropped": 3}
     with pytest.raises(ValueError):
         netem.parse_drops("Cannot find device")
 
 
 def test_netem_scripts_are_its_commands_in_order():
-    install, readout = netem.Netem().scripts(EXP, Params(final_ack_loss=Loss("all")))
+    install, readout = netem.Netem().scripts(Params(final_ack_loss=Loss("all")), EXP.port)
     assert install.startswith("ip link add hfault0 type ifb && ip link set hfault0 up && tc qdisc add")
     assert install.count(" && ") == 4
     assert readout == "tc -s qdisc show dev hfault0"
@@ -92,12 +99,12 @@ def test_netem_scripts_are_its_commands_in_order():
 
 def test_nft_scripts_feed_the_ruleset_and_read_counters():
     p = Params(final_ack_loss=Loss("first", k=2))
-    install, readout = nftables.Nftables().scripts(EXP, p)
+    install, readout = nftables.Nftables().scripts(p, EXP.port)
     # the rule is for the trial's connection: the client port the namespace has on 7777
     assert "ss -Htn state established '( sport = :7777 or dport = :7777 )'" in install
     assert install.endswith(f"sed \"s/@CLIENT_PORT@/${{port:-7777}}/\" <<'RULES' | nft -f -\n"
-                            f"{nftables.ruleset(EXP, p)}RULES\n")
-    assert readout == "nft -j list counters"
+                            f"{nftables.ruleset(p, EXP.port)}RULES\n")
+    assert readout == "nft -j list table netdev harness_fault_7777"
 
 
 def test_auto_picks_nftables_without_netem_and_says_why():

@@ -61,3 +61,81 @@ def test_wall_estimate_packs_trials_on_workers():
     longest = max(t.expected_s for t in trials)
     assert plan.estimate_wall_seconds(trials, jobs=len(trials)) == longest
     assert plan.estimate_wall_seconds(trials, jobs=1) == sum(t.expected_s for t in trials)
+
+
+SHARING = """name: s
+description: d
+repeat: 3
+port: 8000
+cases:
+  - {name: plain, close_first: server}
+  - {name: fixed port, close_first: client, client_port: 40000}
+  - {name: buckets, close_first: server, server_sysctls: {net.ipv4.tcp_max_tw_buckets: 1}}
+  - {name: port range, close_first: client, client_sysctls: {net.ipv4.ip_local_port_range: "40000 40000"}}
+  - {name: counted, close_first: server, final_ack_loss: 1}
+expect:
+  - where: {case: counted}
+    tw_entered: 1
+"""
+
+
+def test_a_cases_repeats_share_a_lab_each_on_its_own_port_unless_the_namespace_is_what_they_measure():
+    e = spec.parse(SHARING, "s.yaml")
+    ts = plan.into_labs(e, plan.trials(e), seed=1, close_phase=None)
+    by_case: dict[str, list[plan.Trial]] = {}
+    for t in ts:
+        by_case.setdefault(t.case, []).append(t)
+    plain = by_case.pop("plain")
+    assert len({t.lab for t in plain}) == 1 and all(t.shared for t in plain)
+    assert [t.port for t in plain] == [8000, 8001, 8002]
+    # a fixed client port, a namespace-wide limit, a figure the kernel counts per namespace: a lab each
+    for case, trials in by_case.items():
+        assert [t.lab for t in trials] == [t.id for t in trials] and not any(t.shared for t in trials), case
+        assert {t.port for t in trials} == {8000}, case
+    reasons = {c.name: plan.alone_because(e, c, one_qdisc=False) for c in plan.cases(e)}
+    assert reasons == {"plain": None, "fixed port": "client_port: one fixed port in the client's namespace",
+                       "buckets": "server_sysctls net.ipv4.tcp_max_tw_buckets: a limit of the whole namespace",
+                       "port range": "client_sysctls net.ipv4.ip_local_port_range: a limit of the whole namespace",
+                       "counted": "its expectations read tw_entered, which the kernel counts per namespace"}
+
+
+def test_netem_a_user_server_without_a_port_and_isolation_trial_keep_a_lab_a_trial():
+    lossy = spec.parse("name: s\ndescription: d\nrepeat: 2\ncases:\n  - {final_ack_loss: all}\n", "s.yaml")
+    (case,) = plan.cases(lossy)
+    assert plan.alone_because(lossy, case, one_qdisc=False) is None
+    assert plan.alone_because(lossy, case, one_qdisc=True) == "the fault is a qdisc of the whole namespace (netem)"
+    ts = plan.into_labs(lossy, plan.trials(lossy), 1, None, one_qdisc=lambda engine: True)
+    assert not any(t.shared for t in ts)
+    forced = spec.parse("name: s\ndescription: d\nrepeat: 2\nisolation: trial\ncases:\n  - {}\n", "s.yaml")
+    assert plan.alone_because(forced, plan.cases(forced)[0], False) == "isolation: trial"
+    server = ("name: s\ndescription: d\nrepeat: 2\nserver:\n  packages: [socat]\n  command: {cmd}\n  port: 9000\n"
+              "cases:\n  - {{}}\n")
+    fixed = spec.parse(server.format(cmd="[socat, 'TCP-LISTEN:9000,fork', EXEC:cat]"), "s.yaml")
+    assert plan.alone_because(fixed, plan.cases(fixed)[0], False) == "the server's command sets no {port}"
+    free = spec.parse(server.format(cmd="[socat, 'TCP-LISTEN:{port},fork', EXEC:cat]"), "s.yaml")
+    assert plan.alone_because(free, plan.cases(free)[0], False) is None
+    assert [t.port for t in plan.into_labs(free, plan.trials(free), 1, None)] == [9000, 9001]
+
+
+def test_each_shared_trial_closes_on_its_own_seeded_phase_unless_close_phase_sets_one():
+    e = spec.parse(SHARING, "s.yaml")
+    ts = [t for t in plan.into_labs(e, plan.trials(e), seed=7, close_phase=None) if t.case == "plain"]
+    fractions = [float(t.close_at.split(",")[1]) for t in ts]
+    assert all(t.close_at.startswith("wheel,") for t in ts) and len(set(fractions)) == 3
+    assert all(0 <= f < 1 for f in fractions)
+    # the same seed draws the same phases (the manifest keeps the seed and each trial's phase)
+    again = [t for t in plan.into_labs(e, plan.trials(e), seed=7, close_phase=None) if t.case == "plain"]
+    assert [t.close_at for t in again] == [t.close_at for t in ts]
+    other = [t for t in plan.into_labs(e, plan.trials(e), seed=8, close_phase=None) if t.case == "plain"]
+    assert [t.close_at for t in other] != [t.close_at for t in ts]
+    # a trial alone closes when it gets there; --close-phase puts every close on its one phase
+    assert all(t.close_at == "" for t in plan.into_labs(e, plan.trials(e), 7, None) if not t.shared)
+    assert {t.close_at for t in plan.into_labs(e, plan.trials(e), 7, (3.0, 1.25))} == {"3.000000,1.250000"}
+
+
+def test_a_labs_trials_come_together_longest_lab_first():
+    e = spec.parse(SHARING, "s.yaml")
+    labs = plan.labs(plan.into_labs(e, plan.trials(e), 1, None))
+    assert len(labs) == 1 + 4 * 3
+    assert [len(members) for members in labs].count(3) == 1
+    assert all(len({t.lab for t in members}) == 1 for members in labs)

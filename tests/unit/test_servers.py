@@ -37,16 +37,16 @@ def test_a_server_of_ones_own_parses_with_its_defaults():
 def test_each_way_to_stop_reaches_the_keeper(stop, expected):
     exp = parse(SERVER + f"  stop: {stop}\n" + CASES)
     (t,) = plan.trials(exp)
-    argv = roles.keeper(roles.Setup(exp, t.params))
+    argv = roles.keeper(roles.Setup(exp, t.params, t.port))
     assert argv[argv.index("-w") + 2:argv.index("--")] == expected
     assert argv[argv.index("--") + 1:] == ["redis-server", "--port", "6379"]
-    assert roles.BY_ROLE["keeper"].command(roles.Setup(exp, t.params)) == argv  # no setpriv: any image
+    assert roles.BY_ROLE["keeper"].command(roles.Setup(exp, t.params, t.port)) == argv  # no setpriv: any image
 
 
 def test_the_keeper_only_stops_when_the_container_restarts_it():
     exp = parse(SERVER + "cases:\n  - {name: c, restart: container}\n")
     (t,) = plan.trials(exp)
-    s = roles.Setup(exp, t.params)
+    s = roles.Setup(exp, t.params, t.port)
     assert roles.keeper(s)[1] == "-N" and roles.restarted_keeper(s)[1] == "-R"
     assert "-x" in roles.BY_ROLE["agent"].argv(s)  # the agent only watches a server of one's own
     assert "restarted by container" in t.params.label()
@@ -55,7 +55,7 @@ def test_the_keeper_only_stops_when_the_container_restarts_it():
 def test_the_server_container_holds_only_what_it_asks_for():
     exp = parse(SERVER.replace("  port: 6379\n", "  port: 6379\n  caps: [NET_BIND_SERVICE]\n") + CASES)
     (t,) = plan.trials(exp)
-    s = roles.Setup(exp, t.params)
+    s = roles.Setup(exp, t.params, t.port)
     # the agent's side's container does not get the guest's capabilities (it has its own container)
     assert roles.side_caps(s, "server") == ["SETPCAP", "SYS_NICE"]
     assert exp.server is not None and exp.server.caps == ("NET_BIND_SERVICE",)
