@@ -41,13 +41,13 @@ def jobs(text: str) -> int:
 
 
 def subnet_pool(text: str) -> str:
-    """--subnet-pool CIDR: an IPv4 network of /29s for trial networks."""
+    """--subnet-pool CIDR: an IPv4 network of /29s for lab networks."""
     try:
         net = ipaddress.IPv4Network(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{printable(text[:40])!r}: want an IPv4 network, e.g. 10.199.0.0/16") from None
     if net.prefixlen > PREFIX:
-        raise argparse.ArgumentTypeError(f"{text}: want /{PREFIX} or wider (one /{PREFIX} per trial)")
+        raise argparse.ArgumentTypeError(f"{text}: want /{PREFIX} or wider (one /{PREFIX} per lab)")
     return str(net)
 
 
@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
                      help="with several engines: every trial on each (the kernel becomes a dimension of the "
                           "results; default), or the trials shared among them (shard)")
     run.add_argument("--subnet-pool", type=subnet_pool, default=os.environ.get("HARNESS_SUBNET_POOL", DEFAULT_POOL),
-                     metavar="CIDR", help=f"where trial networks get their /29s (default {DEFAULT_POOL}, or "
+                     metavar="CIDR", help=f"where lab networks get their /29s (default {DEFAULT_POOL}, or "
                                           "HARNESS_SUBNET_POOL); never a subnet the engine or this host uses")
     run.add_argument("--close-phase", type=close_phase, metavar="PERIOD,PHASE",
                      help="start each close at the next instant where the host's CLOCK_MONOTONIC "

@@ -249,6 +249,7 @@ def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, startin
     r.mark("observe")
     _collect(tl, s)
     r.mark("collect")
+    r.measured = True
 
 
 def _pcap(lab: Lab) -> bytes:
@@ -272,6 +273,7 @@ class _TrialRun:
         self.started = self._last = time.monotonic()
         self.phases: dict[str, float] = {}  # host-clock seconds of each phase: where the harness's time goes (bench/)
         self.end: Event = events_.harness(Ev.TRIAL_END, error=None)
+        self.measured = False  # its exchange went through: the lab's failures after that are not its
         ctx.progress.state(trial, "queued")
 
     def sink(self, event: Event) -> None:
@@ -319,12 +321,15 @@ class _Closes:
 
 
 def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, closes: _Closes) -> None:
-    """A trial's thread: its exchange, in the lab; a failure is the trial's alone."""
+    """A trial's thread: its exchange, in the lab; a failure is the trial's alone, and its programs
+    go at once (in a shared lab, its agent would go on restarting its server beside the others)."""
+    tl = lab.trial(trial.id, r.sink)
     try:
-        _exchange(ctx, trial, lab.trial(trial.id, r.sink), r, SetupSlot(ctx.engines[trial.engine].starting),
-                  closes)
+        _exchange(ctx, trial, tl, r, SetupSlot(ctx.engines[trial.engine].starting), closes)
     except Exception as exc:
         r.failed(exc)
+        with contextlib.suppress(HarnessError):
+            tl.kill()
     finally:
         closes.arrive(trial.id)
 
@@ -340,7 +345,6 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
         for r in runs:
             r.end["not_applicable"] = f"Linux {engine.kernel} has no {', '.join(lacks)} in a network namespace"
         return [_recorded(ctx, r, None, phases=False) for r in runs]
-    slices: dict[int, bytes] = {}
     p = first.params
     fault = engine.fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
 
@@ -348,6 +352,8 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
         for r in runs:
             r.sink(event)
 
+    pcap: bytes | None = None
+    lab: Lab | None = None
     try:
         # A lab at a time (setting_up) from its containers' start to its trials' closes, longest
         # first; its trials' starts a few dozen at a time (starting).
@@ -369,15 +375,26 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                 for th in threads:
                     th.join()
                 pcap = _pcap(lab)
+    except Exception as exc:
+        # The lab's own failure (its set-up, its capture, its removal) is the failure of those of
+        # its trials that had not measured yet; those that had keep what they measured, with what
+        # the capture holds (a stopped run's too: tcpdump wrote each packet as it came).
+        for r in runs:
+            if not r.measured:
+                r.failed(exc)
+        if pcap is None and lab is not None and CAPTURE in lab.outputs:
+            pcap = lab.outputs[CAPTURE].so_far()
+        if any(r.measured for r in runs) and not ctx.stopping.is_set():  # said nowhere else
+            ctx.progress.note(f"{first.lab or first.id}: {exc}")
+    slices: dict[int, bytes] = {}
+    if pcap is not None:
         try:
             slices = capture.by_port(pcap, [t.port for t in members]) if first.shared else {first.port: pcap}
         except capture.Unreadable:
             slices = {t.port: pcap for t in members}  # each trial's analysis says so
         for r in runs:
-            r.end["capture"] = ctx.store_capture(r.trial.id, slices[r.trial.port])
-    except Exception as exc:
-        for r in runs:
-            r.failed(exc)
+            with contextlib.suppress(Stopped):  # the run directory failed: the run is ending
+                r.end["capture"] = ctx.store_capture(r.trial.id, slices[r.trial.port])
     return [_recorded(ctx, r, slices.get(r.trial.port)) for r in runs]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness.errors import SpecError
 from harness.faults.pattern import leading_drops
+from harness.figures import UPPER_BOUNDS
 from harness.spec import MAX_TRIALS, Case, Experiment, Params
 
 # Linux's rules behind the wall-time estimate. They order trials and size the
@@ -197,6 +198,7 @@ NAMESPACE_FIGURES = ("tw_entered", "tw_overflow", "time_wait_max_s")
 # Sysctls that make a resource the namespace's trials would share: the TIME_WAIT buckets, the
 # local port range a client's connect() picks from.
 NAMESPACE_LIMITS = ("net.ipv4.tcp_max_tw_buckets", "net.ipv4.ip_local_port_range")
+EPHEMERAL = (32768, 60999)  # ip_local_port_range's default: the clients' ports
 
 
 def alone_because(exp: Experiment, case: Case, one_qdisc: bool) -> str | None:
@@ -215,15 +217,19 @@ def alone_because(exp: Experiment, case: Case, one_qdisc: bool) -> str | None:
         for name in NAMESPACE_LIMITS:
             if name in p.sysctls(side):
                 return f"{side}_sysctls {name}: a limit of the whole namespace"
-    read = [f for e in exp.expect if e.applies(case) for b in e.bounds for f in (b.figure, b.of)
-            if f in NAMESPACE_FIGURES]
+    # A figure no poll saw is judged by its upper bound, which a namespace counter gives (UPPER_BOUNDS)
+    read = [f for e in exp.expect if e.applies(case) for b in e.bounds
+            for f in (b.figure, b.of, UPPER_BOUNDS.get(b.figure) if b.never else None) if f in NAMESPACE_FIGURES]
     if read:
         return f"its expectations read {read[0]}, which the kernel counts per namespace"
+    if exp.port <= EPHEMERAL[1] and exp.port + exp.repeat - 1 >= EPHEMERAL[0]:
+        return (f"ports {exp.port}-{exp.port + exp.repeat - 1} meet the client's ephemeral ports "
+                f"({EPHEMERAL[0]}-{EPHEMERAL[1]}): a client's port could be another trial's server's")
     if exp.server is not None:
         if p.restart == "container":
             return "restart: container makes the server's namespace anew"
         if not exp.server.port_per_trial:
-            return "the server's command sets no {port}"
+            return "the server's command (or its stop command) sets no {port}"
         if exp.server.stop.kill_after_s is not None:
             return "server.stop.kill_after_s kills every process of the server's container"
     if one_qdisc and (p.final_ack_loss.kind != "none" or p.final_ack_reset):
@@ -251,7 +257,8 @@ def into_labs(exp: Experiment, ts: list[Trial], seed: int, close_phase: tuple[fl
     for members in groups.values():
         lab = members[0].id if len(members) == 1 else f"lab-{members[0].id}"
         for k, t in enumerate(members):
-            phase = fixed or ("" if len(members) == 1 else f"wheel,{draw.random():.6f}")
+            # rounded down: a fraction that rounds up to 1 is not a phase
+            phase = fixed or ("" if len(members) == 1 else f"wheel,{math.floor(draw.random() * 1e6) / 1e6:.6f}")
             out[t.index] = replace(t, port=exp.port + k, lab=lab, close_at=phase)
     return [out[t.index] for t in ts]
 

@@ -89,9 +89,10 @@ class ServerSpec:
 
     @property
     def port_per_trial(self) -> bool:
-        """Whether the harness sets its port ({port} in its command): then each trial of a shared lab
-        runs one on a port of its own, `port` being the first."""
-        return any(PORT_WORD in w for w in self.command)
+        """Whether the harness sets its port ({port} in its command, and in its stop command if it
+        has one, which would otherwise stop another trial's): then each trial of a shared lab runs
+        one on a port of its own, `port` being the first."""
+        return all(any(PORT_WORD in w for w in words) for words in (self.command, self.stop.command) if words)
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "packages": list(self.packages), "command": list(self.command),

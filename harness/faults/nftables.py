@@ -100,7 +100,8 @@ class Nftables:
                 f"""port=$(printf '%s\\n' "$conn" | awk '{{print $3; print $4}}' | sed 's/.*://' """
                 f"| grep -vx {port} | head -n 1)\n")
         install = f"{find}sed \"s/{CLIENT_PORT}/${{port:-{port}}}/\" <<'RULES' | nft -f -\n{ruleset(p, port)}RULES\n"
-        return install, f"nft -j list table netdev {table(port)}"
+        # read, then gone: a lab of many trials would otherwise keep a base chain each on its device
+        return install, f"nft -j list table netdev {table(port)} && nft delete table netdev {table(port)}"
 
     def where(self, side: str) -> str:
         return f"nftables netdev ingress hook of the {side}'s eth0"

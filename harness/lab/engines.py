@@ -136,8 +136,8 @@ class Engine:
     images: ImageSet
     subnets: Subnets
     fault: FaultBackend | None
-    # Trials setting up at once. Container starts load the engine and its host's CPUs; bounding
-    # them keeps other trials' 10 ms polls on time.
+    # Labs setting up at once, each until its trials have closed. Container starts and trials'
+    # starts load the engine and its host's CPUs; bounding them keeps other labs' 10 ms polls on time.
     setting_up: threading.Semaphore
     # Trials starting their programs and making their handshake at once, from start to close.
     starting: threading.Semaphore

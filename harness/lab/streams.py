@@ -146,6 +146,10 @@ class ByteStream:
         finally:
             self._done.set()
 
+    def so_far(self) -> bytes:
+        """What the program has written until now (a stopped run's capture)."""
+        return bytes(self._data)
+
     def wait_end(self, timeout: float) -> bytes | None:
         """Everything the program wrote, once its stdout has closed; None if it has not in time;
         Stopped if the run stops meanwhile."""

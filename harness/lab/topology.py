@@ -55,18 +55,26 @@ def _reader(sock: Any, raw: Any) -> Any:
     return buffered if buffered is not None else raw.makefile("rb")
 
 
-def _frames(stream: Any) -> Iterator[bytes]:
-    """The payloads of an exec's output stream (8-byte headers: stream, 3 zeros, big-endian length).
-    Not the SDK's frames_iter: it polls the socket before every read, and over TLS the next frames
-    may already sit decrypted in the TLS buffer, so it would wait for bytes it already has."""
+STDOUT = 1  # an exec output frame's stream
+
+
+def _frames(stream: Any, stdout_only: bool = False) -> Iterator[bytes]:
+    """The payloads of an exec's output stream (8-byte headers: stream, 3 zeros, big-endian length),
+    or of its stdout's frames alone. Not the SDK's frames_iter: it polls the socket before every
+    read, and over TLS the next frames may already sit decrypted in the TLS buffer, so it would wait
+    for bytes it already has."""
     with stream:
         while len(header := stream.read(8)) == 8:
-            yield stream.read(struct.unpack(">4xL", header)[0])
+            which, length = struct.unpack(">B3xL", header)
+            payload = stream.read(length)
+            if which == STDOUT or not stdout_only:
+                yield payload
 
 
 def _exec(lab: Lab, container: Any, command: list[str], user: str, env: dict[str, str] | None,
-          what: str) -> tuple[Any, Iterator[bytes]]:
-    """`docker exec` with stdin: (the socket to write to it, its output's chunks)."""
+          what: str, stdout_only: bool = False) -> tuple[Any, Iterator[bytes]]:
+    """`docker exec` with stdin: (the socket to write to it, its output's chunks: of its stdout
+    alone, or of both streams)."""
     with translated(f"starting {what}"):
         lab.unless_stopping()
         ex = lab.docker.api.exec_create(container.id, command, stdin=True, stdout=True, stderr=True, user=user,
@@ -75,7 +83,7 @@ def _exec(lab: Lab, container: Any, command: list[str], user: str, env: dict[str
     # the SDK hands back a SocketIO over a unix or plain TCP engine, the socket itself over TLS
     raw = getattr(sock, "_sock", sock)
     raw.settimeout(None)  # a program can be silent for minutes (a TIME_WAIT, or three)
-    return raw, _frames(_reader(sock, raw))
+    return raw, _frames(_reader(sock, raw), stdout_only)
 
 
 class Lab:
@@ -119,7 +127,7 @@ class Lab:
         errors = [exc for f in self._removals if (exc := f.exception())]
         self._removals.clear()
         if self._network is not None and not errors:  # Docker keeps a network that has containers
-            with translated(f"removing the trial network {self._prefix}"):
+            with translated(f"removing the lab network {self._prefix}"):
                 remove_quietly(self._network.remove)
             self._network = None
             self._subnets.release(self._subnet)
@@ -134,11 +142,11 @@ class Lab:
                 self._removals.append(self._remover.submit(remove_quietly, c.remove, force=True))
 
     def _create_network(self) -> None:
-        """The trial's network, on a subnet of the harness's own pool (subnets.py), not Docker's."""
-        what = f"creating the trial network {self._prefix}"
+        """The lab's network, on a subnet of the harness's own pool (subnets.py), not Docker's."""
+        what = f"creating the lab network {self._prefix}"
         pools = []
         if self._family == "ipv6":
-            # A unique-local /64 per trial, derived from its name so parallel trials differ.
+            # A unique-local /64 per lab, derived from its name so parallel labs differ.
             h = hashlib.sha256(self._prefix.encode()).hexdigest()
             pools.append(docker.types.IPAMPool(subnet=f"fd{h[:2]}:{h[2:6]}:{h[6:10]}:{h[10:14]}::/64"))
         for _ in range(NETWORK_TRIES):
@@ -222,7 +230,7 @@ class Lab:
                      sysctls: dict[str, str]) -> str:
         """`docker restart` for a user's server: its side's containers go, and their network
         namespace with whatever TIME_WAIT it held; a new container of its image (RESTARTED) comes up
-        in a namespace of its own on the trial network (the side's sysctls set in it). Returns its
+        in a namespace of its own on the lab network (the side's sysctls set in it). Returns its
         address; the keeper starts in it with exec(..., into=RESTARTED)."""
         self.release(GUEST, *(role for role, c in self.containers.items() if c is self.owners[side]))
         c = self._run(RESTARTED, self._images[GUEST], ["-H"], entrypoint=[KEEPER_PATH], network=self._network.name,
@@ -235,7 +243,9 @@ class Lab:
 
     def launch(self, side: str) -> None:
         """Start `side`'s launcher in its owner's container: its trials' programs start through it."""
-        sock, chunks = _exec(self, self.owners[side], [PROGRAM], "root", None, f"the launcher of {self._trial}")
+        # its stdout alone: records; a line on its stderr (its own failure to start) would break them
+        sock, chunks = _exec(self, self.owners[side], [PROGRAM], "root", None, f"the launcher of {self._trial}",
+                             stdout_only=True)
         self.launchers[side] = Launcher(sock, chunks, f"the {side} side of {self._trial}")
 
     def trial(self, trial_id: str, sink: Callable[[Event], None]) -> TrialLab:
@@ -244,8 +254,9 @@ class Lab:
 
 
 class TrialLab:
-    """One trial's programs in a lab: started with `docker exec` in a side's container, their output
-    the trial's events, their stdin its commands. Several trials' run side by side in a shared lab."""
+    """One trial's programs in a lab: started in a side's container through its launcher (a user's
+    server's keeper with `docker exec` in the server's container), their output the trial's events,
+    their stdin its commands. Several trials' run side by side in a shared lab."""
 
     def __init__(self, lab: Lab, trial_id: str, sink: Callable[[Event], None]):
         self.lab = lab
@@ -288,6 +299,12 @@ class TrialLab:
         """A signal to a program its side's launcher started."""
         launcher, key = self._launched[role]
         launcher.signal(key, sig)
+
+    def kill(self) -> None:
+        """SIGKILL to every program of this trial its launchers started (a server its agent
+        started goes with the lab)."""
+        for role in self._launched:
+            self.signal(role, "SIGKILL")
 
     def event(self, e: Event) -> None:
         """An event of the harness's own about this trial, among its programs' events."""

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -153,7 +154,9 @@ static void start(char **f, int n)
 		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(out[1], 2) < 0)
 			_exit(127);
 		unsigned uid, gid;
-		if (sscanf(f[2], "%u:%u", &uid, &gid) == 2 && (setgroups(0, NULL) || setgid(gid) || setuid(uid))) {
+		int as_is = !*f[2] || strcmp(f[2], "root") == 0;
+		if (!as_is && (sscanf(f[2], "%u:%u", &uid, &gid) != 2 || setgroups(0, NULL) || setgid(gid) ||
+			       setuid(uid))) {
 			fprintf(stderr, "lab-launcher: cannot become %s\n", f[2]);
 			_exit(127);
 		}
@@ -219,6 +222,12 @@ int main(void)
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC);
 	signal(SIGPIPE, SIG_IGN); /* a write to a program that has exited fails instead */
 	fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+	/* two descriptors a program: a case's hundreds of repeats need more than a default 1024 */
+	struct rlimit files;
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+		files.rlim_cur = files.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &files);
+	}
 	static char rec[MAX_RECORD + 1 + MAX_FIELDS];
 	static char buf[65536];
 	size_t have = 0;
@@ -254,6 +263,8 @@ int main(void)
 				continue;
 			if (input && fds[k].fd == 0) {
 				ssize_t n = read(0, rec + have, sizeof(rec) - have - MAX_FIELDS);
+				if (n < 0 && errno == EINTR)
+					continue;
 				if (n <= 0) {
 					input = 0;
 					continue;

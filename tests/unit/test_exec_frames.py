@@ -24,3 +24,8 @@ def test_the_stream_ends_at_a_cut_header_and_is_closed():
     stream = io.BytesIO(frame(1, b"one\n") + b"\x01\x00\x00")
     assert list(_frames(stream)) == [b"one\n"]
     assert stream.closed
+
+
+def test_the_launchers_stream_is_its_stdout_alone():
+    wire = frame(2, b"lab-launcher: not found\n") + frame(1, b"\x00\x00\x00\x02ab")
+    assert list(_frames(io.BytesIO(wire), stdout_only=True)) == [b"\x00\x00\x00\x02ab"]

@@ -104,7 +104,7 @@ def test_nft_scripts_feed_the_ruleset_and_read_counters():
     assert "ss -Htn state established '( sport = :7777 or dport = :7777 )'" in install
     assert install.endswith(f"sed \"s/@CLIENT_PORT@/${{port:-7777}}/\" <<'RULES' | nft -f -\n"
                             f"{nftables.ruleset(p, EXP.port)}RULES\n")
-    assert readout == "nft -j list table netdev harness_fault_7777"
+    assert readout == "nft -j list table netdev harness_fault_7777 && nft delete table netdev harness_fault_7777"
 
 
 def test_auto_picks_nftables_without_netem_and_says_why():

@@ -111,10 +111,26 @@ def test_netem_a_user_server_without_a_port_and_isolation_trial_keep_a_lab_a_tri
     server = ("name: s\ndescription: d\nrepeat: 2\nserver:\n  packages: [socat]\n  command: {cmd}\n  port: 9000\n"
               "cases:\n  - {{}}\n")
     fixed = spec.parse(server.format(cmd="[socat, 'TCP-LISTEN:9000,fork', EXEC:cat]"), "s.yaml")
-    assert plan.alone_because(fixed, plan.cases(fixed)[0], False) == "the server's command sets no {port}"
+    assert plan.alone_because(fixed, plan.cases(fixed)[0], False) == "the server's command (or its stop command) sets no {port}"
     free = spec.parse(server.format(cmd="[socat, 'TCP-LISTEN:{port},fork', EXEC:cat]"), "s.yaml")
     assert plan.alone_because(free, plan.cases(free)[0], False) is None
     assert [t.port for t in plan.into_labs(free, plan.trials(free), 1, None)] == [9000, 9001]
+    stops = server.replace("  port: 9000\n", "  port: 9000\n  stop: {{command: [pkill, socat]}}\n")
+    fixed_stop = spec.parse(stops.format(cmd="[socat, 'TCP-LISTEN:{port},fork', EXEC:cat]"), "s.yaml")
+    assert plan.alone_because(fixed_stop, plan.cases(fixed_stop)[0], False) == \
+        "the server's command (or its stop command) sets no {port}"
+
+
+def test_a_time_wait_no_poll_saw_and_ports_among_the_clients_keep_a_lab_a_trial():
+    # `never` on time_wait_s is judged by time_wait_max_s, a counter of the whole namespace
+    unseen = spec.parse("name: s\ndescription: d\nrepeat: 2\ncases:\n  - {}\nexpect:\n  - time_wait_s: null\n",
+                        "s.yaml")
+    assert plan.alone_because(unseen, plan.cases(unseen)[0], False) == \
+        "its expectations read time_wait_max_s, which the kernel counts per namespace"
+    high = spec.parse("name: s\ndescription: d\nrepeat: 3\nport: 32766\ncases:\n  - {}\n", "s.yaml")
+    assert plan.alone_because(high, plan.cases(high)[0], False).startswith("ports 32766-32768 meet")
+    low = spec.parse("name: s\ndescription: d\nrepeat: 3\nport: 32765\ncases:\n  - {}\n", "s.yaml")
+    assert plan.alone_because(low, plan.cases(low)[0], False) is None
 
 
 def test_each_shared_trial_closes_on_its_own_seeded_phase_unless_close_phase_sets_one():
