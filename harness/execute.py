@@ -355,8 +355,9 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
     pcap: bytes | None = None
     lab: Lab | None = None
     try:
-        # A lab at a time (setting_up) from its containers' start to its trials' closes, longest
-        # first; its trials' starts a few dozen at a time (starting).
+        # A lab at a time (setting_up) from its containers' start to its trials' closes (a lone
+        # trial's lab: to its containers' start), longest first; its trials' starts a few dozen at a
+        # time (starting).
         with SetupSlot(engine.setting_up) as slot:
             for r in runs:
                 r.mark("queued")
@@ -368,6 +369,10 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                 for r in runs:
                     r.mark("lab")
                 closes = _Closes(len(members), slot.release)
+                if not first.shared:
+                    # a lone trial's start is two programs, light beside its lab's set-up: the next
+                    # lab sets up meanwhile (forty labs' set-ups in series would outlast a TIME_WAIT)
+                    slot.release()
                 threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, closes))
                            for t, r in zip(members, runs)]
                 for th in threads:

@@ -140,7 +140,15 @@ def capture(ports: list[int]) -> list[str]:
     keep = ",".join(f"+{c.lower()}" for c in CAPTURE_CAPS)
     which = f"tcp port {ports[0]}" if len(ports) == 1 else f"tcp portrange {min(ports)}-{max(ports)}"
     return ["setpriv", f"--bounding-set=-all,{keep}", "--",
-            "tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-w", "-", which]
+            "tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-B", str(capture_buffer_kib(len(ports))),
+            "-w", "-", which]
+
+
+def capture_buffer_kib(trials: int) -> int:
+    """tcpdump's ring, in KiB. In immediate mode each packet takes a 64 KiB frame on a device with
+    offloads (a veth), so libpcap's 2 MiB holds 32: a hundred trials' handshakes at once overran it
+    (250 of 1,600 packets lost, bench/study.py). Five frames a trial."""
+    return max(2048, 320 * trials)
 
 
 def holder() -> list[str]:

@@ -15,12 +15,13 @@ old port met in the server's TIME_WAIT is told apart (same_port).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
 import dpkt
 
-from harness.events import Ev
+from harness.events import CAPTURE, Ev
 from harness.faults.pattern import leading_drops
 from harness.record import CaptureFigures, Segment
 from harness.spec import Params
@@ -33,6 +34,14 @@ FLAG_MASK = sum(bit for bit, _ in FLAG_NAMES)
 
 class Unreadable(ValueError):
     """The bytes are not a pcap this reader understands."""
+
+
+def kernel_drops(events: list[dict[str, Any]]) -> int:
+    """Packets the capture's ring had no room for (tcpdump's "N packets dropped by kernel", said as
+    it exits): any, and the capture lacks packets of some trial of its lab."""
+    said = (re.fullmatch(r"(\d+) packets? dropped by kernel", e.get("text", "").strip())
+            for e in events if e.get("src") == CAPTURE and e.get("ev") == Ev.OUTPUT)
+    return sum(int(m.group(1)) for m in said if m)
 
 
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:

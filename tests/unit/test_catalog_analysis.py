@@ -9,6 +9,7 @@ import pytest
 from harness import analyze, plan, spec
 from harness.errors import SpecError
 from harness.faults import choose, nftables
+from harness.lab import roles
 from harness.probes import capture
 from harness.record import FAILED, OK, ClientSide, TrialResult
 from harness.report import headline, tables
@@ -176,3 +177,16 @@ def test_the_headline_tells_the_clients_own_time_wait():
     assert headline.sentences(rs) == [
         "When the client closed first, its own socket stayed in TIME_WAIT for 61.0 s; a fresh socket connected "
         "again after 0.003 s, from another port, one bound to the client's fixed port only after 60.8 s."]
+
+
+def test_packets_the_capture_lost_are_counted_from_tcpdumps_last_words():
+    said = lambda text: {"src": "capture", "ev": "output", "text": text}
+    assert capture.kernel_drops([said("1600 packets received by filter"), said("250 packets dropped by kernel"),
+                                 {"src": "server", "ev": "output", "text": "3 packets dropped by kernel"}]) == 250
+    assert capture.kernel_drops([said("0 packets dropped by kernel")]) == 0
+
+
+def test_the_capture_ring_grows_with_the_lab():
+    assert roles.capture_buffer_kib(1) == 2048  # libpcap's own
+    command = roles.capture(list(range(8000, 8100)))
+    assert command[command.index("-B") + 1] == "32000" and command[-1] == "tcp portrange 8000-8099"

@@ -102,9 +102,9 @@ def test_nft_scripts_feed_the_ruleset_and_read_counters():
     install, readout = nftables.Nftables().scripts(p, EXP.port)
     # the rule is for the trial's connection: the client port the namespace has on 7777
     assert "ss -Htn state established '( sport = :7777 or dport = :7777 )'" in install
-    assert install.endswith(f"sed \"s/@CLIENT_PORT@/${{port:-7777}}/\" <<'RULES' | nft -f -\n"
+    assert install.endswith(f"sed \"s/@CLIENT_PORT@/${{port:-7777}}/\" <<'RULES' | flock {nftables.LOCK} nft -f -\n"
                             f"{nftables.ruleset(p, EXP.port)}RULES\n")
-    assert readout == "nft -j list table netdev harness_fault_7777 && nft delete table netdev harness_fault_7777"
+    assert readout == f"flock {nftables.LOCK} nft -j list table netdev harness_fault_7777"
 
 
 def test_auto_picks_nftables_without_netem_and_says_why():
