@@ -89,9 +89,9 @@ def parse_counters(nft_json: str, port: int) -> dict[str, int]:
     return out
 
 
-# One nft at a time in a namespace: each reads the namespace's ruleset first and starts over when
-# another's change lands meanwhile, so a shared lab's hundred trials installing at once took up to
-# 9 s each (0.3 s of CPU an nft), one after another 12 ms.
+# One nft at a time in a namespace: each reads the namespace's ruleset first, and a shared lab's
+# hundred trials installing at once took up to 9 s each (0.3 s of CPU an nft); one after another,
+# 12 ms each.
 LOCK = "/run/harness-nft.lock"
 
 
