@@ -270,9 +270,13 @@ def trial(exp: Experiment, t: Trial, events: list[Event], pcap: bytes | None, ke
                                            capture=path)
         except capture.Unreadable as exc:
             problems.append(f"capture {path or 'pcap'}: {exc}")
-    if lost := capture.kernel_drops(events):
-        problems.append(f"the capture lost {lost} packet(s) of its lab (tcpdump: dropped by kernel, its ring "
-                        "full): the counts from the packets could be short")
+        lost = capture.kernel_drops(events)
+        if lost is None:
+            problems.append("tcpdump never said how many packets its ring dropped: whether the capture is "
+                            "whole is unknown")
+        elif lost:
+            problems.append(f"the capture lost {lost} packet(s) of its lab (tcpdump: dropped by kernel, its "
+                            "ring full): the counts from the packets could be short")
 
     status, why = outcome(events)
     for watcher, runs in ((CLIENT_AGENT, t.params.watches_client), (KEEPER, exp.server is not None)):

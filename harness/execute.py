@@ -258,6 +258,9 @@ def _pcap(lab: Lab) -> bytes:
     pcap = lab.outputs[CAPTURE].wait_end(START_TIMEOUT_S)
     if pcap is None:
         raise TrialFailed("capture: tcpdump did not stop")
+    # its count of packets dropped comes on stderr, by another reader: the analysis needs it
+    lab.streams[CAPTURE].wait_for(lambda e: bool(capture.DROPS.fullmatch(e.get("text", "").strip())),
+                                  START_TIMEOUT_S)
     return pcap
 
 

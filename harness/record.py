@@ -55,7 +55,7 @@ class RestartFailure:
             return None
         if self.held_by == "LISTEN":
             return f"LISTEN: {self.holder} (pid {self.holder_pid})"
-        return "TIME_WAIT" if self.held_by == "TIME_WAIT" else "nothing"
+        return self.held_by or "nothing"  # TIME_WAIT, or the old connection's closing state
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RestartFailure:

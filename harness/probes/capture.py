@@ -36,12 +36,15 @@ class Unreadable(ValueError):
     """The bytes are not a pcap this reader understands."""
 
 
-def kernel_drops(events: list[dict[str, Any]]) -> int:
+DROPS = re.compile(r"(\d+) packets? dropped by kernel")  # tcpdump's last words, on its stderr
+
+
+def kernel_drops(events: list[dict[str, Any]]) -> int | None:
     """Packets the capture's ring had no room for (tcpdump's "N packets dropped by kernel", said as
-    it exits): any, and the capture lacks packets of some trial of its lab."""
-    said = (re.fullmatch(r"(\d+) packets? dropped by kernel", e.get("text", "").strip())
-            for e in events if e.get("src") == CAPTURE and e.get("ev") == Ev.OUTPUT)
-    return sum(int(m.group(1)) for m in said if m)
+    it exits): any, and the capture lacks packets of some trial of its lab; None if it never said."""
+    said = [m for e in events if e.get("src") == CAPTURE and e.get("ev") == Ev.OUTPUT
+            if (m := DROPS.fullmatch(e.get("text", "").strip()))]
+    return sum(int(m.group(1)) for m in said) if said else None
 
 
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:

@@ -145,12 +145,24 @@ static int ended(struct proc *p)
 	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+/* The states of a connection on its way out (include/net/tcp_states.h),
+ * which hold its port as a TIME_WAIT does: a restart meets the old one in
+ * FIN_WAIT2 when the peer's FIN is late. */
+static const char *closing_state(unsigned st)
+{
+	static const char *names[] = {[4] = "FIN_WAIT1", [5] = "FIN_WAIT2", [7] = "CLOSE",
+				      [8] = "CLOSE_WAIT", [9] = "LAST_ACK", [11] = "CLOSING"};
+	return st < sizeof(names) / sizeof(*names) ? names[st] : NULL;
+}
+
 /* The sockets on the port, from this namespace's /proc/net/tcp and tcp6:
- * whether one is in TIME_WAIT, and the inodes of those that LISTEN. */
-static int port_sockets(int port, int *time_wait, unsigned long *listen, int max)
+ * whether one is in TIME_WAIT, the closing state of another (or NULL), and
+ * the inodes of those that LISTEN. */
+static int port_sockets(int port, int *time_wait, const char **closing, unsigned long *listen, int max)
 {
 	int n = 0;
 	*time_wait = 0;
+	*closing = NULL;
 	for (int six = 0; six < 2; six++) {
 		FILE *f = fopen(six ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
 		char line[512];
@@ -169,6 +181,8 @@ static int port_sockets(int port, int *time_wait, unsigned long *listen, int max
 				*time_wait = 1;
 			else if (st == TCP_LISTEN && n < max)
 				listen[n++] = inode;
+			else if (!*closing)
+				*closing = closing_state(st);
 		}
 		fclose(f);
 	}
@@ -225,7 +239,9 @@ static pid_t holder(unsigned long inode, char *comm, size_t len)
 static int listening(int port, pid_t pid)
 {
 	unsigned long inodes[16];
-	int tw, n = port_sockets(port, &tw, inodes, 16);
+	int tw;
+	const char *closing;
+	int n = port_sockets(port, &tw, &closing, inodes, 16);
 	for (int i = 0; i < n; i++)
 		if (holds(pid, inodes[i]))
 			return 1;
@@ -333,10 +349,12 @@ static int restart(const struct keeper *k, double t0)
 		}
 		/* It failed: what held the port as it did. */
 		unsigned long inodes[16];
-		int tw, n = port_sockets(k->port, &tw, inodes, 16);
+		int tw;
+		const char *closing;
+		int n = port_sockets(k->port, &tw, &closing, inodes, 16);
 		char comm[64] = "", said[700], esc[700], cesc[200];
 		pid_t pid = n ? holder(inodes[0], comm, sizeof(comm)) : 0;
-		const char *held = n ? "LISTEN" : tw ? "TIME_WAIT" : "";
+		const char *held = n ? "LISTEN" : tw ? "TIME_WAIT" : closing ? closing : "";
 		if (*held)
 			held_fails++;
 		else

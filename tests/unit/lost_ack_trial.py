@@ -102,6 +102,7 @@ EVENTS = [
     {"src": "fault", "ev": "installed"},
     {"src": "fault", "ev": "output", "text": json.dumps(NFT)},
     {"src": "fault", "ev": "counted"},
+    {"src": "capture", "ev": "output", "text": "0 packets dropped by kernel"},
     {"src": "harness", "ev": "trial_end", "error": None, "phases": {"lab_s": 0.4}, "wall_s": 62.0,
      "capture": "captures/t000.pcap"},
 ]

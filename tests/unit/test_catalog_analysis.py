@@ -14,7 +14,7 @@ from harness.probes import capture
 from harness.record import FAILED, OK, ClientSide, TrialResult
 from harness.report import headline, tables
 
-from .lost_ack_trial import C_ISN, CLIENT, EXP, NETEM, RST, S_ISN, SERVER, SYN, A, F, at, pcap, seg
+from .lost_ack_trial import C_ISN, CLIENT, EVENTS, EXP, EXPERIMENT, NETEM, PCAP, RST, S_ISN, SERVER, SYN, TRIAL, A, F, at, pcap, seg
 
 
 def test_nft_answers_the_first_copy_after_the_lost_ones_with_a_rst():
@@ -184,6 +184,18 @@ def test_packets_the_capture_lost_are_counted_from_tcpdumps_last_words():
     assert capture.kernel_drops([said("1600 packets received by filter"), said("250 packets dropped by kernel"),
                                  {"src": "server", "ev": "output", "text": "3 packets dropped by kernel"}]) == 250
     assert capture.kernel_drops([said("0 packets dropped by kernel")]) == 0
+    assert capture.kernel_drops([said("tcpdump: listening on eth0")]) is None  # it never said
+
+
+def test_a_trial_whose_capture_lost_packets_or_never_said_fails_saying_so():
+    def judged(text):
+        events = [e for e in EVENTS if e.get("src") != "capture"] + ([{"src": "capture", "ev": "output",
+                                                                         "text": text}] if text else [])
+        return analyze.trial(EXPERIMENT, TRIAL, events, PCAP)
+    assert judged("0 packets dropped by kernel").ok
+    lost = judged("3 packets dropped by kernel")
+    assert not lost.ok and "the capture lost 3 packet(s)" in lost.why
+    assert "never said" in judged(None).why
 
 
 def test_the_capture_ring_grows_with_the_lab():
