@@ -147,8 +147,9 @@ def capture(ports: list[int]) -> list[str]:
 def capture_buffer_kib(trials: int) -> int:
     """tcpdump's ring, in KiB. In immediate mode each packet takes a 64 KiB frame on a device with
     offloads (a veth), so libpcap's 2 MiB holds 32: a hundred trials' handshakes at once overran it
-    (250 of 1,600 packets lost, bench/study.py). Five frames a trial, up to a 100-trial lab's."""
-    return min(max(2048, 320 * trials), 32000)
+    (250 of 1,600 packets lost, bench/study.py), and 40 frames lost 2 of an 8-trial lab's under
+    CI's load. 256 frames at least, 16 a trial, at most 1,024."""
+    return min(max(16384, 1024 * trials), 65536)
 
 
 def holder() -> list[str]:

@@ -45,10 +45,10 @@ def test_a_close_with_unread_data_is_a_rst(servers):
 def test_the_two_restart_styles_of_one_server(servers, engine):
     pod = ok_trial(servers, "styles", "namespace")
     assert TIME_WAIT_RANGE[0] <= pod["restart_s"] <= TIME_WAIT_RANGE[1] + 0.5  # it met its TIME_WAIT
-    # the old connection held the port: in TIME_WAIT, and before it (CI, under load) in FIN_WAIT2,
-    # the client's FIN still to come
+    # the old connection held the port: in TIME_WAIT, before it (CI, under load) in FIN_WAIT2, the
+    # client's FIN still to come, and at its end gone by the time the keeper looked ("")
     held = [f["held_by"] for f in pod["restart_failures"]]
-    assert held[-1] == "TIME_WAIT" and set(held) <= {"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"}, held
+    assert "TIME_WAIT" in held and set(held) <= {"FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", ""}, held
     for case in ("container", "container, ACK lost"):
         fresh = ok_trial(servers, "styles", case)
         # a new namespace: no TIME_WAIT to meet (the kernel counted the old one), a new address

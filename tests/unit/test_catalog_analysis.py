@@ -199,6 +199,6 @@ def test_a_trial_whose_capture_lost_packets_or_never_said_fails_saying_so():
 
 
 def test_the_capture_ring_grows_with_the_lab():
-    assert roles.capture_buffer_kib(1) == 2048  # libpcap's own
-    command = roles.capture(list(range(8000, 8100)))
-    assert command[command.index("-B") + 1] == "32000" and command[-1] == "tcp portrange 8000-8099"
+    assert roles.capture_buffer_kib(1) == 16384 and roles.capture_buffer_kib(1000) == 65536
+    command = roles.capture(list(range(8000, 8040)))
+    assert command[command.index("-B") + 1] == "40960" and command[-1] == "tcp portrange 8000-8039"
