@@ -191,7 +191,8 @@ def _go(tl: TrialLab, s: roles.Setup) -> None:
 
 
 def _remake(tl: TrialLab, s: roles.Setup) -> None:
-    """restart: container, as `docker restart` does: once the old server has ended, the agent stops
+    """restart: container, as `docker restart` does: once the old server has ended (and its connection
+    entered TIME_WAIT, when it closed first), the agent stops
     observing (its namespace goes, with the TIME_WAIT it holds), the side is made anew in a fresh
     namespace, and a keeper there starts the server as a restart. Only in a lab of its own
     (plan.alone_because)."""
@@ -199,6 +200,11 @@ def _remake(tl: TrialLab, s: roles.Setup) -> None:
     assert server is not None
     ended = lambda e: e.get("src") == SERVER and e.get("ev") == Ev.EXIT
     _need(tl.streams[KEEPER], "server stop", ended, START_TIMEOUT_S + (server.stop.kill_after_s or 0))
+    if s.p.close_first == "server":
+        # The client's FIN answers the stop within a round trip, and a `docker restart` takes longer:
+        # the old connection reaches TIME_WAIT before its namespace goes (CI, under load, saw the cut
+        # come first, and no TIME_WAIT).
+        tl.streams[AGENT].wait_for(roles.is_(Ev.TW_APPEAR), START_TIMEOUT_S)
     tl.signal(AGENT, "SIGTERM")
     _need(tl.streams[AGENT], "agent", roles.is_(Ev.CUT))
     sysctls = {k: str(v) for k, v in s.p.sysctls(roles.SERVER_SIDE).items()}
