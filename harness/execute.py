@@ -32,6 +32,7 @@ from harness.probes import capture
 from harness.progress import Progress
 from harness.record import TrialResult
 from harness.spec import Experiment
+from harness.stopping import Flag
 from harness.store import RunDir
 
 # A program to come up, or the echo to finish. Generous: on a loaded engine (a burst of set-ups, two
@@ -52,7 +53,7 @@ class RunContext:
     run_id: str
     store: RunDir
     progress: Progress
-    stopping: threading.Event  # set by a signal, or by fail()
+    stopping: Flag  # set by a signal, or by fail()
     fatal: HarnessError | None = None  # why the run must end now, when not a signal
     events: dict[str, list[Event]] = field(default_factory=dict)  # each trial's, as events.jsonl has them
 
@@ -230,10 +231,10 @@ def _collect(tl: TrialLab, s: roles.Setup) -> None:
 
 
 def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, starting: SetupSlot,
-              closes: _Closes) -> None:
+              ready: _Ready) -> None:
     """Start, handshake, close, observe, collect; everything the trial yields is in its events (its
     packets, in the lab's capture). `starting` is held through its start and handshake, a few
-    dozen trials' at a time."""
+    dozen trials' at a time; `ready` counts it once only its close is left."""
     p = trial.params
     say = lambda state: ctx.progress.state(trial, state)
     fault = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
@@ -243,9 +244,9 @@ def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, startin
     if fault is not None:
         tl.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))
     r.mark("exchange")
+    ready.arrive(trial.id)
     say("closing" if not trial.close_at else "closing at its phase of the clock")
     _close(tl, s)
-    closes.arrive(trial.id)
     _go(tl, s)
     if s.p.restart == "container":
         say("restarting its container")
@@ -307,10 +308,11 @@ class _TrialRun:
             self.end["logs"] = "".join(traceback.format_exception(exc))
 
 
-class _Closes:
-    """A lab's trials, counted as each closes (or fails before it could): the last one releases the
-    lab's setup slot, so that the next lab, a shorter one (plan.labs), starts only then and the
-    longest trials close first."""
+class _Ready:
+    """A lab's trials, counted as each is ready to close (started, exchanged, its fault in) or has
+    failed before: the last one releases the lab's setup slot. What is left before a trial's close
+    is its wait for its phase of the clock (up to a wheel's grid, 5 s), which the next lab's set-up
+    overlaps; labs start longest first (plan.labs), so the longest trials still close first."""
 
     def __init__(self, n: int, then: Callable[[], None]):
         self._left = n
@@ -329,18 +331,18 @@ class _Closes:
         self._then()
 
 
-def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, closes: _Closes) -> None:
+def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, ready: _Ready) -> None:
     """A trial's thread: its exchange, in the lab; a failure is the trial's alone, and its programs
     go at once (in a shared lab, its agent would go on restarting its server beside the others)."""
     tl = lab.trial(trial.id, r.sink)
     try:
-        _exchange(ctx, trial, tl, r, SetupSlot(ctx.engines[trial.engine].starting), closes)
+        _exchange(ctx, trial, tl, r, SetupSlot(ctx.engines[trial.engine].starting), ready)
     except Exception as exc:
         r.failed(exc)
         with contextlib.suppress(HarnessError):
             tl.kill()
     finally:
-        closes.arrive(trial.id)
+        ready.arrive(trial.id)
 
 
 def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
@@ -364,9 +366,9 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
     pcap: bytes | None = None
     lab: Lab | None = None
     try:
-        # A lab at a time (setting_up) from its containers' start to its trials' closes (a lone
-        # trial's lab: to its containers' start), longest first; its trials' starts a few dozen at a
-        # time (starting).
+        # A lab at a time (setting_up) from its containers' start until its trials are ready to
+        # close (a lone trial's lab: to its containers' start), longest first; its trials' starts a
+        # few dozen at a time (starting).
         with SetupSlot(engine.setting_up) as slot:
             for r in runs:
                 r.mark("queued")
@@ -377,12 +379,12 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                 _open(lab, roles.Setup(ctx.exp, p, first.port, first.close_at, fault), [t.port for t in members])
                 for r in runs:
                     r.mark("lab")
-                closes = _Closes(len(members), slot.release)
+                ready = _Ready(len(members), slot.release)
                 if not first.shared:
                     # a lone trial's start is two programs, light beside its lab's set-up: the next
                     # lab sets up meanwhile (forty labs' set-ups in series would outlast a TIME_WAIT)
                     slot.release()
-                threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, closes))
+                threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, ready))
                            for t, r in zip(members, runs)]
                 for th in threads:
                     th.start()

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -30,6 +31,29 @@ class Stop(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class Flag(threading.Event):
+    """The run's stop flag (a signal's, or a fatal error's): setting it also wakes every wait that
+    watches it, so that a thousand trials' waits need not look at it a few times a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watchers: weakref.WeakSet[threading.Condition] = weakref.WeakSet()
+        self._lock = threading.RLock()  # set() may run in a signal handler, in a thread inside watch()
+
+    def watch(self, cond: threading.Condition) -> None:
+        """Notify cond's waiters when the flag is set (they check it in their predicate)."""
+        with self._lock:
+            self._watchers.add(cond)
+
+    def set(self) -> None:
+        super().set()
+        with self._lock:
+            watchers = list(self._watchers)
+        for cond in watchers:
+            with cond:
+                cond.notify_all()
 
 
 class _State:
@@ -57,12 +81,12 @@ def _handler(signum: int, _frame: object) -> None:
 
 
 @contextlib.contextmanager
-def handled() -> Iterator[threading.Event]:
+def handled() -> Iterator[Flag]:
     """Within the block, the first stop signal raises Stop; the event is set as it arrives, so
     threads can see it too."""
     global _state
     outer, _state = _state, _State()
-    stopping = threading.Event()
+    stopping = Flag()
 
     def handler(signum: int, frame: object) -> None:
         stopping.set()

@@ -1,7 +1,7 @@
-"""A container's output: as events (JSON lines from our programs, other lines as text), or as bytes.
+"""A program's output: as events (JSON lines from our programs, other lines as text), or as bytes.
 
-Waiting on either ends early when the run is stopping (`stopping`), so no
-trial thread outlasts a stop by more than a fraction of a second.
+Waiting on either ends at once when the run stops (the stop flag wakes every wait), so no trial
+thread outlasts a stop.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -18,26 +17,23 @@ import requests.exceptions
 import urllib3.exceptions
 
 from harness.errors import HarnessError
+from harness.stopping import Flag
 
 Event = dict[str, Any]
-SLICE_S = 0.25  # how often a wait looks at `stopping`
 
 
 class Stopped(HarnessError):
     """The run is stopping: whatever was awaited will not be."""
 
 
-def _waiting(stopping: threading.Event, timeout: float, ready: Callable[[float], bool]) -> bool:
-    """ready(slice) in slices until it is true (True), time runs out (False) or the run stops."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if ready(max(0.0, min(SLICE_S, left))):
-            return True
-        if stopping.is_set():
-            raise Stopped()
-        if left <= 0:
-            return False
+def _waiting(cond: threading.Condition, stopping: Flag, ready: Callable[[], bool], timeout: float) -> bool:
+    """Holding cond (watched by stopping): until ready() (True), time runs out (False) or the run
+    stops (Stopped)."""
+    if not cond.wait_for(lambda: ready() or stopping.is_set(), timeout):
+        return False
+    if not ready():
+        raise Stopped()
+    return True
 
 
 def _read(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -51,38 +47,55 @@ def _read(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class EventStream:
-    """Follows one program's output (byte chunks: a container's logs, or an exec's) in a thread;
-    others wait for named events."""
+    """One program's output as events, as its byte chunks come: fed by whoever reads them (a thread
+    of its own, follow(), or the launcher of the program's side, which reads that side's every
+    program's); others wait for named events."""
 
-    def __init__(self, chunks: Iterable[bytes], source: str, sink: Callable[[Event], None],
-                 stopping: threading.Event):
+    def __init__(self, source: str, sink: Callable[[Event], None], stopping: Flag):
         self.source = source
         self._stopping = stopping
-        self._chunks = chunks
         self._sink = sink
         self._events: list[Event] = []
+        self._pending = b""
         self._cond = threading.Condition()
+        stopping.watch(self._cond)
         self._ended = False
         self._bug: BaseException | None = None  # the sink's own failure: raised to whoever waits
-        self._thread = threading.Thread(target=self._follow, name=f"logs-{source}", daemon=True)
-        self._thread.start()
 
-    def _follow(self) -> None:
-        pending = b""
+    @classmethod
+    def follow(cls, chunks: Iterable[bytes], source: str, sink: Callable[[Event], None],
+               stopping: Flag) -> EventStream:
+        """A stream read from `chunks` (a container's logs, an exec's output) by a thread of its own."""
+        stream = cls(source, sink, stopping)
+
+        def read() -> None:
+            for chunk in _read(chunks):
+                stream.feed(chunk)
+            stream.end()
+        threading.Thread(target=read, name=f"logs-{source}", daemon=True).start()
+        return stream
+
+    def feed(self, chunk: bytes) -> None:
+        """The program's next bytes: each line they complete becomes an event."""
+        if self._bug is not None:
+            return
+        self._pending += chunk
+        *lines, self._pending = self._pending.split(b"\n")
         try:
-            for chunk in _read(self._chunks):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._take(line)
-            if pending:
-                self._take(pending)
+            for line in lines:
+                self._take(line)
         except Exception as exc:  # a bug in the sink: not the end of a stream, and not to be lost
             self._bug = exc
-        finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+            self.end()
+
+    def end(self) -> None:
+        """The program's output ended (its last line may lack a newline)."""
+        pending, self._pending = self._pending, b""
+        if pending and self._bug is None:
+            self.feed(pending + b"\n")
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
 
     def _take(self, raw: bytes) -> None:
         text = raw.decode(errors="replace").rstrip("\r")
@@ -112,7 +125,7 @@ class EventStream:
             return self._ended or bool(found)
 
         with self._cond:
-            if not _waiting(self._stopping, timeout, lambda t: self._cond.wait_for(seen, t)):
+            if not _waiting(self._cond, self._stopping, seen, timeout):
                 return None
             if self._bug is not None:
                 raise self._bug
@@ -132,11 +145,13 @@ class EventStream:
 class ByteStream:
     """A container's stdout as bytes, read in a thread from an attach made before the start."""
 
-    def __init__(self, chunks: Iterable[bytes], source: str, stopping: threading.Event):
+    def __init__(self, chunks: Iterable[bytes], source: str, stopping: Flag):
         self.source = source
         self._stopping = stopping
         self._data = bytearray()
-        self._done = threading.Event()
+        self._done = False
+        self._cond = threading.Condition()
+        stopping.watch(self._cond)
         threading.Thread(target=self._follow, args=(chunks,), name=f"bytes-{source}", daemon=True).start()
 
     def _follow(self, chunks: Iterable[bytes]) -> None:
@@ -144,7 +159,9 @@ class ByteStream:
             for chunk in _read(chunks):
                 self._data += chunk
         finally:
-            self._done.set()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
 
     def so_far(self) -> bytes:
         """What the program has written until now (a stopped run's capture)."""
@@ -153,4 +170,5 @@ class ByteStream:
     def wait_end(self, timeout: float) -> bytes | None:
         """Everything the program wrote, once its stdout has closed; None if it has not in time;
         Stopped if the run stops meanwhile."""
-        return bytes(self._data) if _waiting(self._stopping, timeout, self._done.wait) else None
+        with self._cond:
+            return bytes(self._data) if _waiting(self._cond, self._stopping, lambda: self._done, timeout) else None

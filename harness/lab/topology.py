@@ -22,7 +22,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,6 +38,7 @@ from harness.lab.images import KEEPER_PATH, ImageSet
 from harness.lab.launcher import PROGRAM, Launcher
 from harness.lab.streams import ByteStream, Event, EventStream, Stopped
 from harness.lab.subnets import Exhausted, Subnets
+from harness.stopping import Flag
 
 NETWORK_TRIES = 20
 IMAGE = "probe"  # every program of a trial is in it (images/Dockerfile)
@@ -90,7 +90,7 @@ class Lab:
     """A context manager: the network on entry, containers as its trials ask, all removed on exit."""
 
     def __init__(self, client: docker.DockerClient, images: ImageSet, subnets: Subnets, run_id: str,
-                 name: str, family: str, sink: Callable[[Event], None], stopping: threading.Event,
+                 name: str, family: str, sink: Callable[[Event], None], stopping: Flag,
                  remover: concurrent.futures.ThreadPoolExecutor):
         self.docker = client
         self._subnets = subnets
@@ -215,8 +215,9 @@ class Lab:
                       hostname=side, cap_add=caps, sysctls=sysctls or None)
         self.owners[side] = c
         if events:
-            self.streams[role] = EventStream(c.logs(stream=True, follow=True, stdout=not data_out), role, self._sink,
-                                             self.stopping)
+            with translated(f"reading the {role} container of {self._trial}"):  # a stop may remove it first
+                logs = c.logs(stream=True, follow=True, stdout=not data_out)
+            self.streams[role] = EventStream.follow(logs, role, self._sink, self.stopping)
         return c
 
     def guest(self, side: str, caps: list[str], user: str | None, env: dict[str, str]) -> None:
@@ -276,13 +277,14 @@ class TrialLab:
             launcher = self.lab.launchers[side]
             key = f"{self._trial}-{role}"
             self.lab.unless_stopping()
-            chunks = launcher.start(key, command, "" if user == "root" else user, env or {})
+            self.streams[role] = EventStream(src or role, self._sink, self.lab.stopping)
+            launcher.start(key, command, "" if user == "root" else user, env or {}, self.streams[role])
             self._launched[role] = (launcher, key)
         else:
             sock, chunks = _exec(self.lab, self.lab.containers[into], command, user, env,
                                  f"{role} in the {side} side of {self._trial}")
             self._execs[role] = sock
-        self.streams[role] = EventStream(chunks, src or role, self._sink, self.lab.stopping)
+            self.streams[role] = EventStream.follow(chunks, src or role, self._sink, self.lab.stopping)
 
     def send(self, role: str, command: str) -> None:
         """One command line to a program exec() started."""
