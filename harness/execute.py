@@ -312,7 +312,8 @@ class _Ready:
     """A lab's trials, counted as each is ready to close (started, exchanged, its fault in) or has
     failed before: the last one releases the lab's setup slot. What is left before a trial's close
     is its wait for its phase of the clock (up to a wheel's grid, 5 s), which the next lab's set-up
-    overlaps; labs start longest first (plan.labs), so the longest trials still close first."""
+    overlaps; labs start longest first (plan.labs), so the longest trials close first but for
+    those overlaps."""
 
     def __init__(self, n: int, then: Callable[[], None]):
         self._left = n

@@ -48,6 +48,8 @@ class Flag(threading.Event):
             self._watchers.add(cond)
 
     def set(self) -> None:
+        if self.is_set():  # a second signal while the first set() notifies: that one tells every waiter
+            return
         super().set()
         with self._lock:
             watchers = list(self._watchers)

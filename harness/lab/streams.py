@@ -1,7 +1,6 @@
 """A program's output: as events (JSON lines from our programs, other lines as text), or as bytes.
 
-Waiting on either ends at once when the run stops (the stop flag wakes every wait), so no trial
-thread outlasts a stop.
+Waiting on either ends at once when the run stops (the stop flag wakes every such wait).
 """
 
 from __future__ import annotations

@@ -277,8 +277,9 @@ class TrialLab:
             launcher = self.lab.launchers[side]
             key = f"{self._trial}-{role}"
             self.lab.unless_stopping()
-            self.streams[role] = EventStream(src or role, self._sink, self.lab.stopping)
-            launcher.start(key, command, "" if user == "root" else user, env or {}, self.streams[role])
+            stream = EventStream(src or role, self._sink, self.lab.stopping)
+            launcher.start(key, command, "" if user == "root" else user, env or {}, stream)
+            self.streams[role] = stream
             self._launched[role] = (launcher, key)
         else:
             sock, chunks = _exec(self.lab, self.lab.containers[into], command, user, env,

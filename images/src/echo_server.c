@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -88,10 +87,6 @@ int main(int argc, char **argv)
 	if (optind != argc - 1)
 		usage();
 	long port = number_arg(argv[optind], 1, 65535, usage);
-	/* The default CPU priority, whatever our starter's (tw-agent polls at the
-	 * highest, and starts us with it so as not to wait on us). */
-	if (setpriority(PRIO_PROCESS, 0, 0))
-		die("setpriority() error");
 
 	/* SIGUSR1, SIGUSR2 and SIGHUP are taken only inside ppoll(): a stop that
 	 * comes between two polls waits for the next one instead of being missed. */

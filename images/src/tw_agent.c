@@ -190,10 +190,10 @@ static pid_t fork_server(const char *path, int family, int port, int reuse,
 	}
 	argv[i++] = portstr;
 	argv[i] = NULL;
-	/* We wait, suspended, until the child has exec'd: it keeps our CPU
-	 * priority until then (a child at the default one waited behind a loaded
-	 * machine's other work, and stalled our polls for up to half a second),
-	 * and echo-server takes the default one as it starts. */
+	/* The server keeps our CPU priority (the highest): we wait, suspended,
+	 * until it has exec'd, and a restart until it has tried its bind() and
+	 * exited; at the default priority a loaded machine's other work went
+	 * first, and our polls stalled for up to half a second. */
 	pid_t pid = vfork();
 	if (pid != 0)
 		return pid;
@@ -258,32 +258,24 @@ static int server_ended(pid_t server)
 	return 1;
 }
 
-/* One run of the server program, as the book's reader does by hand: started,
- * then looked at every poll until it comes up (it printed "listening") or
- * exits on its own. Never waited for: under load it can take a while to get
- * the CPU (it runs at the default priority), and the polls must not wait. */
-struct restart {
-	pid_t pid; /* 0: none under way */
-	int out, err;
-	char obuf[256];
-	size_t oused;
-};
-
-/* Start it; -1 (and *why) when it could not be. */
-static int restart_begin(struct restart *r, const char *path, int family, int port, int reuse, char *why,
-			 size_t whylen)
+/* Run the server program once, as the book's reader does by hand.
+ * Returns 1 when it came up (it printed "listening"; we then stop it, or with
+ * kept leave it listening, its PID there), 0 when it exited on its own;
+ * *why gets its first stderr line (or what failed). */
+static int restart_once(const char *path, int family, int port, int reuse,
+			pid_t *kept, char *why, size_t whylen)
 {
 	int out[2], err[2];
 
-	if (pipe2(out, O_CLOEXEC | O_NONBLOCK)) {
+	if (pipe2(out, O_CLOEXEC)) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
-		return -1;
+		return 0;
 	}
-	if (pipe2(err, O_CLOEXEC | O_NONBLOCK)) {
+	if (pipe2(err, O_CLOEXEC)) {
 		snprintf(why, whylen, "pipe: %s", strerror(errno));
 		close(out[0]);
 		close(out[1]);
-		return -1;
+		return 0;
 	}
 	pid_t pid = fork_server(path, family, port, reuse, 1, out[1], err[1]);
 	close(out[1]);
@@ -292,42 +284,27 @@ static int restart_begin(struct restart *r, const char *path, int family, int po
 		snprintf(why, whylen, "fork: %s", strerror(errno));
 		close(out[0]);
 		close(err[0]);
-		return -1;
+		return 0;
 	}
-	*r = (struct restart){.pid = pid, .out = out[0], .err = err[0]};
-	return 0;
-}
 
-/* 1: it came up (we then stop it, or with kept leave it listening, its PID
- * there); 0: it exited on its own, *why its first stderr line; -1: not yet. */
-static int restart_check(struct restart *r, pid_t *kept, char *why, size_t whylen)
-{
-	ssize_t n = read(r->out, r->obuf + r->oused, sizeof(r->obuf) - 1 - r->oused);
-	if (n > 0) {
-		r->oused += (size_t)n;
-		r->obuf[r->oused] = 0;
+	char obuf[256] = "";
+	ssize_t n = read(out[0], obuf, sizeof(obuf) - 1); /* EOF if it died */
+	int up = n > 0 && strstr(obuf, "listening") != NULL;
+	if (up && kept) { /* its pipes stay open: a write to a closed one would kill it */
+		*kept = pid;
+		return up;
 	}
-	if (strstr(r->obuf, "listening")) {
-		if (kept) { /* its pipes stay open: a write to a closed one would kill it */
-			*kept = r->pid;
-		} else {
-			kill(r->pid, SIGINT); /* it ends once it has the CPU; finish() reaps it */
-			close(r->out);
-			close(r->err);
-		}
-		r->pid = 0;
-		return 1;
-	}
+	if (up)
+		kill(pid, SIGINT);
 	int status;
-	if (waitpid(r->pid, &status, WNOHANG) != r->pid)
-		return -1;
-	n = read(r->err, why, whylen - 1);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	n = read(err[0], why, whylen - 1);
 	why[n > 0 ? n : 0] = 0;
 	why[strcspn(why, "\n")] = 0;
-	close(r->out);
-	close(r->err);
-	r->pid = 0;
-	return 0;
+	close(out[0]);
+	close(err[0]);
+	return up;
 }
 
 /* Keep the namespaces (ours as PID 1) until the harness removes us. */
@@ -389,8 +366,6 @@ struct agent {
 	 * say "bind() error"). */
 	int attempts, restart_bind_errors, restart_other;
 	double restart_due, first_restart, last_restart;
-	struct restart restart; /* the one under way */
-	pid_t stopped; /* a restart that came up, stopped: reaped at the end */
 	struct told told;
 };
 
@@ -671,51 +646,34 @@ static void try_probe(struct agent *a, double window_ms)
 	a->probe_errno = err;
 }
 
-/* A run of the server that did not come up: counted, each way of failing told once. */
-static void restart_failed(struct agent *a, const char *why)
-{
-	char esc[1200];
-	if (strstr(why, "bind() error"))
-		a->restart_bind_errors++;
-	else
-		a->restart_other++;
-	if (told_first(&a->told, 0, why))
-		emit_at(SRC, "restart_fail", a->last_restart, "\"attempt\":%d,\"stderr\":\"%s\"", a->attempts,
-			json_escape(why, esc, sizeof(esc)));
-}
-
 /* Once the old server is gone: start it again as the book's reader does, on
- * the first poll due at or after each restart_ms step, until it comes up; the
- * run under way looked at every poll (its time is its start's). */
+ * the first poll due at or after each restart_ms step, until it comes up. */
 static void try_restart(struct agent *a)
 {
-	char why[200];
-	if (a->restart.pid) {
-		pid_t pid = a->restart.pid;
-		int up = restart_check(&a->restart, a->keep_restarted ? &a->kept : NULL, why, sizeof(why));
-		if (up < 0)
-			return;
-		if (up) {
-			a->restart_up = 1;
-			a->stopped = a->keep_restarted ? 0 : pid;
-			emit_at(SRC, "restart_up", a->last_restart, "\"attempt\":%d,\"failures\":%d", a->attempts,
-				a->attempts - 1);
-			return;
-		}
-		restart_failed(a, why);
-	}
 	double due = poll_due(&a->pc), step = a->restart_ms / 1000.0;
 	if (a->external || !a->server_gone || a->restart_up || due + 1e-6 < a->restart_due)
 		return;
 	a->restart_due = (a->attempts ? a->restart_due : due) + step;
 	while (a->restart_due <= due + 1e-6) /* restarts missed (a slow one) are skipped */
 		a->restart_due += step;
+	char why[200], esc[1200];
 	double t = mono_now();
 	if (!a->attempts++)
 		a->first_restart = t;
 	a->last_restart = t;
-	if (restart_begin(&a->restart, a->server_path, a->o.family, a->o.port, a->restart_reuse, why, sizeof(why)))
-		restart_failed(a, why);
+	a->restart_up = restart_once(a->server_path, a->o.family, a->o.port, a->restart_reuse,
+				     a->keep_restarted ? &a->kept : NULL, why, sizeof(why));
+	if (a->restart_up) {
+		emit_at(SRC, "restart_up", t, "\"attempt\":%d,\"failures\":%d", a->attempts, a->attempts - 1);
+		return;
+	}
+	if (strstr(why, "bind() error"))
+		a->restart_bind_errors++;
+	else
+		a->restart_other++;
+	if (told_first(&a->told, 0, why))
+		emit_at(SRC, "restart_fail", t, "\"attempt\":%d,\"stderr\":\"%s\"", a->attempts,
+			json_escape(why, esc, sizeof(esc)));
 }
 
 static int finished(const struct agent *a)
@@ -732,10 +690,6 @@ static void finish(struct agent *a)
 	emit_tcpext("end");
 	if (a->kept > 0 && !kill(a->kept, SIGKILL)) /* the restarted server kept listening */
 		waitpid(a->kept, NULL, 0);
-	if (a->restart.pid && !kill(a->restart.pid, SIGKILL)) /* a run still under way */
-		waitpid(a->restart.pid, NULL, 0);
-	if (a->stopped) /* the run that came up, stopped */
-		waitpid(a->stopped, NULL, 0);
 	if (SURVIVES(a->stop) && !a->server_gone && !kill(a->server, SIGKILL)) /* so did the old one */
 		waitpid(a->server, NULL, 0);
 	if (a->external) /* the keeper counts the restarts */
