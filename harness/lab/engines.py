@@ -136,10 +136,11 @@ class Engine:
     images: ImageSet
     subnets: Subnets
     fault: FaultBackend | None
-    # Labs setting up at once, each until its trials have closed. Container starts and trials'
-    # starts load the engine and its host's CPUs; bounding them keeps other labs' 10 ms polls on time.
+    # Labs setting up at once, each until its trials are ready to close. Container starts and
+    # trials' starts load the engine and its host's CPUs; bounding them keeps other labs' 10 ms
+    # polls on time.
     setting_up: threading.Semaphore
-    # Trials starting their programs and making their handshake at once, from start to close.
+    # Trials starting their programs and making their handshake at once.
     starting: threading.Semaphore
     # Every trial's container removals, a few at once (each takes the engine about 0.25 s).
     remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
