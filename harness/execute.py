@@ -266,8 +266,7 @@ def _pcap(lab: Lab) -> bytes:
     if pcap is None:
         raise TrialFailed("capture: tcpdump did not stop")
     # its count of packets dropped comes on stderr, by another reader: the analysis needs it
-    lab.streams[CAPTURE].wait_for(lambda e: bool(capture.DROPS.fullmatch(e.get("text", "").strip())),
-                                  START_TIMEOUT_S)
+    lab.streams[CAPTURE].wait_for(lambda e: capture.said_drops(e) is not None, START_TIMEOUT_S)
     return pcap
 
 

@@ -89,9 +89,8 @@ class EventStream:
 
     def end(self) -> None:
         """The program's output ended (its last line may lack a newline)."""
-        pending, self._pending = self._pending, b""
-        if pending and self._bug is None:
-            self.feed(pending + b"\n")
+        if self._pending and self._bug is None:
+            self.feed(b"\n")
         with self._cond:
             self._ended = True
             self._cond.notify_all()

@@ -36,15 +36,20 @@ class Unreadable(ValueError):
     """The bytes are not a pcap this reader understands."""
 
 
-DROPS = re.compile(r"(\d+) packets? dropped by kernel")  # tcpdump's last words, on its stderr
+_DROPS = re.compile(r"(\d+) packets? dropped by kernel")  # tcpdump's last words, on its stderr
+
+
+def said_drops(e: dict[str, Any]) -> int | None:
+    """The count, when e is tcpdump's "N packets dropped by kernel" (said as it exits)."""
+    m = _DROPS.fullmatch(e.get("text", "").strip()) if e.get("src") == CAPTURE and e.get("ev") == Ev.OUTPUT else None
+    return int(m.group(1)) if m else None
 
 
 def kernel_drops(events: list[dict[str, Any]]) -> int | None:
-    """Packets the capture's ring had no room for (tcpdump's "N packets dropped by kernel", said as
-    it exits): any, and the capture lacks packets of some trial of its lab; None if it never said."""
-    said = [m for e in events if e.get("src") == CAPTURE and e.get("ev") == Ev.OUTPUT
-            if (m := DROPS.fullmatch(e.get("text", "").strip()))]
-    return sum(int(m.group(1)) for m in said) if said else None
+    """Packets the capture's ring had no room for: any, and the capture lacks packets of some trial
+    of its lab; None if tcpdump never said."""
+    said = [n for e in events if (n := said_drops(e)) is not None]
+    return sum(said) if said else None
 
 
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:
