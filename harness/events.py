@@ -117,8 +117,9 @@ _SOCKETS = {**T, "states": (list,)}
 
 KINDS: tuple[Kind, ...] = (
     # tw-agent (images/src/tw_agent.c)
-    _k(AGENT, Ev.CLOCK, "CLOCK_REALTIME at a CLOCK_MONOTONIC instant: puts pcap times on the event axis",
-       **T, realtime=NUM, nice=INT),
+    _k(AGENT, Ev.CLOCK, "CLOCK_REALTIME at a CLOCK_MONOTONIC instant: puts pcap times on the event axis; "
+       "whether the agent knows the wheel's ticks (-W) and so polls around the one a TIME_WAIT can end on",
+       optional=("wheel_ticks",), **T, realtime=NUM, nice=INT, wheel_ticks=BOOL),  # wheel_ticks: since 2026-12-07
     _k(AGENT, Ev.SYSCTLS, "the sysctls in force in the namespace, read back (null: unreadable)", **T, values=(dict,)),
     _k(AGENT, Ev.ERROR, "the agent gave up: what failed", **T, what=STR),
     _k(AGENT, Ev.LISTENING, "the server's LISTEN socket is there", **T, pid=INT),
@@ -145,7 +146,7 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.RESTART_UP, "the restarted server came up", **T, attempt=INT, failures=INT),
     _k(AGENT, Ev.RESTART_FAIL, "a restart failed otherwise than the one before: its stderr",
        **T, attempt=INT, stderr=STR),
-    _k(AGENT, Ev.RESTART_STATS, "the restarts: how many, failed how, and the interval between them achieved",
+    _k(AGENT, Ev.RESTART_STATS, "the restarts: how many, failed how, and the mean interval between them",
        optional=("interval_ms",), **T, attempts=INT, bind_errors=INT, other=INT, interval_ms=NUM),
     _k(AGENT, Ev.POLL_STATS, "how many polls, how late the latest, the widest gap between two",
        optional=_POLL_STATS_NEW, **_POLL_STATS),

@@ -25,7 +25,7 @@ from harness.events import AGENT, CAPTURE, CLIENT, CLIENT_AGENT, FAULT, KEEPER, 
 from harness.lab import roles
 from harness.lab.engine import alive, remove_labelled
 from harness.lab.engines import Engine
-from harness.lab.streams import Event, EventStream, Stopped
+from harness.lab.streams import Event, EventStream, Stopped, waiting
 from harness.lab.topology import GUEST, RESTARTED, Lab, TrialLab
 from harness.plan import Trial, labs
 from harness.probes import capture
@@ -231,22 +231,25 @@ def _collect(tl: TrialLab, s: roles.Setup) -> None:
 
 
 def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, starting: SetupSlot,
-              ready: _Ready) -> None:
+              gate: _Gate) -> None:
     """Start, handshake, close, observe, collect; everything the trial yields is in its events (its
     packets, in the lab's capture). `starting` is held through its start and handshake, a few
-    dozen trials' at a time; `ready` counts it once only its close is left."""
+    dozen trials' at a time; `gate` holds its close until the lab's every trial is ready for
+    theirs, and counts it closed."""
     p = trial.params
     say = lambda state: ctx.progress.state(trial, state)
     fault = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
     with starting:
-        s = _start(tl, roles.Setup(ctx.exp, p, trial.port, trial.close_at, fault))
+        s = _start(tl, roles.Setup(ctx.exp, p, trial.port, trial.close_at,
+                                   ctx.engines[trial.engine].wheel_ticks, fault))
         _handshake(tl, s, say)
     if fault is not None:
         tl.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))
     r.mark("exchange")
-    ready.arrive(trial.id)
+    gate.ready(trial.id)
     say("closing" if not trial.close_at else "closing at its phase of the clock")
     _close(tl, s)
+    gate.closed(trial.id)
     _go(tl, s)
     if s.p.restart == "container":
         say("restarting its container")
@@ -307,42 +310,56 @@ class _TrialRun:
             self.end["logs"] = "".join(traceback.format_exception(exc))
 
 
-class _Ready:
-    """A lab's trials, counted as each is ready to close (started, exchanged, its fault in) or has
-    failed before: the last one releases the lab's setup slot. What is left before a trial's close
-    is its wait for its phase of the clock (up to a wheel's grid, 5 s), which the next lab's set-up
-    overlaps; labs start longest first (plan.labs), so the longest trials close first but for
-    those overlaps."""
+class _Gate:
+    """A lab's trials on their way to the close, each counted as it gets there or fails before.
+    Closes wait until every trial is ready to close (started, exchanged, its fault in), and the
+    lab's set-up slot goes to the next lab once every trial has closed: a lab's set-up (its
+    containers, then a hundred trials' programs starting) stalled both cores for up to 160 ms,
+    and a close in that time saw its TIME_WAIT begin that late (bench/study.py). Each close waits
+    for its own phase of the wheel's grid, so a lab holds the slot one grid (2 s here) past its
+    set-up; labs start longest first (plan.labs)."""
 
-    def __init__(self, n: int, then: Callable[[], None]):
-        self._left = n
+    def __init__(self, n: int, stopping: Flag, then: Callable[[], None]):
+        self._n = n
         self._then = then
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
+        self._stopping = stopping
+        self._ready: set[str] = set()
+        self._closed: set[str] = set()
+        self._cond = threading.Condition()
+        stopping.watch(self._cond)
 
-    def arrive(self, trial_id: str) -> None:
-        with self._lock:
-            if trial_id in self._seen:
+    def ready(self, trial_id: str) -> None:
+        """The trial is ready to close; returns once every trial of the lab is (Stopped: the run is ending)."""
+        with self._cond:
+            self._ready.add(trial_id)
+            self._cond.notify_all()
+            waiting(self._cond, self._stopping, lambda: len(self._ready) == self._n, None)
+
+    def closed(self, trial_id: str) -> None:
+        """The trial has closed, or failed (then it is ready too, as far as the others wait)."""
+        with self._cond:
+            self._ready.add(trial_id)
+            self._cond.notify_all()
+            if trial_id in self._closed:
                 return
-            self._seen.add(trial_id)
-            self._left -= 1
-            if self._left:
+            self._closed.add(trial_id)
+            if len(self._closed) < self._n:
                 return
         self._then()
 
 
-def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, ready: _Ready) -> None:
+def _in_lab(ctx: RunContext, trial: Trial, lab: Lab, r: _TrialRun, gate: _Gate) -> None:
     """A trial's thread: its exchange, in the lab; a failure is the trial's alone, and its programs
     go at once (in a shared lab, its agent would go on restarting its server beside the others)."""
     tl = lab.trial(trial.id, r.sink)
     try:
-        _exchange(ctx, trial, tl, r, SetupSlot(ctx.engines[trial.engine].starting), ready)
+        _exchange(ctx, trial, tl, r, SetupSlot(ctx.engines[trial.engine].starting), gate)
     except Exception as exc:
         r.failed(exc)
         with contextlib.suppress(HarnessError):
             tl.kill()
     finally:
-        ready.arrive(trial.id)
+        gate.closed(trial.id)
 
 
 def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
@@ -366,8 +383,8 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
     pcap: bytes | None = None
     lab: Lab | None = None
     try:
-        # A lab at a time (setting_up) from its containers' start until its trials are ready to
-        # close (a lone trial's lab: to its containers' start), longest first; its trials' starts a
+        # A lab at a time (setting_up) from its containers' start until its trials have closed
+        # (_Gate; a lone trial's lab: to its containers' start), longest first; its trials' starts a
         # few dozen at a time (starting).
         with SetupSlot(engine.setting_up) as slot:
             for r in runs:
@@ -376,15 +393,15 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                 ctx.progress.state(t, "setting up")
             with Lab(engine.docker, engine.images, engine.subnets, ctx.run_id, first.lab or first.id, p.family,
                      lab_sink, ctx.stopping, engine.remover) as lab:
-                _open(lab, roles.Setup(ctx.exp, p, first.port, first.close_at, fault), [t.port for t in members])
+                _open(lab, roles.Setup(ctx.exp, p, first.port, first.close_at, fault=fault), [t.port for t in members])
                 for r in runs:
                     r.mark("lab")
-                ready = _Ready(len(members), slot.release)
+                gate = _Gate(len(members), ctx.stopping, slot.release)
                 if not first.shared:
                     # a lone trial's start is two programs, light beside its lab's set-up: the next
                     # lab sets up meanwhile (forty labs' set-ups in series would outlast a TIME_WAIT)
                     slot.release()
-                threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, ready))
+                threads = [threading.Thread(target=_in_lab, name=f"trial-{t.id}", args=(ctx, t, lab, r, gate))
                            for t, r in zip(members, runs)]
                 for th in threads:
                     th.start()

@@ -72,6 +72,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
     lacking: dict[str, frozenset[str]] = {}
     fields = spec.sysctl_fields(exp)
     first: images.ImageSet | None = None
+    ticks = facts.wheel_ticks()  # the host's; an agent on another kernel does without them
     imgs: images.ImageSet | None  # this engine's: declared so the copy branch below is type-checked
     for ref in refs:
         client = engines.client(ref, lab_engine.TIMEOUT_S)
@@ -108,14 +109,15 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                 "this kernel, the host's alone, or misspelt)")
         all_facts[ref.name] = {
             "host": ref.host, **engine_facts, "fault_backend": backend.name if backend else None,
-            "fault_backend_why": why, "lacks_sysctls": sorted(lacking[ref.name]),
+            "fault_backend_why": why, "lacks_sysctls": sorted(lacking[ref.name]), "host_wheel_ticks": ticks,
             "images": {"base": imgs.base, "base_origin": imgs.base_origin, "tags": imgs.tags, "ids": imgs.ids}}
         engines_[ref.name] = engines.Engine(ref.name, engine_facts["kernel"] or "", client, quick,
                                     engines.client(ref, lab_engine.PING_TIMEOUT_S), imgs,
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
                                     threading.Semaphore(start_slots(engine_facts.get("cpus"))),
-                                    lacks=lacking[ref.name])
+                                    lacks=lacking[ref.name],
+                                    wheel_ticks="{period_s:.6f},{phase_s:.6f},{boot_id}".format(**ticks) if ticks else "")
     return Prepared(engines_, all_facts)
 
 

@@ -85,7 +85,7 @@ class ServerSide:
     restart_s: float | None = None
     bind_errors: int = 0
     restart_failures_other: int = 0
-    restart_interval_ms: float | None = None  # between restarts, as achieved (restart_every_ms asks)
+    restart_interval_ms: float | None = None  # the mean between restarts (restart_every_ms, slower while TIME_WAIT cannot end)
     restart_failures: tuple[RestartFailure, ...] = ()  # each distinct way the restarts failed
     # Whether the old server's and the restarted server's listening sockets set SO_REUSEADDR, as
     # the kernel's answers show it from outside (analyze.inferred_reuseaddr); None: they cannot tell.

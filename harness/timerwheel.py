@@ -6,9 +6,14 @@ and 300, 4096 at HZ 1000. So every TIME_WAIT on a host ends on that grid, and
 two TIME_WAITs that began at different moments differ by up to one grid step:
 the resolution of a TIME_WAIT measurement, unless every close is made at one
 phase of the grid (`harness run --close-phase`).
+
+Where that grid lies can also be read, on the host, from /proc/timer_list (ticks()): the agents
+then poll just before and just after the one tick a TIME_WAIT can end on.
 """
 
 from __future__ import annotations
+
+import re
 
 # The grid for a 60 s timer at HZ = 100, 1000, 250 and 300, coarsest first.
 GRIDS_S = (5.12, 4.096, 2.048, 512 / 300)
@@ -37,3 +42,36 @@ def resolution(ends: list[float]) -> float:
     show once there are enough of them to tell; until then, the coarsest grid Linux uses."""
     found = grid(ends) if len(ends) >= 3 else None
     return found[0] if found else GRIDS_S[0]
+
+
+def grid_jiffies(jiffy_s: float) -> int:
+    """The grid of a 60 s timer in jiffies: level n of the wheel holds timeouts from 63 x 8^(n-1)
+    jiffies on, 8^n jiffies apart (kernel/time/timer.c, LVL_START and LVL_GRAN); as phase.h."""
+    gran = 1
+    for _ in range(8):
+        if 60 / jiffy_s < 63 * gran:
+            break
+        gran *= 8
+    return gran
+
+
+def ticks(timer_lists: list[str], jiffy_s: float) -> tuple[float, float] | None:
+    """(period, phase) on CLOCK_MONOTONIC of the instants a 60 s timer can fire at, from readings
+    of /proc/timer_list; None when they do not say. The wheel fires a level's bucket when jiffies
+    reach a multiple of its grid, and jiffies turn on multiples of a jiffy of CLOCK_MONOTONIC
+    (tick_init_jiffy_update aligns them). Each reading's "now" comes a little before its jiffies
+    line, so a jiffy may turn between them and put the phase one jiffy early: the latest of
+    a few readings holds."""
+    grid = grid_jiffies(jiffy_s)
+    period = grid * jiffy_s
+    phases = []
+    for text in timer_lists:
+        now = re.search(r"^now at (\d+) nsecs", text, re.M)
+        jiffies = re.search(r"^jiffies: (\d+)", text, re.M)
+        if now and jiffies:
+            start = int(now.group(1)) / 1e9 // jiffy_s * jiffy_s  # the jiffy's start
+            phases.append((start + (-int(jiffies.group(1)) % grid) * jiffy_s) % period)
+    if not phases:
+        return None
+    first = phases[0]
+    return period, max(phases, key=lambda p: (p - first + period / 2) % period)

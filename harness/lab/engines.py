@@ -136,7 +136,7 @@ class Engine:
     images: ImageSet
     subnets: Subnets
     fault: FaultBackend | None
-    # Labs setting up at once, each until its trials are ready to close. Container starts and
+    # Labs setting up at once, each until its trials have closed (execute._Gate). Container starts and
     # trials' starts load the engine and its host's CPUs; bounding them keeps other labs' 10 ms
     # polls on time.
     setting_up: threading.Semaphore
@@ -146,3 +146,4 @@ class Engine:
     remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))
     lacks: frozenset[str] = frozenset()  # sysctls the run sets that this kernel has not: those cases do not run here
+    wheel_ticks: str = ""  # the agents' -W (facts.wheel_ticks): when a TIME_WAIT can end, if the host could tell

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import platform
 import re
+import time
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
+from harness import timerwheel
 from harness.errors import LabError, SpecError
 from harness.lab.engine import labels, remove_quietly, translated
 from harness.lab.images import ImageSet
@@ -81,6 +84,23 @@ def engine(client: docker.DockerClient) -> dict[str, Any]:
         "cpus": info.get("NCPU"),
         "harness_host": platform.node(),
     }
+
+
+CLOCK_MONOTONIC_COARSE = 6  # <linux/time.h>; its resolution is the kernel's jiffy (Python does not name it)
+
+
+def wheel_ticks() -> dict[str, Any] | None:
+    """The instants this host's kernel can end a TIME_WAIT on (timerwheel.ticks), and the boot they
+    hold for: an agent on another kernel (a VM's engine) finds another boot_id and does without.
+    None where /proc/timer_list cannot be read (only root can; a container cannot)."""
+    try:
+        readings = [Path("/proc/timer_list").read_text() for _ in range(3)]
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        jiffy = time.clock_getres(CLOCK_MONOTONIC_COARSE)
+    except OSError:
+        return None
+    found = timerwheel.ticks(readings, jiffy)
+    return None if found is None else {"period_s": found[0], "phase_s": found[1], "boot_id": boot}
 
 
 # How the runtime reports a sysctl it could not set, e.g. "open /proc/sys/net/core/rmem_max:

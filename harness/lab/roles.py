@@ -50,6 +50,7 @@ class Setup:
     p: Params
     port: int  # the trial's server port
     close_at: str = ""  # the agent's -a (plan.Trial.close_at)
+    wheel_ticks: str = ""  # the agent's -W (Engine.wheel_ticks)
     fault: FaultBackend | None = None
     server_address: str = ""  # known once the server's side runs
 
@@ -121,7 +122,7 @@ def _agent(s: Setup) -> list[str]:
     # server is the keeper's (-x): the agent only watches.
     exp, p = s.exp, s.p
     if exp.server is not None:
-        return ["tw-agent", "-x", "-p", str(s.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}",
+        return ["tw-agent", "-x", "-p", str(s.port), "-i", str(exp.poll_ms), "-w", f"{exp.max_wait_s:g}", *_ticks(s),
                 *(["-6"] if p.family == "ipv6" else []), *_probe_flags(p), *_sysctl_flags(p, "server")]
     return ["tw-agent", "-p", str(s.port), *(["-r"] if p.server_reuseaddr else []),
             *(["-P"] if p.server_reuseport else []), *_probe_flags(p), "-n", str(served(p)),
@@ -129,7 +130,11 @@ def _agent(s: Setup) -> list[str]:
             "-w", f"{exp.max_wait_s:g}", *(["-R"] if p.restart_with_reuseaddr else []),
             *(["-L"] if p.keep_restarted else []),
             *(["-6"] if p.family == "ipv6" else []),
-            *(["-a", s.close_at] if s.close_at else []), *_sysctl_flags(p, "server")]
+            *(["-a", s.close_at] if s.close_at else []), *_ticks(s), *_sysctl_flags(p, "server")]
+
+
+def _ticks(s: Setup) -> list[str]:
+    return ["-W", s.wheel_ticks] if s.wheel_ticks else []
 
 
 def capture(ports: list[int]) -> list[str]:

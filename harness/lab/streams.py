@@ -25,7 +25,7 @@ class Stopped(HarnessError):
     """The run is stopping: whatever was awaited will not be."""
 
 
-def _waiting(cond: threading.Condition, stopping: Flag, ready: Callable[[], bool], timeout: float) -> bool:
+def waiting(cond: threading.Condition, stopping: Flag, ready: Callable[[], bool], timeout: float | None) -> bool:
     """Holding cond (watched by stopping): until ready() (True), time runs out (False) or the run
     stops (Stopped)."""
     if not cond.wait_for(lambda: ready() or stopping.is_set(), timeout):
@@ -123,7 +123,7 @@ class EventStream:
             return self._ended or bool(found)
 
         with self._cond:
-            if not _waiting(self._cond, self._stopping, seen, timeout):
+            if not waiting(self._cond, self._stopping, seen, timeout):
                 return None
             if self._bug is not None:
                 raise self._bug
@@ -169,4 +169,4 @@ class ByteStream:
         """Everything the program wrote, once its stdout has closed; None if it has not in time;
         Stopped if the run stops meanwhile."""
         with self._cond:
-            return bytes(self._data) if _waiting(self._cond, self._stopping, lambda: self._done, timeout) else None
+            return bytes(self._data) if waiting(self._cond, self._stopping, lambda: self._done, timeout) else None

@@ -255,6 +255,6 @@ int main(int argc, char **argv)
 			for (;;)
 				pause();
 		}
-		poll_wait(&pc, interval_ms);
+		poll_sleep(&pc, poll_after(&pc, interval_ms));
 	}
 }

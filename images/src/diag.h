@@ -195,22 +195,22 @@ static void emit_poll_stats(const char *src, const struct poll_clock *c,
 		interval_ms, c->polls, c->late_max * 1000, c->late_5ms, c->window_max * 1000);
 }
 
-/* Sleep to the next poll, ms after the last one due; polls already missed
+/* The next poll's due time, ms after the last one due; polls already missed
  * are skipped, not caught up in a burst (a late poll is reported). */
-static void poll_wait(struct poll_clock *c, int ms)
+static double poll_after(const struct poll_clock *c, double ms)
 {
-	struct timespec now, *next = &c->due;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	do {
-		next->tv_nsec += ms * 1000000L;
-		while (next->tv_nsec >= 1000000000L) {
-			next->tv_nsec -= 1000000000L;
-			next->tv_sec++;
-		}
-	} while (next->tv_sec < now.tv_sec ||
-		 (next->tv_sec == now.tv_sec && next->tv_nsec <= now.tv_nsec));
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL) ==
-	       EINTR)
+	double now = mono_now(), next = poll_due(c) + ms / 1000;
+	while (next <= now)
+		next += ms / 1000;
+	return next;
+}
+
+/* Sleep until the next poll, due at t. */
+static void poll_sleep(struct poll_clock *c, double t)
+{
+	c->due.tv_sec = (time_t)t;
+	c->due.tv_nsec = (long)((t - (double)c->due.tv_sec) * 1e9);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &c->due, NULL) == EINTR)
 		;
 }
 

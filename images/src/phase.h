@@ -3,12 +3,17 @@
  * its timer wheel's grid, which is fixed on this clock: closes at one phase of
  * a multiple of that grid get the same rounding, trial after trial; closes at
  * phases drawn at random over the grid (the trials of a shared lab) sample the
- * rounding as trials started at unrelated moments do. */
+ * rounding as trials started at unrelated moments do.
+ * The wheel's ticks themselves (-W, from the host's /proc/timer_list, which a
+ * container cannot read) say when a TIME_WAIT can end: the agent polls just
+ * before and just after that tick, not every few ms for seconds. */
 #ifndef HARNESS_PHASE_H
 #define HARNESS_PHASE_H
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "events.h"
@@ -67,6 +72,41 @@ static inline void align_to_phase(const char *src, double period, double phase)
 	double woke = mono_now();
 	emit_at(src, "aligned", woke, "\"period_s\":%.6f,\"phase_s\":%.6f,\"waited_s\":%.6f,\"late_s\":%.6f",
 		period, phase, t - asked, woke - t);
+}
+
+/* The instants on CLOCK_MONOTONIC a 60 s timer can fire at: the wheel grid's,
+ * on this boot's kernel (period 0: not known here). */
+struct wheel_ticks {
+	double period, phase, jiffy;
+};
+
+/* -W PERIOD,PHASE,BOOT_ID: the ticks the harness read on its host, used only
+ * when this is that boot of that kernel (a container shares its clock and its
+ * boot_id; a VM's engine has its own). 0 when they are ours, 1 when they are
+ * another kernel's, -1 when the argument is not one. */
+static inline int parse_ticks(const char *arg, struct wheel_ticks *w)
+{
+	char boot[64] = "", ours[64] = "";
+	struct timespec res;
+	if (sscanf(arg, "%lf,%lf,%63s", &w->period, &w->phase, boot) != 3 || !(w->period > 0) ||
+	    !(w->phase >= 0 && w->phase < w->period))
+		return -1;
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	int same = f && fscanf(f, "%63s", ours) == 1 && !strcmp(boot, ours);
+	if (f)
+		fclose(f);
+	if (!same || clock_getres(CLOCK_MONOTONIC_COARSE, &res)) {
+		w->period = 0;
+		return 1;
+	}
+	w->jiffy = res.tv_sec + res.tv_nsec / 1e9;
+	return 0;
+}
+
+/* The first tick after t. */
+static inline double next_tick(const struct wheel_ticks *w, double t)
+{
+	return w->phase + (floor((t - w->phase) / w->period) + 1) * w->period;
 }
 
 #endif

@@ -72,6 +72,23 @@
  * TIME_WAIT up, so it cannot end before its timer runs out. */
 #define SLOW_MS 100
 #define FAST_BEFORE_MS 1000
+/* Restarts then, too, need not come every -e ms: the port cannot come free
+ * before that end. A study's hundreds of servers restarted ten times a second
+ * each, for a minute, took most of its two cores (0.15 ms of CPU a restart). */
+#define QUIET_RESTART_MS 1000
+/* Right after the close, until TIME_WAIT shows and the old server is gone
+ * (within a millisecond or two, unloaded), for one -i interval at most. */
+#define FINE_MS 1
+/* With the wheel's ticks known (-W), the only instants a TIME_WAIT can end on
+ * (its timer's own expiry rounded up to the grid), polls bracket the tick: one
+ * before it, after an -i interval's approach, then every FINE_MS from one
+ * after it, for an -i interval. A lab's trials end on one tick, and their
+ * hundred agents polling at one instant made the last ones late: each agent's
+ * bracket is BRACKET_MS wide, from BEFORE_TICK_MS plus its port's share of
+ * SPREAD_MS before the tick. */
+#define BRACKET_MS 5.5
+#define BEFORE_TICK_MS 2
+#define SPREAD_MS 4
 
 /* How -k stops the server: echo-server close()s its connections itself on
  * SIGUSR1, and sets SO_LINGER {1, 0} first (an abortive close) on SIGUSR2. */
@@ -320,7 +337,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: tw-agent -p PORT [-6] [-x] [-r] [-P] [-n SERVE] [-c server|client] [-R] [-L] "
 		"[-k sigint|sigkill|close|linger0|close_listening] [-i POLL_MS] [-e RESTART_MS] "
-		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-S SYSCTL]... "
+		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-W PERIOD_S,PHASE_S,BOOT_ID] [-S SYSCTL]... "
 		"[-b REUSEADDR,REUSEPORT,UID,any|server|loopback]\n");
 	exit(2);
 }
@@ -343,6 +360,8 @@ struct agent {
 	pid_t kept; /* -L: the restarted server, still listening */
 	char *sysctls[MAX_SYSCTLS];
 	double period, phase; /* -a: the close's phase of CLOCK_MONOTONIC */
+	struct wheel_ticks ticks; /* -W, when they are this kernel's */
+	double end_tick; /* the tick the soonest TIME_WAIT's timer ends on */
 	const char *close_first, *server_path;
 
 	struct mnl_socket *nl;
@@ -361,9 +380,9 @@ struct agent {
 	double next_sample; /* the next once-a-second sample of the TIME_WAIT timer */
 	char last_states[sizeof(((struct snapshot *)0)->states)];
 
-	/* Restarts, due every restart_ms on the polls' clock; failed ones are
-	 * counted, each way of failing told once (told_first, events.h: hundreds
-	 * say "bind() error"). */
+	/* Restarts, on the polls' clock (restart_due: the last one's poll); failed
+	 * ones are counted, each way of failing told once (told_first, events.h:
+	 * dozens say "bind() error"). */
 	int attempts, restart_bind_errors, restart_other;
 	double restart_due, first_restart, last_restart;
 	struct told told;
@@ -375,7 +394,7 @@ static void parse(struct agent *a, int argc, char **argv)
 	*a = (struct agent){.o = agent_opts_default(), .serve = 1, .restart_ms = 100, .sout = -1,
 			    .close_first = "server", .server_path = "/usr/local/bin/" SERVER_COMM,
 			    .last_states = "-"};
-	while ((opt = getopt(argc, argv, AGENT_OPTS "xrPb:n:c:RLk:e:s:a:S:")) != -1) {
+	while ((opt = getopt(argc, argv, AGENT_OPTS "xrPb:n:c:RLk:e:s:a:W:S:")) != -1) {
 		if (agent_opt(&a->o, opt, optarg, usage))
 			continue;
 		switch (opt) {
@@ -422,6 +441,10 @@ static void parse(struct agent *a, int argc, char **argv)
 			if (parse_phase(optarg, &a->period, &a->phase))
 				usage();
 			break;
+		case 'W':
+			if (parse_ticks(optarg, &a->ticks) < 0)
+				usage();
+			break;
 		default: usage();
 		}
 	}
@@ -449,8 +472,8 @@ static int setup(struct agent *a)
 	struct timespec real;
 	clock_gettime(CLOCK_REALTIME, &real);
 	/* Lets the harness put pcap (wall-clock) timestamps on this axis. */
-	emit_at(SRC, "clock", mono_now(), "\"realtime\":%.9f,\"nice\":%d",
-		real.tv_sec + real.tv_nsec / 1e9, nice_err ? 0 : -20);
+	emit_at(SRC, "clock", mono_now(), "\"realtime\":%.9f,\"nice\":%d,\"wheel_ticks\":%s",
+		real.tv_sec + real.tv_nsec / 1e9, nice_err ? 0 : -20, a->ticks.period ? "true" : "false");
 	emit_sysctls(SRC, a->sysctls, a->nsysctls);
 	a->nl = mnl_socket_open(NETLINK_SOCK_DIAG);
 	if (!a->nl || mnl_socket_bind(a->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -646,16 +669,64 @@ static void try_probe(struct agent *a, double window_ms)
 	a->probe_errno = err;
 }
 
+/* When this agent's polls around a tick come, before and after it (see BRACKET_MS). */
+static double before_tick_s(const struct agent *a)
+{
+	return (BEFORE_TICK_MS + a->o.port % SPREAD_MS) / 1000.0;
+}
+
+static double after_tick_s(const struct agent *a)
+{
+	return BRACKET_MS / 1000.0 - before_tick_s(a);
+}
+
+/* Every watched socket in TIME_WAIT, the old server gone: only the timer wheel
+ * ends it now (and a FIN's arrival only puts that off). */
+static int waiting(const struct agent *a)
+{
+	const struct snapshot *s = &a->snap;
+	return s->time_wait && s->time_wait == s->count && (a->external || a->server_gone);
+}
+
+/* With the wheel's ticks known: the tick the soonest TIME_WAIT ends on, its
+ * timer's expiry (known to a jiffy) rounded up to the grid. Once the timer has
+ * run out (0), the tick found before holds: the end is late for it, or ahead. */
+static void find_end_tick(struct agent *a, double now)
+{
+	unsigned left = a->snap.tw_soonest_ms;
+	if (a->ticks.period && waiting(a) && (left || !a->end_tick))
+		a->end_tick = next_tick(&a->ticks, fmax(now, now + left / 1000.0 - a->ticks.jiffy));
+}
+
+/* Nothing can change but by a FIN's arrival until the end comes near: without
+ * the ticks, a second before the timer runs out. */
+static int quiet(const struct agent *a)
+{
+	return waiting(a) && !a->ticks.period && a->snap.tw_soonest_ms > FAST_BEFORE_MS;
+}
+
 /* Once the old server is gone: start it again as the book's reader does, on
- * the first poll due at or after each restart_ms step, until it comes up. */
+ * the first poll due -e ms or more after the last restart, until it comes up.
+ * While nothing can change (quiet(), or with the ticks known, until the end's
+ * tick) QUIET_RESTART_MS apart. After a tick the end came on, the polls around
+ * it first, then each agent on its own phase of -e ms: a lab's hundred
+ * restarts at once (0.6 ms of CPU each, when they come up) made the last of
+ * its agents see the end 30 ms late. */
 static void try_restart(struct agent *a)
 {
-	double due = poll_due(&a->pc), step = a->restart_ms / 1000.0;
-	if (a->external || !a->server_gone || a->restart_up || due + 1e-6 < a->restart_due)
+	if (a->external || !a->server_gone || a->restart_up)
 		return;
-	a->restart_due = (a->attempts ? a->restart_due : due) + step;
-	while (a->restart_due <= due + 1e-6) /* restarts missed (a slow one) are skipped */
-		a->restart_due += step;
+	double due = poll_due(&a->pc), next = a->restart_due, step = a->restart_ms / 1000.0;
+	if (a->attempts) {
+		int slow = quiet(a) || (a->ticks.period && waiting(a) && due < a->end_tick);
+		next += slow && a->restart_ms < QUIET_RESTART_MS ? QUIET_RESTART_MS / 1000.0 : step;
+		int on_tick = a->end_tick && !waiting(a) && due >= a->end_tick - before_tick_s(a);
+		while (on_tick && next < a->end_tick + after_tick_s(a) + a->o.interval_ms / 1000.0)
+			next += step;
+	}
+	if (due + 1e-6 < next)
+		return;
+	a->restart_due = due;
 	char why[200], esc[1200];
 	double t = mono_now();
 	if (!a->attempts++)
@@ -712,15 +783,28 @@ static void finish(struct agent *a)
 	hold_namespaces(a->nl);
 }
 
-/* Until the next poll: the interval asked for, or a quiet one while every
- * watched socket sits in TIME_WAIT far from its end, the old server gone (see SLOW_MS). */
-static int pace(const struct agent *a)
+/* When the next poll is due: every -i ms whenever a change can come any
+ * moment, every FINE_MS right after the close, and while nothing can change, a
+ * quiet interval (SLOW_MS); then, with the ticks known, just before and just
+ * after the one tick the end can come on. */
+static double next_poll(struct agent *a)
 {
-	const struct snapshot *s = &a->snap;
-	/* and the old server gone: its end (and what a bind() with SO_REUSEADDR then finds) can come any moment */
-	int quiet = s->time_wait && s->time_wait == s->count && s->tw_soonest_ms > FAST_BEFORE_MS &&
-		    (a->external || a->server_gone);
-	return quiet ? a->slow_ms : a->o.interval_ms;
+	double now = mono_now(), step = a->o.interval_ms / 1000.0;
+	if ((!a->tw_seen || !(a->external || a->server_gone)) && now - a->t0 < step)
+		return poll_after(&a->pc, FINE_MS);
+	if (quiet(a))
+		return poll_after(&a->pc, a->slow_ms);
+	if (!waiting(a) || !a->ticks.period)
+		return poll_after(&a->pc, a->o.interval_ms);
+	double before = a->end_tick - before_tick_s(a), after = a->end_tick + after_tick_s(a);
+	if (now >= after + step) /* the tick is an interval past and the TIME_WAIT still there */
+		return poll_after(&a->pc, a->o.interval_ms);
+	if (now >= before) /* from just after the tick, closely: a busy kernel ends it some ms late */
+		return fmax(after, poll_after(&a->pc, FINE_MS));
+	double t = poll_after(&a->pc, a->slow_ms);
+	if (before - step > now && before - step < t)
+		return before - step;
+	return fmin(before, t);
 }
 
 int main(int argc, char **argv)
@@ -739,6 +823,7 @@ int main(int argc, char **argv)
 		int appeared = watch_sockets(&a, now, window_ms);
 		if (appeared < 0)
 			return 1;
+		find_end_tick(&a, now);
 		watch_timer(&a, now, appeared);
 		watch_server(&a, now);
 		try_binds(&a, window_ms);
@@ -746,6 +831,6 @@ int main(int argc, char **argv)
 		try_restart(&a);
 		if (finished(&a) || cut || mono_now() > a.end)
 			finish(&a);
-		poll_wait(&a.pc, pace(&a));
+		poll_sleep(&a.pc, next_poll(&a));
 	}
 }

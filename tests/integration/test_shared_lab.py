@@ -65,3 +65,20 @@ def test_each_trial_closed_on_its_own_recorded_phase_of_the_wheel(shared):
         assert abs((e["mono"] - e["late_s"]) % e["period_s"] - e["phase_s"]) < 1e-3
     assert len({round(e["phase_s"], 3) for e in aligned.values()}) == REPEATS
     assert {t["close_phase_s"] for t in doc["trials"]} == {e["phase_s"] for e in aligned.values()}
+
+
+def test_every_time_wait_ended_on_a_tick_of_the_wheel_the_host_read(shared):
+    # The harness read the wheel's ticks from the host's /proc/timer_list (facts.wheel_ticks); the
+    # agents, on this kernel, polled around them; each TIME_WAIT's end lies between two polls that
+    # have one of those ticks between them.
+    ((_, doc, _),) = shared.values()
+    run = store.load(Path(doc["run_dir"]))
+    ticks = run.manifest["engines"][doc["trials"][0]["engine"]]["host_wheel_ticks"]
+    assert ticks is not None
+    period, phase = ticks["period_s"], ticks["phase_s"]
+    assert all(e["wheel_ticks"] for e in run.events if e.get("ev") == "clock" and e.get("src") == "agent")
+    gone = [e for e in run.events if e.get("ev") == "tw_gone" and e.get("src") == "agent"]
+    assert len(gone) == REPEATS
+    for e in gone:
+        before, seen = e["mono"] - e["window_ms"] / 1000, e["mono"]
+        assert (before - phase) // period < (seen - phase) // period, e["trial"]

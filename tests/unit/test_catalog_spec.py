@@ -210,6 +210,14 @@ def test_a_kept_restart_reaches_the_agent():
     assert [t.params.label() for t in plan.trials(exp)][1].endswith("restarted server kept listening")
 
 
+def test_the_wheels_ticks_reach_the_agent_when_the_host_read_them():
+    exp = parse("cases:\n  - {}\n")
+    (t,) = plan.trials(exp)
+    told = roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port, wheel_ticks="2.048000,1.240000,b00t"))
+    assert told[told.index("-W") + 1] == "2.048000,1.240000,b00t"
+    assert "-W" not in roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port))
+
+
 def test_a_bind_probe_and_the_old_servers_so_reuseport_reach_the_agent():
     exp = parse("cases:\n  - {server_reuseport: true, server_stop: close_listening,\n"
                 "     bind_probe: {reuseport: true, user: other, address: server}}\n  - {}\n")
