@@ -69,8 +69,9 @@ def test_each_trial_closed_on_its_own_recorded_phase_of_the_wheel(shared):
 
 def test_every_time_wait_ended_on_a_tick_of_the_wheel_the_host_read(shared):
     # The harness read the wheel's ticks from the host's /proc/timer_list (facts.wheel_ticks); the
-    # agents, on this kernel, polled around them; each TIME_WAIT's end lies between two polls that
-    # have one of those ticks between them.
+    # agents, on this kernel, polled around them. Each TIME_WAIT ended on one of those ticks, or a
+    # jiffy or two after it (the timer's softirq runs late on a busy or an idle CPU): the last poll
+    # that saw it came before that. Ticks read wrong would put that poll anywhere in the 2 s grid.
     ((_, doc, _),) = shared.values()
     run = store.load(Path(doc["run_dir"]))
     ticks = run.manifest["engines"][doc["trials"][0]["engine"]]["host_wheel_ticks"]
@@ -81,4 +82,5 @@ def test_every_time_wait_ended_on_a_tick_of_the_wheel_the_host_read(shared):
     assert len(gone) == REPEATS
     for e in gone:
         before, seen = e["mono"] - e["window_ms"] / 1000, e["mono"]
-        assert (before - phase) // period < (seen - phase) // period, e["trial"]
+        tick = phase + (seen - phase) // period * period  # the last tick before the end was seen
+        assert before - tick < 0.010, e["trial"]
