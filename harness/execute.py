@@ -38,6 +38,9 @@ from harness.store import RunDir
 # A program to come up, or the echo to finish. Generous: on a loaded engine (a burst of set-ups, two
 # cores) an exec into a fresh container has taken over 30 s; a program that is stuck is still caught.
 START_TIMEOUT_S = 120.0
+# A trial's wait for the rest of its lab to be ready to close: well inside the agent's own wait
+# for its close signal (120 s, tw_agent.c close_now), from its start.
+READY_WAIT_S = 60.0
 KEEPER_RESTARTED = "keeper-restarted"  # the keeper in a user's server's side made anew (restart: container)
 
 
@@ -329,11 +332,13 @@ class _Gate:
         stopping.watch(self._cond)
 
     def ready(self, trial_id: str) -> None:
-        """The trial is ready to close; returns once every trial of the lab is (Stopped: the run is ending)."""
+        """The trial is ready to close; returns once every trial of the lab is, or READY_WAIT_S on
+        (a trial hung in its start must not keep the others' agents from their close; Stopped:
+        the run is ending)."""
         with self._cond:
             self._ready.add(trial_id)
             self._cond.notify_all()
-            waiting(self._cond, self._stopping, lambda: len(self._ready) == self._n, None)
+            waiting(self._cond, self._stopping, lambda: len(self._ready) == self._n, READY_WAIT_S)
 
     def closed(self, trial_id: str) -> None:
         """The trial has closed, or failed (then it is ready too, as far as the others wait)."""

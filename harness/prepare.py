@@ -117,7 +117,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
                                     threading.Semaphore(start_slots(engine_facts.get("cpus"))),
                                     lacks=lacking[ref.name],
-                                    wheel_ticks="{period_s:.6f},{phase_s:.6f},{boot_id}".format(**ticks) if ticks else "")
+                                    wheel_ticks="{period_ns},{phase_ns},{boot_id}".format(**ticks) if ticks else "")
     return Prepared(engines_, all_facts)
 
 

@@ -55,23 +55,25 @@ def grid_jiffies(jiffy_s: float) -> int:
     return gran
 
 
-def ticks(timer_lists: list[str], jiffy_s: float) -> tuple[float, float] | None:
-    """(period, phase) on CLOCK_MONOTONIC of the instants a 60 s timer can fire at, from readings
-    of /proc/timer_list; None when they do not say. The wheel fires a level's bucket when jiffies
-    reach a multiple of its grid, and jiffies turn on multiples of a jiffy of CLOCK_MONOTONIC
-    (tick_init_jiffy_update aligns them). Each reading's "now" comes a little before its jiffies
-    line, so a jiffy may turn between them and put the phase one jiffy early: the latest of
-    a few readings holds."""
-    grid = grid_jiffies(jiffy_s)
-    period = grid * jiffy_s
+def ticks(timer_lists: list[str], jiffy_ns: int) -> tuple[int, int] | None:
+    """(period, phase) in ns of CLOCK_MONOTONIC of the instants a 60 s timer can fire at, from
+    readings of /proc/timer_list; None when they do not say. The wheel fires a level's bucket when
+    jiffies reach a multiple of its grid, and jiffies turn on multiples of a jiffy of
+    CLOCK_MONOTONIC (tick_init_jiffy_update aligns them). Each reading's "now" comes a little
+    before its jiffies line, so a jiffy may turn between them and put the phase one jiffy early:
+    the latest of a few readings holds. Integers: a phase that rounds up to the period would be
+    none, and a period cut short would drift by a microsecond a grid."""
+    grid = grid_jiffies(jiffy_ns / 1e9)
+    period = grid * jiffy_ns
     phases = []
     for text in timer_lists:
         now = re.search(r"^now at (\d+) nsecs", text, re.M)
         jiffies = re.search(r"^jiffies: (\d+)", text, re.M)
         if now and jiffies:
-            start = int(now.group(1)) / 1e9 // jiffy_s * jiffy_s  # the jiffy's start
-            phases.append((start + (-int(jiffies.group(1)) % grid) * jiffy_s) % period)
+            start = int(now.group(1)) // jiffy_ns * jiffy_ns  # the jiffy's start
+            phases.append((start + -int(jiffies.group(1)) % grid * jiffy_ns) % period)
     if not phases:
         return None
     first = phases[0]
-    return period, max(phases, key=lambda p: (p - first + period / 2) % period)
+    return period, max(phases, key=lambda p: (p - first + period // 2) % period)
+

@@ -96,11 +96,11 @@ def wheel_ticks() -> dict[str, Any] | None:
     try:
         readings = [Path("/proc/timer_list").read_text() for _ in range(3)]
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        jiffy = time.clock_getres(CLOCK_MONOTONIC_COARSE)
+        jiffy_ns = round(time.clock_getres(CLOCK_MONOTONIC_COARSE) * 1e9)
     except OSError:
         return None
-    found = timerwheel.ticks(readings, jiffy)
-    return None if found is None else {"period_s": found[0], "phase_s": found[1], "boot_id": boot}
+    found = timerwheel.ticks(readings, jiffy_ns)
+    return None if found is None else {"period_ns": found[0], "phase_ns": found[1], "boot_id": boot}
 
 
 # How the runtime reports a sysctl it could not set, e.g. "open /proc/sys/net/core/rmem_max:

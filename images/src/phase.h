@@ -80,17 +80,20 @@ struct wheel_ticks {
 	double period, phase, jiffy;
 };
 
-/* -W PERIOD,PHASE,BOOT_ID: the ticks the harness read on its host, used only
- * when this is that boot of that kernel (a container shares its clock and its
- * boot_id; a VM's engine has its own). 0 when they are ours, 1 when they are
- * another kernel's, -1 when the argument is not one. */
+/* -W PERIOD_NS,PHASE_NS,BOOT_ID: the ticks the harness read on its host, used
+ * only when this is that boot of that kernel (a container shares its clock and
+ * its boot_id; a VM's engine has its own). 0 when they are ours, 1 when they
+ * are another kernel's, -1 when the argument is not one. */
 static inline int parse_ticks(const char *arg, struct wheel_ticks *w)
 {
 	char boot[64] = "", ours[64] = "";
+	long long period, phase;
 	struct timespec res;
-	if (sscanf(arg, "%lf,%lf,%63s", &w->period, &w->phase, boot) != 3 || !(w->period > 0) ||
-	    !(w->phase >= 0 && w->phase < w->period))
+	if (sscanf(arg, "%lld,%lld,%63s", &period, &phase, boot) != 3 || period <= 0 || phase < 0 ||
+	    phase >= period)
 		return -1;
+	w->period = period / 1e9;
+	w->phase = phase / 1e9;
 	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
 	int same = f && fscanf(f, "%63s", ours) == 1 && !strcmp(boot, ours);
 	if (f)

@@ -16,7 +16,8 @@
  *   3. every -i ms: look up the connections' TCP sockets through netlink
  *      inet_diag (diag.h), try bind() on fresh sockets without and with SO_REUSEADDR
  *      (and as -b asks: more options, another user, a specific address),
- *      and, once the old server is gone, every -e ms restart the server
+ *      and, once the old server is gone, every -e ms (once a second while
+ *      the port cannot come free) restart the server
  *      program itself until it comes up (and stop it then, as the book's
  *      reader does; with -L it keeps listening until it has served one
  *      connection: a SYN from the old connection's port finds a listener);
@@ -65,8 +66,9 @@
 #define SERVER_COMM "echo-server"
 /* Between two polls: the interval asked for (-i) whenever a change can come
  * any moment, a slower one while every watched socket sits in TIME_WAIT with
- * its timer far from running out. Nothing but a FIN's arrival (a timer
- * restart, seen at the next poll) can change then, and a study's hundreds of
+ * its timer far from running out. Only a FIN's arrival (a timer restart, seen
+ * at the next poll) can change it then, or, rarely, an RST or a SYN that ends
+ * the TIME_WAIT early (seen up to SLOW_MS late); and a study's hundreds of
  * agents polling every 10 ms through a minute of TIME_WAIT would take the CPU
  * that the setups and the other polls need. The timer wheel only rounds a
  * TIME_WAIT up, so it cannot end before its timer runs out. */
@@ -337,7 +339,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: tw-agent -p PORT [-6] [-x] [-r] [-P] [-n SERVE] [-c server|client] [-R] [-L] "
 		"[-k sigint|sigkill|close|linger0|close_listening] [-i POLL_MS] [-e RESTART_MS] "
-		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-W PERIOD_S,PHASE_S,BOOT_ID] [-S SYSCTL]... "
+		"[-w MAX_WAIT_S] [-s SERVER] [-a PERIOD_S,PHASE_S] [-W PERIOD_NS,PHASE_NS,BOOT_ID] [-S SYSCTL]... "
 		"[-b REUSEADDR,REUSEPORT,UID,any|server|loopback]\n");
 	exit(2);
 }
@@ -688,9 +690,11 @@ static int waiting(const struct agent *a)
 	return s->time_wait && s->time_wait == s->count && (a->external || a->server_gone);
 }
 
-/* With the wheel's ticks known: the tick the soonest TIME_WAIT ends on, its
- * timer's expiry (known to a jiffy) rounded up to the grid. Once the timer has
- * run out (0), the tick found before holds: the end is late for it, or ahead. */
+/* With the wheel's ticks known: the tick the soonest TIME_WAIT ends on, the
+ * first after its timer's expiry. The expiry is known to a jiffy: within one
+ * of a tick, that tick is taken (1 in 512), and when the end does not come on
+ * it the agent polls every -i ms until the next. Once the timer has run out
+ * (0), the tick found before holds: the end is late for it, or ahead. */
 static void find_end_tick(struct agent *a, double now)
 {
 	unsigned left = a->snap.tw_soonest_ms;
@@ -708,20 +712,22 @@ static int quiet(const struct agent *a)
 /* Once the old server is gone: start it again as the book's reader does, on
  * the first poll due -e ms or more after the last restart, until it comes up.
  * While nothing can change (quiet(), or with the ticks known, until the end's
- * tick) QUIET_RESTART_MS apart. After a tick the end came on, the polls around
- * it first, then each agent on its own phase of -e ms: a lab's hundred
- * restarts at once (0.6 ms of CPU each, when they come up) made the last of
- * its agents see the end 30 ms late. */
+ * tick) QUIET_RESTART_MS apart. Around that tick, none until its polls are
+ * done, and then each agent on its own phase of -e ms: a lab's hundred
+ * restarts at once made the last of its agents see the end 30 ms late. */
 static void try_restart(struct agent *a)
 {
 	if (a->external || !a->server_gone || a->restart_up)
 		return;
 	double due = poll_due(&a->pc), next = a->restart_due, step = a->restart_ms / 1000.0;
 	if (a->attempts) {
-		int slow = quiet(a) || (a->ticks.period && waiting(a) && due < a->end_tick);
+		int known = a->ticks.period && a->end_tick;
+		double from = a->end_tick - before_tick_s(a), to = a->end_tick + after_tick_s(a) + a->o.interval_ms / 1000.0;
+		if (known && due >= from && due < to)
+			return;
+		int slow = quiet(a) || (known && waiting(a) && due < from);
 		next += slow && a->restart_ms < QUIET_RESTART_MS ? QUIET_RESTART_MS / 1000.0 : step;
-		int on_tick = a->end_tick && !waiting(a) && due >= a->end_tick - before_tick_s(a);
-		while (on_tick && next < a->end_tick + after_tick_s(a) + a->o.interval_ms / 1000.0)
+		while (known && !waiting(a) && due >= to && next < to)
 			next += step;
 	}
 	if (due + 1e-6 < next)

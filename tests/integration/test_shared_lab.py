@@ -4,9 +4,11 @@ connection, and nothing of one crossed into another."""
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import dpkt
+import pytest
 
 from harness import store
 
@@ -75,8 +77,10 @@ def test_every_time_wait_ended_on_a_tick_of_the_wheel_the_host_read(shared):
     ((_, doc, _),) = shared.values()
     run = store.load(Path(doc["run_dir"]))
     ticks = run.manifest["engines"][doc["trials"][0]["engine"]]["host_wheel_ticks"]
+    if ticks is None and os.geteuid() != 0:
+        pytest.skip("only root reads /proc/timer_list")
     assert ticks is not None
-    period, phase = ticks["period_s"], ticks["phase_s"]
+    period, phase = ticks["period_ns"] / 1e9, ticks["phase_ns"] / 1e9
     assert all(e["wheel_ticks"] for e in run.events if e.get("ev") == "clock" and e.get("src") == "agent")
     gone = [e for e in run.events if e.get("ev") == "tw_gone" and e.get("src") == "agent"]
     assert len(gone) == REPEATS
