@@ -239,12 +239,11 @@ def _exchange(ctx: RunContext, trial: Trial, tl: TrialLab, r: _TrialRun, startin
     packets, in the lab's capture). `starting` is held through its start and handshake, a few
     dozen trials' at a time; `gate` holds its close until the lab's every trial is ready for
     theirs, and counts it closed."""
-    p = trial.params
+    p, engine = trial.params, ctx.engines[trial.engine]
     say = lambda state: ctx.progress.state(trial, state)
-    fault = ctx.engines[trial.engine].fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
+    fault = engine.fault if p.final_ack_loss.kind != "none" or p.final_ack_reset else None
     with starting:
-        s = _start(tl, roles.Setup(ctx.exp, p, trial.port, trial.close_at,
-                                   ctx.engines[trial.engine].wheel_ticks, fault))
+        s = _start(tl, roles.Setup(ctx.exp, p, trial.port, trial.close_at, engine.wheel_ticks, fault))
         _handshake(tl, s, say)
     if fault is not None:
         tl.event(events_.harness(Ev.FAULT, backend=fault.name, injection_point=fault.where(s.passive)))

@@ -116,8 +116,7 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
                                     threading.Semaphore(start_slots(engine_facts.get("cpus"))),
-                                    lacks=lacking[ref.name],
-                                    wheel_ticks="{period_ns},{phase_ns},{boot_id}".format(**ticks) if ticks else "")
+                                    lacks=lacking[ref.name], wheel_ticks=ticks)
     return Prepared(engines_, all_facts)
 
 

@@ -15,8 +15,20 @@ from __future__ import annotations
 
 import re
 
-# The grid for a 60 s timer at HZ = 100, 1000, 250 and 300, coarsest first.
-GRIDS_S = (5.12, 4.096, 2.048, 512 / 300)
+
+def grid_jiffies(jiffy_s: float) -> int:
+    """The grid of a 60 s timer in jiffies: level n of the wheel holds timeouts from 63 x 8^(n-1)
+    jiffies on, 8^n jiffies apart (kernel/time/timer.c, LVL_START and LVL_GRAN); as phase.h."""
+    gran = 1
+    for _ in range(8):
+        if 60 / jiffy_s < 63 * gran:
+            break
+        gran *= 8
+    return gran
+
+
+# The grid for a 60 s timer at HZ = 100, 1000, 250 and 300, coarsest first: 5.12, 4.096, 2.048, 1.71 s.
+GRIDS_S = tuple(grid_jiffies(1 / hz) / hz for hz in (100, 1000, 250, 300))
 FIT_S = 0.1  # every end this close to one phase: poll windows are about 10 ms
 
 
@@ -42,17 +54,6 @@ def resolution(ends: list[float]) -> float:
     show once there are enough of them to tell; until then, the coarsest grid Linux uses."""
     found = grid(ends) if len(ends) >= 3 else None
     return found[0] if found else GRIDS_S[0]
-
-
-def grid_jiffies(jiffy_s: float) -> int:
-    """The grid of a 60 s timer in jiffies: level n of the wheel holds timeouts from 63 x 8^(n-1)
-    jiffies on, 8^n jiffies apart (kernel/time/timer.c, LVL_START and LVL_GRAN); as phase.h."""
-    gran = 1
-    for _ in range(8):
-        if 60 / jiffy_s < 63 * gran:
-            break
-        gran *= 8
-    return gran
 
 
 def ticks(timer_lists: list[str], jiffy_ns: int) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -146,4 +146,4 @@ class Engine:
     remover: concurrent.futures.ThreadPoolExecutor = dataclasses.field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))
     lacks: frozenset[str] = frozenset()  # sysctls the run sets that this kernel has not: those cases do not run here
-    wheel_ticks: str = ""  # the agents' -W (facts.wheel_ticks): when a TIME_WAIT can end, if the host could tell
+    wheel_ticks: dict[str, Any] | None = None  # facts.wheel_ticks: when a TIME_WAIT can end, if the host could tell

@@ -50,7 +50,7 @@ class Setup:
     p: Params
     port: int  # the trial's server port
     close_at: str = ""  # the agent's -a (plan.Trial.close_at)
-    wheel_ticks: str = ""  # the agent's -W (Engine.wheel_ticks)
+    wheel_ticks: dict[str, Any] | None = None  # Engine.wheel_ticks: the agent's -W
     fault: FaultBackend | None = None
     server_address: str = ""  # known once the server's side runs
 
@@ -134,7 +134,7 @@ def _agent(s: Setup) -> list[str]:
 
 
 def _ticks(s: Setup) -> list[str]:
-    return ["-W", s.wheel_ticks] if s.wheel_ticks else []
+    return ["-W", "{period_ns},{phase_ns},{boot_id}".format(**s.wheel_ticks)] if s.wheel_ticks else []
 
 
 def capture(ports: list[int]) -> list[str]:

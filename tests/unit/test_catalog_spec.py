@@ -213,7 +213,8 @@ def test_a_kept_restart_reaches_the_agent():
 def test_the_wheels_ticks_reach_the_agent_when_the_host_read_them():
     exp = parse("cases:\n  - {}\n")
     (t,) = plan.trials(exp)
-    told = roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port, wheel_ticks="2048000000,1240000000,b00t"))
+    ticks = {"period_ns": 2048000000, "phase_ns": 1240000000, "boot_id": "b00t"}
+    told = roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port, wheel_ticks=ticks))
     assert told[told.index("-W") + 1] == "2048000000,1240000000,b00t"
     assert "-W" not in roles.BY_ROLE["agent"].command(roles.Setup(exp, t.params, t.port))
 
