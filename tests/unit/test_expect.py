@@ -87,6 +87,19 @@ def test_judging_a_bound():
     assert judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=1, tw_gone_s=None)[0] == "fail"
 
 
+def test_a_time_timed_by_a_late_poll_misses_a_bound_only_by_more_than_its_window():
+    # The catalog's 8-connection TIME_WAIT, first seen by a poll 80 ms late: it began up to 80 ms
+    # before the poll, so 59.9 s between the polls cannot say the kernel's 60 s was cut short.
+    late = {"time_wait_s": 59.87, "window_max_ms": 80.0, "coarse": True}
+    assert judge("{time_wait_s: {min: 59.9, max: 65.2}}", **late) == (
+        "pass", 59.87, "59.870, within a late poll's 80 ms window")
+    assert judge("{time_wait_s: {min: 59.9}}", **{**late, "time_wait_s": 59.8})[0] == "fail"
+    assert judge("{time_wait_s: {min: 59.9}}", **{**late, "coarse": False}) == ("fail", 59.87, "time_wait_s is 59.870")
+    assert judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=60.56, tw_gone_s=60.5,
+                 window_max_ms=50.0, coarse=True)[0] == "pass"
+    assert judge("{bind_errors: {max: 10}}", bind_errors=11, window_max_ms=50.0, coarse=True)[0] == "fail"  # a count
+
+
 def test_a_time_wait_too_short_to_time_happened_and_only_a_maximum_can_judge_it():
     short = {"time_wait_s": None, "time_wait_max_s": 0.011}
     why = "time_wait_s happened, shorter than 0.011 s (counted by the kernel, seen by no poll)"
