@@ -79,8 +79,10 @@
  * each, for a minute, took most of its two cores (0.15 ms of CPU a restart). */
 #define QUIET_RESTART_MS 1000
 /* Right after the close, until TIME_WAIT shows and the old server is gone
- * (within a millisecond or two, unloaded), for one -i interval at most. */
+ * (within a millisecond or two unloaded; in a study, while the next lab sets
+ * up, the peer's FIN came up to 20 ms late), for FINE_FOR_MS at most. */
 #define FINE_MS 1
+#define FINE_FOR_MS 50
 /* With the wheel's ticks known (-W), the only instants a TIME_WAIT can end on
  * (its timer's own expiry rounded up to the grid), polls bracket the tick: one
  * before it, after an -i interval's approach, then every FINE_MS from one
@@ -682,6 +684,17 @@ static double after_tick_s(const struct agent *a)
 	return BRACKET_MS / 1000.0 - before_tick_s(a);
 }
 
+/* From this agent's approach to its end's tick until an -i interval past its
+ * bracket: when the lab's agents whose TIME_WAITs end on that tick all poll.
+ * Its events wait (emit_hold) and its finish too, so none of the work they
+ * set off (the harness's, the fault's readout) comes before those polls. */
+static int around_tick(const struct agent *a, double now)
+{
+	double step = a->o.interval_ms / 1000.0;
+	return a->end_tick && now >= a->end_tick - before_tick_s(a) - step &&
+	       now < a->end_tick + after_tick_s(a) + step;
+}
+
 /* Every watched socket in TIME_WAIT, the old server gone: only the timer wheel
  * ends it now (and a FIN's arrival only puts that off). */
 static int waiting(const struct agent *a)
@@ -764,6 +777,7 @@ static int finished(const struct agent *a)
 /* 4. Say how it ended, then hold the namespaces until the harness removes us. */
 static void finish(struct agent *a)
 {
+	emit_hold(0);
 	emit_tcpext("end");
 	if (a->kept > 0 && !kill(a->kept, SIGKILL)) /* the restarted server kept listening */
 		waitpid(a->kept, NULL, 0);
@@ -796,7 +810,7 @@ static void finish(struct agent *a)
 static double next_poll(struct agent *a)
 {
 	double now = mono_now(), step = a->o.interval_ms / 1000.0;
-	if ((!a->tw_seen || !(a->external || a->server_gone)) && now - a->t0 < step)
+	if ((!a->tw_seen || !(a->external || a->server_gone)) && now - a->t0 < FINE_FOR_MS / 1000.0)
 		return poll_after(&a->pc, FINE_MS);
 	if (quiet(a))
 		return poll_after(&a->pc, a->slow_ms);
@@ -824,6 +838,7 @@ int main(int argc, char **argv)
 	for (;;) {
 		double now = mono_now(), window_ms;
 		double late = poll_begin(&a.pc, now, &window_ms);
+		emit_hold(around_tick(&a, now));
 		if (late > 0.020) /* worth a line: it blurs the times below */
 			emit_at(SRC, "late_poll", now, "\"late_ms\":%.3f", late * 1000);
 		int appeared = watch_sockets(&a, now, window_ms);
@@ -835,7 +850,7 @@ int main(int argc, char **argv)
 		try_binds(&a, window_ms);
 		try_probe(&a, window_ms);
 		try_restart(&a);
-		if (finished(&a) || cut || mono_now() > a.end)
+		if ((finished(&a) && !around_tick(&a, mono_now())) || cut || mono_now() > a.end)
 			finish(&a);
 		poll_sleep(&a.pc, next_poll(&a));
 	}
