@@ -130,6 +130,18 @@ static int snapshot_dump(struct mnl_socket *nl, int family, struct snapshot *s)
 	return diag_query(nl, family, NULL, s);
 }
 
+/* Whether a listener bound to the wildcard address holds the port: one
+ * lookup of (any address, the port), which the kernel answers with that
+ * listener (a listener bound to one address is found by a dump only). */
+static inline int snapshot_listener(struct mnl_socket *nl, int family, struct snapshot *s)
+{
+	struct inet_diag_sockid id = {.idiag_sport = htons(s->port)};
+	snapshot_reset(s);
+	s->nconns = 0;
+	s->conns_only = 0;
+	return diag_query(nl, family, &id, s);
+}
+
 /* Look up the remembered connections only: cheap, see diag_query. */
 static int snapshot_conns(struct mnl_socket *nl, int family, struct snapshot *s)
 {
