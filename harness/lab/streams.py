@@ -55,6 +55,10 @@ class EventStream:
         self._stopping = stopping
         self._sink = sink
         self._events: list[Event] = []
+        # What each waiter waits for: an event wakes only those it may concern. A trial's thread
+        # woken by each of its agent's lines (a timer sample a second, a thousand trials) kept the
+        # harness's threads switching while the agents needed the CPU.
+        self._wanted: list[Callable[[Event], bool]] = []
         self._pending = b""
         self._cond = threading.Condition()
         stopping.watch(self._cond)
@@ -107,7 +111,8 @@ class EventStream:
             event = {"src": self.source, "ev": "output", "text": text}
         with self._cond:
             self._events.append(event)
-            self._cond.notify_all()
+            if any(wanted(event) for wanted in self._wanted):
+                self._cond.notify_all()
         self._sink(event)
 
     def wait_for(self, pred: Callable[[Event], bool], timeout: float) -> Event | None:
@@ -123,8 +128,12 @@ class EventStream:
             return self._ended or bool(found)
 
         with self._cond:
-            if not waiting(self._cond, self._stopping, seen, timeout):
-                return None
+            self._wanted.append(pred)
+            try:
+                if not waiting(self._cond, self._stopping, seen, timeout):
+                    return None
+            finally:
+                self._wanted.remove(pred)
             if self._bug is not None:
                 raise self._bug
             return found[0] if found else None

@@ -28,6 +28,30 @@ def test_a_wait_ends_with_the_event_or_with_the_stream():
     assert stream.ended
 
 
+def test_a_wait_is_woken_only_by_the_event_it_waits_for():
+    class Counting(threading.Condition):
+        wakes = 0
+
+        def wait(self, timeout=None):
+            self.wakes += 1
+            return super().wait(timeout)
+
+    stopping = Flag()
+    stream = EventStream("agent", lambda e: None, stopping)
+    stream._cond = cond = Counting()
+    stopping.watch(cond)
+
+    def feed():
+        while not stream._wanted:
+            time.sleep(0.001)
+        for _ in range(200):  # a trial's timer samples: none of them what its thread waits for
+            stream.feed(b'{"ev":"tw_timer"}\n')
+        stream.feed(b'{"ev":"done"}\n')
+    threading.Thread(target=feed).start()
+    assert stream.wait_for(lambda e: e.get("ev") == "done", 10) == {"ev": "done"}
+    assert cond.wakes == 1 and not stream._wanted
+
+
 def test_a_stop_wakes_a_long_wait_at_once():
     stopping = Flag()
     stream = EventStream("agent", lambda e: None, stopping)
