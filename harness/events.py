@@ -134,7 +134,7 @@ KINDS: tuple[Kind, ...] = (
     _k(AGENT, Ev.SOCKETS, "the states of the server's sockets on the port changed", **_SOCKETS),
     _k(AGENT, Ev.TW_APPEAR, "a socket entered TIME_WAIT (its timer, the poll's window)",
        **T, expires_ms=INT, window_ms=NUM),
-    _k(AGENT, Ev.TW_TIMER, "the TIME_WAIT timer, sampled once a second", **T, expires_ms=INT),
+    _k(AGENT, Ev.TW_TIMER, "the TIME_WAIT timer, sampled every 5 s (every second before 2026-12-07)", **T, expires_ms=INT),
     _k(AGENT, Ev.TW_TIMER_RESTART, "the TIME_WAIT timer went up: a FIN arrived in TIME_WAIT", **T, expires_ms=INT),
     _k(AGENT, Ev.TW_GONE, "no socket in TIME_WAIT any more", **T, window_ms=NUM),
     _k(AGENT, Ev.SERVER_EXIT, "the old server process has ended", **T),
