@@ -746,6 +746,11 @@ static void try_restart(struct agent *a)
 {
 	if (a->external || !a->server_gone || a->restart_up)
 		return;
+	/* Not while the server's close is under way, until its TIME_WAIT shows
+	 * (FINE_FOR_MS at most): the agent waits for each restart, and one that a
+	 * busy machine slowed kept the polls timing that start 20 ms apart. */
+	if (!a->tw_seen && !strcmp(a->close_first, "server") && mono_now() - a->t0 < FINE_FOR_MS / 1000.0)
+		return;
 	double due = poll_due(&a->pc), next = a->restart_due, step = a->restart_ms / 1000.0;
 	if (a->attempts) {
 		int known = a->ticks.period && a->end_tick;
