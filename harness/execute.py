@@ -288,6 +288,7 @@ class _TrialRun:
         self.phases: dict[str, float] = {}  # host-clock seconds of each phase: where the harness's time goes (bench/)
         self.end: Event = events_.harness(Ev.TRIAL_END, error=None)
         self.measured = False  # its exchange went through: the lab's failures after that are not its
+        self._ends = ctx.engines[trial.engine].ends
         ctx.progress.state(trial, "queued")
 
     def sink(self, event: Event) -> None:
@@ -295,6 +296,8 @@ class _TrialRun:
             self.events.append(event)
             self._ctx.write(lambda: self._ctx.store.event({"trial": self.trial.id, **event}))
         self._ctx.progress.event(self.trial, event)
+        if self._ends is not None:
+            self._ends.seen(self.trial.id, event)
 
     def mark(self, phase: str) -> None:
         now = time.monotonic()
@@ -412,6 +415,8 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                 for th in threads:
                     th.join()
                 pcap = _pcap(lab)
+                if engine.ends is not None:  # its removal, not while other labs' TIME_WAITs end
+                    engine.ends.wait_quiet(time.monotonic(), ctx.stopping)
     except Exception as exc:
         # The lab's own failure (its set-up, its capture, its removal) is the failure of those of
         # its trials that had not measured yet; those that had keep what they measured, with what

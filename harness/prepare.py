@@ -19,6 +19,7 @@ from harness import __version__, provenance, spec
 from harness.faults.choose import choose
 from harness.lab import engine as lab_engine
 from harness.lab import engines, facts, images, subnets
+from harness.lab.ends import Ends
 from harness.plan import Trial
 from harness.spec import Experiment
 
@@ -116,7 +117,8 @@ def prepare(refs: list[engines.EngineRef], exp: Experiment, trials: list[Trial],
                                     trial_subnets(client, pool), backend,
                                     threading.Semaphore(setup_slots(engine_facts.get("cpus"))),
                                     threading.Semaphore(start_slots(engine_facts.get("cpus"))),
-                                    lacks=lacking[ref.name], wheel_ticks=ticks)
+                                    lacks=lacking[ref.name], wheel_ticks=ticks,
+                                    ends=Ends(ticks) if ticks else None)
     return Prepared(engines_, all_facts)
 
 

@@ -27,6 +27,7 @@ from harness.errors import EnvironmentProblem, UsageError
 
 if TYPE_CHECKING:
     from harness.faults import FaultBackend
+    from harness.lab.ends import Ends
     from harness.lab.images import ImageSet
     from harness.lab.subnets import Subnets
 
@@ -147,3 +148,4 @@ class Engine:
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(REMOVERS, thread_name_prefix="rm-"))
     lacks: frozenset[str] = frozenset()  # sysctls the run sets that this kernel has not: those cases do not run here
     wheel_ticks: dict[str, Any] | None = None  # facts.wheel_ticks: when a TIME_WAIT can end, if the host could tell
+    ends: Ends | None = None  # with the ticks: when its trials' TIME_WAITs end, for its labs' removals to avoid

@@ -1,0 +1,71 @@
+"""When the TIME_WAITs still running will end, and so when a lab may go without disturbing them.
+
+A lab's removal (its containers and network, and the kernel's clean-up of their namespaces) takes
+the engine and the kernel a couple of seconds of CPU; the agents of another lab timing their ends
+on a tick of the timer wheel then saw them up to 18 ms late (docs/benchmarks.md). Each agent says
+where its TIME_WAIT's timer stands (tw_appear, tw_timer, tw_timer_restart): it ends on the first
+tick of the wheel's grid after that (timerwheel, the host's ticks), unless a FIN restarts it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from harness.events import AGENT, Ev
+from harness.stopping import Flag
+
+REMOVAL_S = 2.5  # a lab's removal here, from its capture's stop (2.4 s, 2026-12-07)
+MARGIN_S = 0.05  # past a tick: its agents' polls around it, and a jiffy or two of a late softirq
+WAIT_MOST_S = 10.0  # the longest a lab waits for a quiet moment, holding its network meanwhile
+_TIMER = (Ev.TW_APPEAR, Ev.TW_TIMER, Ev.TW_TIMER_RESTART)
+_OVER = (Ev.TW_GONE, Ev.DONE, Ev.TIMEOUT, Ev.CUT, Ev.ERROR)
+
+
+def end_tick(expiry: float, period_s: float, phase_s: float) -> float:
+    """The first tick of the wheel's grid at or after a timer's expiry (CLOCK_MONOTONIC seconds)."""
+    return phase_s + math.ceil((expiry - phase_s) / period_s) * period_s
+
+
+def quiet_from(now: float, ends: list[float], span: float = REMOVAL_S, margin: float = MARGIN_S) -> float:
+    """The first moment from now after which no end comes within span."""
+    t = now
+    for end in sorted(ends):
+        if end + margin <= t:
+            continue
+        if end > t + span:
+            break
+        t = end + margin
+    return t
+
+
+class Ends:
+    """The ends of the TIME_WAITs the run's agents watch, on one engine's host (its ticks known)."""
+
+    def __init__(self, ticks: dict[str, Any]):
+        self._period_s = ticks["period_ns"] / 1e9
+        self._phase_s = ticks["phase_ns"] / 1e9
+        self._ends: dict[str, float] = {}
+        self._on_host: set[str] = set()  # trials whose agent runs on this host's kernel (its clock event)
+        self._lock = threading.Lock()
+
+    def seen(self, trial_id: str, event: dict[str, Any]) -> None:
+        """A trial's event: its agent's reading of the timer, or its end."""
+        if event.get("src") != AGENT:
+            return
+        ev = event.get("ev")
+        with self._lock:
+            if ev == Ev.CLOCK and event.get("wheel_ticks"):
+                self._on_host.add(trial_id)
+            elif ev in _TIMER and "mono" in event and trial_id in self._on_host:
+                expiry = event["mono"] + event["expires_ms"] / 1000
+                self._ends[trial_id] = end_tick(expiry, self._period_s, self._phase_s)
+            elif ev in _OVER:
+                self._ends.pop(trial_id, None)
+
+    def wait_quiet(self, now: float, stopping: Flag) -> None:
+        """Until no end is due within a removal's length (WAIT_MOST_S at most, or the run stops)."""
+        with self._lock:
+            ends = list(self._ends.values())
+        stopping.wait(min(quiet_from(now, ends), now + WAIT_MOST_S) - now)
