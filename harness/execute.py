@@ -416,6 +416,7 @@ def run_lab(ctx: RunContext, members: list[Trial]) -> list[TrialResult]:
                     th.join()
                 pcap = _pcap(lab)
                 if engine.ends is not None:  # its removal, not while other labs' TIME_WAITs end
+                    engine.ends.forget([t.id for t in members])
                     engine.ends.wait_quiet(time.monotonic(), ctx.stopping)
     except Exception as exc:
         # The lab's own failure (its set-up, its capture, its removal) is the failure of those of

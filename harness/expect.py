@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.figures import FROM_CAPTURE
 from harness.record import FAIL, NO_DATA, PASS, Outcome, TrialResult, labeller
 from harness.spec import Bound, Case, Experiment
 
@@ -19,7 +20,8 @@ def _show(x: float) -> str:
 
 
 def judge(bound: Bound, record: TrialResult) -> tuple[str, float | None, str]:
-    """(verdict, the value judged, why it failed) of one bound on a measured trial's figures."""
+    """(verdict, the value judged, why it failed or how a late poll's window let it pass) of one
+    bound on a measured trial's figures."""
     x = getattr(record, bound.figure)
     under = record.shorter_than(bound.figure)
     if under is not None:  # it happened, too short for any poll to time it: only a maximum can be judged
@@ -62,8 +64,9 @@ def _late_window_s(bound: Bound, record: TrialResult) -> float:
     than the resolution a bound is written for (coarse); else nothing. A time seen only by a late
     poll cannot say it missed a bound by less than that poll's window, and a busy machine should
     not fail a check the kernel met."""
-    times = bound.figure.endswith("_s") and (bound.of is None or bound.of.endswith("_s"))
-    return record.window_max_ms / 1000 if times and record.coarse and record.window_max_ms else 0.0
+    named = [f for f in (bound.figure, bound.of) if f is not None]
+    polled = all(f.endswith("_s") for f in named) and any(f not in FROM_CAPTURE for f in named)
+    return record.window_max_ms / 1000 if polled and record.coarse and record.window_max_ms else 0.0
 
 
 def outcomes(exp: Experiment, case: Case, record: TrialResult | None) -> list[Outcome]:

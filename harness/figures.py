@@ -68,6 +68,8 @@ SHOWN_FOR = {
     "tw_peak": ("connections",),
     "tw_overflow": ("connections",),
 }
+# Times the capture gives (packets' kernel timestamps), not the agents' polls: no poll's window blurs them.
+FROM_CAPTURE = frozenset({"last_fin_s", "same_port_syn_s", "same_port_accepted_s"})
 # Figures that are whole numbers: counts, and the server's exit status.
 COUNTS = frozenset({"bind_errors", "final_acks_dropped", "final_acks_matched", "fin_retransmits",
                     "final_acks_seen", "tw_timer_restarts", "restart_failures_other", "final_acks_reset",

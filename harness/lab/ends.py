@@ -4,7 +4,9 @@ A lab's removal (its containers and network, and the kernel's clean-up of their 
 the engine and the kernel a couple of seconds of CPU; the agents of another lab timing their ends
 on a tick of the timer wheel then saw them up to 18 ms late (docs/benchmarks.md). Each agent says
 where its TIME_WAIT's timer stands (tw_appear, tw_timer, tw_timer_restart): it ends on the first
-tick of the wheel's grid after that (timerwheel, the host's ticks), unless a FIN restarts it.
+tick of the wheel's grid after that (the host's ticks), unless a FIN restarts it. The agent finds
+its bracket's tick the same way (find_end_tick in images/src/tw_agent.c, from its soonest timer and
+a jiffy early); here the latest timer's tick is near enough to keep a removal clear of it.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ def end_tick(expiry: float, period_s: float, phase_s: float) -> float:
     return phase_s + math.ceil((expiry - phase_s) / period_s) * period_s
 
 
-def quiet_from(now: float, ends: list[float], span: float = REMOVAL_S, margin: float = MARGIN_S) -> float:
-    """The first moment from now after which no end comes within span."""
+def quiet_from(now: float, ends: list[float], span: float = REMOVAL_S, margin: float = MARGIN_S,
+               most: float = WAIT_MOST_S) -> float:
+    """The first moment from now after which no end comes within span; if that is more than `most`
+    away (labs ending one after another), just after the last of those ends within `most`."""
     t = now
     for end in sorted(ends):
         if end + margin <= t:
             continue
-        if end > t + span:
+        if end > t + span or end + margin > now + most:
             break
         t = end + margin
     return t
@@ -58,14 +62,22 @@ class Ends:
         with self._lock:
             if ev == Ev.CLOCK and event.get("wheel_ticks"):
                 self._on_host.add(trial_id)
-            elif ev in _TIMER and "mono" in event and trial_id in self._on_host:
-                expiry = event["mono"] + event["expires_ms"] / 1000
+            elif ev in _TIMER and trial_id in self._on_host:
+                expiry = event.get("mono", 0.0) + event.get("expires_ms", 0) / 1000
                 self._ends[trial_id] = end_tick(expiry, self._period_s, self._phase_s)
             elif ev in _OVER:
                 self._ends.pop(trial_id, None)
 
+    def forget(self, trial_ids: list[str]) -> None:
+        """Trials that are over, whatever their agents said last (a failed one's TIME_WAIT goes
+        with its lab)."""
+        with self._lock:
+            for t in trial_ids:
+                self._ends.pop(t, None)
+                self._on_host.discard(t)
+
     def wait_quiet(self, now: float, stopping: Flag) -> None:
-        """Until no end is due within a removal's length (WAIT_MOST_S at most, or the run stops)."""
+        """Until no end is due within a removal's length (see quiet_from), or the run stops."""
         with self._lock:
             ends = list(self._ends.values())
-        stopping.wait(min(quiet_from(now, ends), now + WAIT_MOST_S) - now)
+        stopping.wait(quiet_from(now, ends) - now)

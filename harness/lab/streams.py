@@ -111,9 +111,18 @@ class EventStream:
             event = {"src": self.source, "ev": "output", "text": text}
         with self._cond:
             self._events.append(event)
-            if any(wanted(event) for wanted in self._wanted):
+            if any(self._concerns(wanted, event) for wanted in self._wanted):
                 self._cond.notify_all()
         self._sink(event)
+
+    @staticmethod
+    def _concerns(wanted: Callable[[Event], bool], event: Event) -> bool:
+        """Whether the event may end a wait: a predicate that fails wakes its waiter, to fail there
+        (not here, where it would end the stream for every reader)."""
+        try:
+            return bool(wanted(event))
+        except Exception:
+            return True
 
     def wait_for(self, pred: Callable[[Event], bool], timeout: float) -> Event | None:
         """The first event matching pred, or None if the stream ended or time ran out; Stopped

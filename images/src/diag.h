@@ -41,6 +41,7 @@ struct snapshot {
 	struct inet_diag_sockid conns[MAX_CONNS];
 	int state[MAX_CONNS];
 	int nconns, conns_only, cur;
+	int family; /* a lookup's: its answer may be another family's (a dual-stack listener) */
 };
 
 static int diag_cb(const struct nlmsghdr *nlh, void *data)
@@ -50,7 +51,8 @@ static int diag_cb(const struct nlmsghdr *nlh, void *data)
 	int st = m->idiag_state;
 	int port = ntohs(s->remote ? m->id.idiag_dport : m->id.idiag_sport);
 
-	if (port != s->port || (s->conns_only && !m->id.idiag_dport))
+	if (port != s->port || (s->conns_only && !m->id.idiag_dport) ||
+	    (s->family && m->idiag_family != s->family))
 		return MNL_CB_OK;
 	if (s->conns_only)
 		s->state[s->cur] = st;
@@ -130,16 +132,20 @@ static int snapshot_dump(struct mnl_socket *nl, int family, struct snapshot *s)
 	return diag_query(nl, family, NULL, s);
 }
 
-/* Whether a listener bound to the wildcard address holds the port: one
- * lookup of (any address, the port), which the kernel answers with that
- * listener (a listener bound to one address is found by a dump only). */
+/* The listener bound to the wildcard address on the port, if any (in s, as
+ * a dump would show it): one lookup of (any address, the port), which the
+ * kernel answers with that listener; one bound to a single address, only a
+ * dump finds. Returns as diag_query. */
 static inline int snapshot_listener(struct mnl_socket *nl, int family, struct snapshot *s)
 {
 	struct inet_diag_sockid id = {.idiag_sport = htons(s->port)};
 	snapshot_reset(s);
 	s->nconns = 0;
 	s->conns_only = 0;
-	return diag_query(nl, family, &id, s);
+	s->family = family;
+	int r = diag_query(nl, family, &id, s);
+	s->family = 0;
+	return r;
 }
 
 /* Look up the remembered connections only: cheap, see diag_query. */

@@ -698,15 +698,16 @@ static double after_tick_s(const struct agent *a)
 	return BRACKET_MS / 1000.0 - before_tick_s(a);
 }
 
-/* From this agent's approach to its end's tick until an -i interval past its
- * bracket: when the lab's agents whose TIME_WAITs end on that tick all poll.
- * Its events wait (emit_hold) and its finish too, so none of the work they
- * set off (the harness's, the fault's readout) comes before those polls. */
+/* From the approach of the first of a lab's agents to their end's tick until
+ * an -i interval past the last one's bracket: when the lab's agents whose
+ * TIME_WAITs end on that tick all poll. Its events wait (emit_hold) and its
+ * finish too, so none of the work they set off (the harness's, the fault's
+ * readout) comes before those polls. */
 static int around_tick(const struct agent *a, double now)
 {
 	double step = a->o.interval_ms / 1000.0;
-	return a->end_tick && now >= a->end_tick - before_tick_s(a) - step &&
-	       now < a->end_tick + after_tick_s(a) + step;
+	return a->end_tick && now >= a->end_tick - (BEFORE_TICK_MS + SPREAD_MS) / 1000.0 - step &&
+	       now < a->end_tick + (BRACKET_MS - BEFORE_TICK_MS) / 1000.0 + step;
 }
 
 /* Every watched socket in TIME_WAIT, the old server gone: only the timer wheel
@@ -746,10 +747,12 @@ static void try_restart(struct agent *a)
 {
 	if (a->external || !a->server_gone || a->restart_up)
 		return;
-	/* Not while the server's close is under way, until its TIME_WAIT shows
-	 * (FINE_FOR_MS at most): the agent waits for each restart, and one that a
-	 * busy machine slowed kept the polls timing that start 20 ms apart. */
-	if (!a->tw_seen && !strcmp(a->close_first, "server") && mono_now() - a->t0 < FINE_FOR_MS / 1000.0)
+	/* Not while the server's close is under way, until its TIME_WAIT shows or
+	 * its sockets are gone (FINE_FOR_MS at most): the agent waits for each
+	 * restart, and one that a busy machine slowed kept the polls timing that
+	 * start 20 ms apart. */
+	if (!a->tw_seen && a->snap.count > a->snap.time_wait && !strcmp(a->close_first, "server") &&
+	    mono_now() - a->t0 < FINE_FOR_MS / 1000.0)
 		return;
 	double due = poll_due(&a->pc), next = a->restart_due, step = a->restart_ms / 1000.0;
 	if (a->attempts) {

@@ -21,6 +21,8 @@ def test_a_quiet_moment_comes_after_every_end_due_within_a_removal():
     assert quiet_from(10.0, [11.0, 12.9, 16.0]) == approx(12.95)  # 16.0 comes 3.05 s after
     assert quiet_from(10.0, [11.0, 13.0, 15.0]) == approx(15.05)  # each end brings the next within reach
     assert quiet_from(10.0, [9.98]) == approx(10.03)  # its polls and a late softirq are still to come
+    # labs ending every 2 s for a long while: just after the last of their ends within 10 s
+    assert quiet_from(10.0, [11.0 + 2 * i for i in range(20)]) == approx(19.05)
 
 
 def test_the_ends_are_those_of_agents_on_this_host_until_they_are_over():
@@ -36,6 +38,9 @@ def test_the_ends_are_those_of_agents_on_this_host_until_they_are_over():
     ends.seen(on, {"src": "client", "ev": "done", "mono": 50.0})  # another program's end
     assert on in ends._ends
     ends.seen(on, {"src": "agent", "ev": "tw_gone", "mono": 101.6})
+    assert ends._ends == {}
+    ends.seen(on, {"src": "agent", "ev": "tw_appear", "mono": 200.0, "expires_ms": 60000})
+    ends.forget([on])  # its lab went (a failed trial's agent says no more)
     assert ends._ends == {}
 
 

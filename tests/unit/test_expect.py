@@ -98,6 +98,7 @@ def test_a_time_timed_by_a_late_poll_misses_a_bound_only_by_more_than_its_window
     assert judge("{rebind_plain_s: {within: 0.02, of: tw_gone_s}}", rebind_plain_s=60.56, tw_gone_s=60.5,
                  window_max_ms=50.0, coarse=True)[0] == "pass"
     assert judge("{bind_errors: {max: 10}}", bind_errors=11, window_max_ms=50.0, coarse=True)[0] == "fail"  # a count
+    assert judge("{last_fin_s: {max: 1}}", last_fin_s=1.02, window_max_ms=50.0, coarse=True)[0] == "fail"  # the capture's
 
 
 def test_a_time_wait_too_short_to_time_happened_and_only_a_maximum_can_judge_it():
