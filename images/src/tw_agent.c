@@ -82,6 +82,11 @@
  * before that end. A study's hundreds of servers restarted ten times a second
  * each, for a minute, took most of its two cores (0.15 ms of CPU a restart). */
 #define QUIET_RESTART_MS 1000
+/* And none in the last RESTART_CLEAR_MS before the polls around the end's
+ * tick: the agent waits for each restart, and on a busy machine one took up
+ * to 100 ms, in which the end came and went unpolled. The port cannot come
+ * free before that tick, so a restart then would be refused anyway. */
+#define RESTART_CLEAR_MS 250
 /* Right after the close, until TIME_WAIT shows and the old server is gone
  * (within a millisecond or two unloaded; in a study, while the next lab sets
  * up, the peer's FIN came up to 20 ms late), for FINE_FOR_MS at most. */
@@ -757,7 +762,8 @@ static void try_restart(struct agent *a)
 	double due = poll_due(&a->pc), next = a->restart_due, step = a->restart_ms / 1000.0;
 	if (a->attempts) {
 		int known = a->ticks.period && a->end_tick;
-		double from = a->end_tick - before_tick_s(a), to = a->end_tick + after_tick_s(a) + a->o.interval_ms / 1000.0;
+		double from = a->end_tick - before_tick_s(a) - RESTART_CLEAR_MS / 1000.0;
+		double to = a->end_tick + after_tick_s(a) + a->o.interval_ms / 1000.0;
 		if (known && due >= from && due < to)
 			return;
 		int slow = quiet(a) || (known && waiting(a) && due < from);
