@@ -88,8 +88,8 @@
  * free before that tick, so a restart then would be refused anyway. */
 #define RESTART_CLEAR_MS 250
 /* Right after the close, until TIME_WAIT shows and the old server is gone
- * (within a millisecond or two unloaded; in a study, while the next lab sets
- * up, the peer's FIN came up to 20 ms late), for FINE_FOR_MS at most. */
+ * (within a millisecond or two unloaded, some ms more on a busy machine), for
+ * FINE_FOR_MS at most. */
 #define FINE_MS 1
 #define FINE_FOR_MS 50
 /* With the wheel's ticks known (-W), the only instants a TIME_WAIT can end on
