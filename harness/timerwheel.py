@@ -13,7 +13,9 @@ then poll just before and just after the one tick a TIME_WAIT can end on.
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 
 def grid_jiffies(jiffy_s: float) -> int:
@@ -78,3 +80,9 @@ def ticks(timer_lists: list[str], jiffy_ns: int) -> tuple[int, int] | None:
     first = phases[0]
     return period, max(phases, key=lambda p: (p - first + period // 2) % period)
 
+
+def next_tick(t: float, ticks: dict[str, Any]) -> float:
+    """The first tick at or after t (CLOCK_MONOTONIC seconds) of the grid ticks() found, as
+    facts.wheel_ticks keeps it ({"period_ns", "phase_ns"}): when a timer expiring at t fires."""
+    period, phase = ticks["period_ns"] / 1e9, ticks["phase_ns"] / 1e9
+    return phase + math.ceil((t - phase) / period) * period

@@ -11,23 +11,18 @@ a jiffy early); here the latest timer's tick is near enough to keep a removal cl
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
 from harness.events import AGENT, Ev
 from harness.stopping import Flag
+from harness.timerwheel import next_tick
 
 REMOVAL_S = 2.5  # a lab's removal here, from its capture's stop (2.4 s, 2026-12-07)
 MARGIN_S = 0.05  # past a tick: its agents' polls around it, and a jiffy or two of a late softirq
 WAIT_MOST_S = 10.0  # the longest a lab waits for a quiet moment, holding its network meanwhile
 _TIMER = (Ev.TW_APPEAR, Ev.TW_TIMER, Ev.TW_TIMER_RESTART)
 _OVER = (Ev.TW_GONE, Ev.DONE, Ev.TIMEOUT, Ev.CUT, Ev.ERROR)
-
-
-def end_tick(expiry: float, period_s: float, phase_s: float) -> float:
-    """The first tick of the wheel's grid at or after a timer's expiry (CLOCK_MONOTONIC seconds)."""
-    return phase_s + math.ceil((expiry - phase_s) / period_s) * period_s
 
 
 def quiet_from(now: float, ends: list[float], span: float = REMOVAL_S, margin: float = MARGIN_S,
@@ -48,8 +43,7 @@ class Ends:
     """The ends of the TIME_WAITs the run's agents watch, on one engine's host (its ticks known)."""
 
     def __init__(self, ticks: dict[str, Any]):
-        self._period_s = ticks["period_ns"] / 1e9
-        self._phase_s = ticks["phase_ns"] / 1e9
+        self._ticks = ticks
         self._ends: dict[str, float] = {}
         self._on_host: set[str] = set()  # trials whose agent runs on this host's kernel (its clock event)
         self._lock = threading.Lock()
@@ -64,7 +58,7 @@ class Ends:
                 self._on_host.add(trial_id)
             elif ev in _TIMER and trial_id in self._on_host:
                 expiry = event.get("mono", 0.0) + event.get("expires_ms", 0) / 1000
-                self._ends[trial_id] = end_tick(expiry, self._period_s, self._phase_s)
+                self._ends[trial_id] = next_tick(expiry, self._ticks)
             elif ev in _OVER:
                 self._ends.pop(trial_id, None)
 

@@ -3,16 +3,17 @@ ended, on the ticks of the wheel's grid their timers end on."""
 
 from pytest import approx
 
-from harness.lab.ends import Ends, end_tick, quiet_from
+from harness.lab.ends import Ends, quiet_from
 from harness.stopping import Flag
+from harness.timerwheel import next_tick
 
 TICKS = {"period_ns": 2_048_000_000, "phase_ns": 1_240_000_000, "boot_id": "b"}
 
 
 def test_a_timer_ends_on_the_first_tick_of_the_grid_after_its_expiry():
-    assert end_tick(1.24, 2.048, 1.24) == 1.24
-    assert end_tick(1.25, 2.048, 1.24) == approx(1.24 + 2.048)
-    assert end_tick(100.0, 2.048, 1.24) == approx(1.24 + 49 * 2.048)  # 99.544 < 100 <= 101.592
+    assert next_tick(1.24, TICKS) == 1.24
+    assert next_tick(1.25, TICKS) == approx(1.24 + 2.048)
+    assert next_tick(100.0, TICKS) == approx(1.24 + 49 * 2.048)  # 99.544 < 100 <= 101.592
 
 
 def test_a_quiet_moment_comes_after_every_end_due_within_a_removal():
@@ -32,9 +33,9 @@ def test_the_ends_are_those_of_agents_on_this_host_until_they_are_over():
     ends.seen(other, {"src": "agent", "ev": "clock", "mono": 1.0, "wheel_ticks": False})  # another kernel's clock
     for t in (on, other):
         ends.seen(t, {"src": "agent", "ev": "tw_appear", "mono": 40.0, "expires_ms": 60000})
-    assert ends._ends == {on: end_tick(100.0, 2.048, 1.24)}
+    assert ends._ends == {on: next_tick(100.0, TICKS)}
     ends.seen(on, {"src": "agent", "ev": "tw_timer_restart", "mono": 41.0, "expires_ms": 60000})
-    assert ends._ends == {on: end_tick(101.0, 2.048, 1.24)}
+    assert ends._ends == {on: next_tick(101.0, TICKS)}
     ends.seen(on, {"src": "client", "ev": "done", "mono": 50.0})  # another program's end
     assert on in ends._ends
     ends.seen(on, {"src": "agent", "ev": "tw_gone", "mono": 101.6})
