@@ -94,14 +94,17 @@
 #define FINE_FOR_MS 50
 /* With the wheel's ticks known (-W), the only instants a TIME_WAIT can end on
  * (its timer's own expiry rounded up to the grid), polls bracket the tick: one
- * before it, after an -i interval's approach, then every FINE_MS from one
- * after it, for an -i interval. A lab's trials end on one tick, and their
- * hundred agents polling at one instant made the last ones late: each agent's
- * bracket is BRACKET_MS wide, from BEFORE_TICK_MS plus its port's share of
- * SPREAD_MS before the tick. */
+ * before it, after an -i interval's approach and a poll NEAR_MS before it,
+ * then every FINE_MS from one after it, for an -i interval. A lab's trials end
+ * on one tick, and their hundred agents polling at one instant made the last
+ * ones late: each agent's bracket is BRACKET_MS wide, from BEFORE_TICK_MS plus
+ * its port's share of SPREAD_MS before the tick. A poll before the tick that
+ * comes so late that it sees the end has its window from the poll before it:
+ * from the -i approach, that was 12 ms or more whenever it came 2-5 ms late. */
 #define BRACKET_MS 5.5
 #define BEFORE_TICK_MS 2
 #define SPREAD_MS 4
+#define NEAR_MS 4
 
 /* How -k stops the server: echo-server close()s its connections itself on
  * SIGUSR1, and sets SO_LINGER {1, 0} first (an abortive close) on SIGUSR2. */
@@ -710,7 +713,7 @@ static double after_tick_s(const struct agent *a)
  * readout) comes before those polls. */
 static int around_tick(const struct agent *a, double now)
 {
-	double step = a->o.interval_ms / 1000.0;
+	double step = fmax(a->o.interval_ms, NEAR_MS) / 1000.0; /* the approach's polls */
 	return a->end_tick && now >= a->end_tick - (BEFORE_TICK_MS + SPREAD_MS) / 1000.0 - step &&
 	       now < a->end_tick + (BRACKET_MS - BEFORE_TICK_MS) / 1000.0 + step;
 }
@@ -833,8 +836,8 @@ static void finish(struct agent *a)
 
 /* When the next poll is due: every -i ms whenever a change can come any
  * moment, every FINE_MS right after the close, and while nothing can change, a
- * quiet interval (SLOW_MS); then, with the ticks known, just before and just
- * after the one tick the end can come on. */
+ * quiet interval (SLOW_MS); then, with the ticks known, closing in on the one
+ * tick the end can come on, just before it and just after it. */
 static double next_poll(struct agent *a)
 {
 	double now = mono_now(), step = a->o.interval_ms / 1000.0;
@@ -850,8 +853,11 @@ static double next_poll(struct agent *a)
 	if (now >= before) /* from just after the tick, closely: a busy kernel ends it some ms late */
 		return fmax(after, poll_after(&a->pc, FINE_MS));
 	double t = poll_after(&a->pc, a->slow_ms);
-	if (before - step > now && before - step < t)
-		return before - step;
+	double far = before - step, near = before - NEAR_MS / 1000.0;
+	double approach[] = {fmin(far, near), fmax(far, near)};
+	for (int i = 0; i < 2; i++)
+		if (approach[i] > now && approach[i] < t)
+			return approach[i];
 	return fmin(before, t);
 }
 
