@@ -145,16 +145,24 @@ def capture(ports: list[int]) -> list[str]:
     keep = ",".join(f"+{c.lower()}" for c in CAPTURE_CAPS)
     which = f"tcp port {ports[0]}" if len(ports) == 1 else f"tcp portrange {min(ports)}-{max(ports)}"
     return ["setpriv", f"--bounding-set=-all,{keep}", "--",
-            "tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-B", str(capture_buffer_kib(len(ports))),
-            "-w", "-", which]
+            "tcpdump", "-i", "eth0", "-p", "-n", "-U", "--immediate-mode", "-s", str(CAPTURE_SNAPLEN),
+            "-B", str(capture_buffer_kib(len(ports))), "-w", "-", which]
+
+
+# Each packet's first bytes, up to a whole Ethernet frame: on a device with offloads (a veth)
+# libpcap otherwise gives each packet a 64 KiB frame of its ring, and a hundred trials' ring of
+# such frames (64 MiB, of 128 KiB blocks) held a CPU in the kernel for 18-20 ms as tcpdump started
+# (measured: a real-time task on that CPU woke that late; 2,048 KiB, none). A longer packet (a GSO
+# aggregate of a big reply) is cut; the analysis takes segment lengths from the IP header.
+CAPTURE_SNAPLEN = 1514
 
 
 def capture_buffer_kib(trials: int) -> int:
-    """tcpdump's ring, in KiB. In immediate mode each packet takes a 64 KiB frame on a device with
-    offloads (a veth), so libpcap's 2 MiB holds 32: a hundred trials' handshakes at once overran it
-    (250 of 1,600 packets lost, bench/study.py), and 40 frames lost 2 of an 8-trial lab's under
-    CI's load. 256 frames at least, 16 a trial, at most 1,024."""
-    return min(max(16384, 1024 * trials), 65536)
+    """tcpdump's ring, in KiB: two CAPTURE_SNAPLEN frames a page. libpcap's 2 MiB of 64 KiB frames
+    held 32, and a hundred trials' handshakes at once overran them (250 of 1,600 packets lost,
+    bench/study.py); 40 frames lost 2 of an 8-trial lab's under CI's load. 32 frames a trial, at
+    least 1,024 (libpcap's 2 MiB) and at most 4,096."""
+    return min(max(2048, 64 * trials), 8192)
 
 
 def holder() -> list[str]:

@@ -52,14 +52,24 @@ def kernel_drops(events: list[dict[str, Any]]) -> int | None:
     return sum(said) if said else None
 
 
+def payload_len(ip: Any, tcp: Any) -> int:
+    """A segment's payload length as its IP header gives it: the capture keeps each packet's first
+    bytes only (roles.CAPTURE_SNAPLEN). A lab's TCP carries no IPv6 extension header; an IPv4 total
+    length of 0 (a TSO aggregate past 64 KiB) leaves what was captured."""
+    if isinstance(ip, dpkt.ip.IP):
+        return ip.len - ip.hl * 4 - tcp.off * 4 if ip.len else len(tcp.data)
+    return ip.plen - tcp.off * 4
+
+
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:
-    """(wall time, TCP segment) of each captured packet. A last packet cut off (tcpdump stopped
-    mid-write) is left out, like a cut-off last line of events.jsonl."""
+    """(wall time, TCP segment) of each captured packet, each with its payload_len. A last packet
+    cut off (tcpdump stopped mid-write) is left out, like a cut-off last line of events.jsonl."""
     out = []
     try:
         for ts, frame in dpkt.pcap.Reader(io.BytesIO(pcap)):
             ip = dpkt.ethernet.Ethernet(frame).data
             if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
+                ip.data.payload_len = payload_len(ip, ip.data)
                 out.append((ts, ip.data))
     except dpkt.NeedData:
         pass
@@ -139,7 +149,7 @@ def _met(first: Packets, later: Packets, port: int) -> tuple[int | None, list[tu
     kind (SAME_PORT_NAMES), up to the server's SYN-ACK; and the old connection's next server
     sequence number (after the server's last FIN), None without that FIN."""
     fin = next((tcp for _, tcp in reversed(first) if tcp.sport == port and tcp.flags & FIN), None)
-    old_next = None if fin is None else (fin.seq + len(fin.data) + 1) % 2**32
+    old_next = None if fin is None else (fin.seq + fin.payload_len + 1) % 2**32
     out: list[tuple[float, Any, str]] = []
     for ts, tcp in later:
         flags = tcp.flags & FLAG_MASK
@@ -195,7 +205,7 @@ def _timeline(first: Packets, met: list[tuple[float, Any, str]], since: Callable
         elif flags & FIN:
             fins[sender] += 1
             what = f"{sender} FIN" if fins[sender] == 1 else f"{sender} FIN retransmission"
-        elif flags == ACK and not tcp.data and fins[active] and sender == active and fins[_other(active)]:
+        elif flags == ACK and not tcp.payload_len and fins[active] and sender == active and fins[_other(active)]:
             # A pure ACK from the active closer after the passive closer's FIN: the final ACK.
             what = "final ACK" if final_acks == 0 else "final ACK (again)"
             extra["copy"] = final_acks
@@ -205,7 +215,7 @@ def _timeline(first: Packets, met: list[tuple[float, Any, str]], since: Callable
                     # answered at the receiver's ingress with a RST to its sender (faults/nftables.py)
                     extra["reset"] = final_acks == reset_copy
             final_acks += 1
-        elif flags == ACK and not tcp.data and fins[_other(sender)] and not fins[sender]:
+        elif flags == ACK and not tcp.payload_len and fins[_other(sender)] and not fins[sender]:
             what = f"{sender} ACK of the {_other(sender)} FIN"
         if what is None:
             continue

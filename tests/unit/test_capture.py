@@ -1,3 +1,5 @@
+import dpkt
+
 from harness.probes import capture
 from harness.spec import Params
 
@@ -67,3 +69,28 @@ def test_a_syn_from_the_old_port_what_it_met_and_the_isn_the_time_wait_handed_on
     assert f.server_rsts == f.client_rsts == 0  # those of the first connection only
     none = capture.figures(CLOSE, EVENTS, PORT, Params(), dropped_copies=None)
     assert none.same_port_syn_s is None and none.same_port_isn_offset is None
+
+
+def test_a_cut_packet_keeps_its_length_from_the_ip_header():
+    # The capture keeps each packet's first bytes (roles.CAPTURE_SNAPLEN); cut here to the headers,
+    # a segment that carried data must not pass for a pure ACK.
+    headers = 14 + 20 + 20
+    cut = pcap([(ts, frame[:headers]) for ts, frame in [
+        (1000.001, seg(SERVER, F | A, 100)),
+        (1000.003, seg(CLIENT, F | A, 2)),
+        (1000.004, seg(SERVER, A | P, 101, data=b"x" * 300)),  # data after the FINs: not a final ACK
+        (1000.005, seg(SERVER, A, 101)),  # the final ACK
+    ]])
+    assert [tcp.payload_len for _, tcp in capture._segments(cut)] == [0, 0, 300, 0]
+    tl = capture.timeline(cut, EVENTS, PORT, Params(), dropped_copies=None)
+    assert [e.what for e in tl] == ["server FIN", "client FIN", "final ACK"]
+    assert tl[-1].t == 0.005
+
+
+def test_payload_length_of_a_cut_ipv6_segment():
+    tcp = dpkt.tcp.TCP(sport=1, dport=2, data=b"y" * 40)
+    ip6 = dpkt.ip6.IP6(src=b"\0" * 15 + b"\1", dst=b"\0" * 15 + b"\2", nxt=6, hlim=64, data=tcp)
+    ip6.plen = len(tcp)
+    frame = bytes(dpkt.ethernet.Ethernet(data=ip6, type=dpkt.ethernet.ETH_TYPE_IP6))[:14 + 40 + 20]
+    (_, got), = capture._segments(pcap([(1.0, frame)]))
+    assert got.payload_len == 40 and got.data == b""

@@ -199,6 +199,7 @@ def test_a_trial_whose_capture_lost_packets_or_never_said_fails_saying_so():
 
 
 def test_the_capture_ring_grows_with_the_lab():
-    assert roles.capture_buffer_kib(1) == 16384 and roles.capture_buffer_kib(1000) == 65536
+    assert roles.capture_buffer_kib(1) == 2048 and roles.capture_buffer_kib(1000) == 8192
     command = roles.capture(list(range(8000, 8040)))
-    assert command[command.index("-B") + 1] == "40960" and command[-1] == "tcp portrange 8000-8039"
+    assert command[command.index("-B") + 1] == "2560" and command[-1] == "tcp portrange 8000-8039"
+    assert command[command.index("-s") + 1] == str(roles.CAPTURE_SNAPLEN)
