@@ -1,0 +1,82 @@
+"""Stalls of a CPU that no program could have avoided, measured while a benchmark runs.
+
+One sampler per CPU, pinned to it at real-time priority (SCHED_FIFO, above every agent and the
+engine), wakes every PERIOD_S and notes each wake more than LATE_S late. Nothing at normal priority
+can hold it back: a wake that late means the CPU ran nothing of user space for that long, because
+the VM's host did not run the vCPU (steal, which /proc/stat counts only when the host reports it)
+or the kernel ran something it could not preempt. The study benchmark marks each window over its
+target that overlaps such a stall, so a miss of the machine is told apart from a miss of the design.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+
+PERIOD_S = 0.002
+LATE_S = 0.005
+PRIORITY = 10  # above SCHED_OTHER; any real-time priority is
+
+
+@dataclass(frozen=True)
+class Stall:
+    cpu: int
+    start: float  # CLOCK_MONOTONIC, s: the sampler's last wake before it
+    end: float  # its first wake after it
+
+    def overlap(self, start: float, end: float) -> float:
+        return max(0.0, min(self.end, end) - max(self.start, start))
+
+
+def _sample(cpu: int, stop: mp.synchronize.Event, out: mp.connection.Connection) -> None:
+    try:
+        os.sched_setaffinity(0, {cpu})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
+    except OSError as exc:
+        out.send(f"CPU {cpu}: {exc.strerror}")
+        return
+    stalls, prev = [], time.monotonic()
+    while not stop.is_set():
+        time.sleep(PERIOD_S)
+        now = time.monotonic()
+        if now - prev > PERIOD_S + LATE_S:
+            stalls.append(Stall(cpu, prev, now))
+        prev = now
+    out.send(stalls)
+
+
+class Sampler:
+    """`with Sampler() as s:` samples every CPU while the block runs; then s.stalls, or s.why it
+    could not (real-time priority refused: not root, or no real-time runtime in its cgroup)."""
+
+    def __enter__(self) -> Sampler:
+        self.stalls: list[Stall] = []
+        self.why = ""
+        self._stop = mp.Event()
+        self._procs = []
+        for cpu in sorted(os.sched_getaffinity(0)):
+            mine, theirs = mp.Pipe(duplex=False)
+            proc = mp.Process(target=_sample, args=(cpu, self._stop, theirs), daemon=True)
+            proc.start()
+            self._procs.append((proc, mine))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for proc, conn in self._procs:
+            got = conn.recv()
+            proc.join()
+            if isinstance(got, str):
+                self.why = self.why or got
+            else:
+                self.stalls += got
+        self.stalls.sort(key=lambda s: s.start)
+
+    def stalled(self, start: float, end: float) -> float:
+        """The most of start..end (s) that one CPU spent stalled."""
+        per_cpu: dict[int, float] = {}
+        for s in self.stalls:
+            per_cpu[s.cpu] = per_cpu.get(s.cpu, 0.0) + s.overlap(start, end)
+        return max(per_cpu.values(), default=0.0)
