@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class Stall:
 
 
 def _sample(cpu: int, stop: mp.synchronize.Event, out: mp.connection.Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the benchmark's to handle: it stops us
+    parent = os.getppid()
     try:
         os.sched_setaffinity(0, {cpu})
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
@@ -38,11 +41,12 @@ def _sample(cpu: int, stop: mp.synchronize.Event, out: mp.connection.Connection)
         out.send(f"CPU {cpu}: {exc.strerror}")
         return
     stalls, prev = [], time.monotonic()
-    while not stop.is_set():
+    # A real-time loop must not outlive a benchmark killed outright: it would disturb what runs next.
+    while not stop.is_set() and os.getppid() == parent:
         time.sleep(PERIOD_S)
         now = time.monotonic()
         if now - prev > PERIOD_S + LATE_S:
-            stalls.append(Stall(cpu, prev, now))
+            stalls.append(Stall(cpu, prev + PERIOD_S, now))  # from when the wake was due
         prev = now
     out.send(stalls)
 
@@ -60,19 +64,22 @@ class Sampler:
             mine, theirs = mp.Pipe(duplex=False)
             proc = mp.Process(target=_sample, args=(cpu, self._stop, theirs), daemon=True)
             proc.start()
+            theirs.close()  # so that a sampler that died ends our read (EOFError), not hangs it
             self._procs.append((proc, mine))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         for proc, conn in self._procs:
-            got = conn.recv()
+            try:
+                got = conn.recv()
+            except EOFError:
+                got = f"the sampler of a CPU ended (exit {proc.exitcode})"
             proc.join()
             if isinstance(got, str):
                 self.why = self.why or got
             else:
                 self.stalls += got
-        self.stalls.sort(key=lambda s: s.start)
 
     def stalled(self, start: float, end: float) -> float:
         """The most of start..end (s) that one CPU spent stalled."""

@@ -149,19 +149,19 @@ def capture(ports: list[int]) -> list[str]:
             "-B", str(capture_buffer_kib(len(ports))), "-w", "-", which]
 
 
-# Each packet's first bytes, up to a whole Ethernet frame: on a device with offloads (a veth)
-# libpcap otherwise gives each packet a 64 KiB frame of its ring, and a hundred trials' ring of
-# such frames (64 MiB, of 128 KiB blocks) held a CPU in the kernel for 18-20 ms as tcpdump started
-# (measured: a real-time task on that CPU woke that late; 2,048 KiB, none). A longer packet (a GSO
-# aggregate of a big reply) is cut; the analysis takes segment lengths from the IP header.
+# Each packet's first bytes, up to a whole Ethernet frame. On a device with offloads (a veth)
+# libpcap otherwise gives each packet a 64 KiB frame, alone in a 128 KiB block of its ring, and a
+# hundred trials' ring of them held a CPU in the kernel for 18-20 ms as tcpdump started (a
+# real-time task on that CPU woke that late). A longer packet (a GSO aggregate of a big reply) is
+# cut; the analysis takes segment lengths from the IP header (probes/capture.payload_len).
 CAPTURE_SNAPLEN = 1514
 
 
 def capture_buffer_kib(trials: int) -> int:
-    """tcpdump's ring, in KiB: two CAPTURE_SNAPLEN frames a page. libpcap's 2 MiB of 64 KiB frames
-    held 32, and a hundred trials' handshakes at once overran them (250 of 1,600 packets lost,
-    bench/study.py); 40 frames lost 2 of an 8-trial lab's under CI's load. 32 frames a trial, at
-    least 1,024 (libpcap's 2 MiB) and at most 4,096."""
+    """tcpdump's ring (-B), in KiB, of 1,584-byte frames (CAPTURE_SNAPLEN and libpcap's header),
+    two a page: about 41 a trial, 1,324 at least (libpcap's default 2 MiB) and 5,296 at most. A
+    hundred trials' handshakes at once overran 32 frames, and 40 lost 2 of an 8-trial lab's
+    packets under CI's load."""
     return min(max(2048, 64 * trials), 8192)
 
 

@@ -54,11 +54,11 @@ def kernel_drops(events: list[dict[str, Any]]) -> int | None:
 
 def payload_len(ip: Any, tcp: Any) -> int:
     """A segment's payload length as its IP header gives it: the capture keeps each packet's first
-    bytes only (roles.CAPTURE_SNAPLEN). A lab's TCP carries no IPv6 extension header; an IPv4 total
-    length of 0 (a TSO aggregate past 64 KiB) leaves what was captured."""
+    bytes only (roles.CAPTURE_SNAPLEN). A lab's TCP carries no IPv6 extension header; a length of 0
+    (an aggregate past 64 KiB) leaves what was captured."""
     if isinstance(ip, dpkt.ip.IP):
         return ip.len - ip.hl * 4 - tcp.off * 4 if ip.len else len(tcp.data)
-    return ip.plen - tcp.off * 4
+    return ip.plen - tcp.off * 4 if ip.plen else len(tcp.data)
 
 
 def _segments(pcap: bytes) -> list[tuple[float, Any]]:

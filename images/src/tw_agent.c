@@ -713,7 +713,7 @@ static double after_tick_s(const struct agent *a)
  * readout) comes before those polls. */
 static int around_tick(const struct agent *a, double now)
 {
-	double step = fmax(a->o.interval_ms, NEAR_MS) / 1000.0; /* the approach's polls */
+	double step = a->o.interval_ms / 1000.0;
 	return a->end_tick && now >= a->end_tick - (BEFORE_TICK_MS + SPREAD_MS) / 1000.0 - step &&
 	       now < a->end_tick + (BRACKET_MS - BEFORE_TICK_MS) / 1000.0 + step;
 }
@@ -853,8 +853,8 @@ static double next_poll(struct agent *a)
 	if (now >= before) /* from just after the tick, closely: a busy kernel ends it some ms late */
 		return fmax(after, poll_after(&a->pc, FINE_MS));
 	double t = poll_after(&a->pc, a->slow_ms);
-	double far = before - step, near = before - NEAR_MS / 1000.0;
-	double approach[] = {fmin(far, near), fmax(far, near)};
+	/* the -i approach and, with a longer -i, one NEAR_MS before the last poll (else 0: none) */
+	double approach[] = {before - step, step > NEAR_MS / 1000.0 ? before - NEAR_MS / 1000.0 : 0};
 	for (int i = 0; i < 2; i++)
 		if (approach[i] > now && approach[i] < t)
 			return approach[i];

@@ -78,7 +78,7 @@ def test_a_cut_packet_keeps_its_length_from_the_ip_header():
     cut = pcap([(ts, frame[:headers]) for ts, frame in [
         (1000.001, seg(SERVER, F | A, 100)),
         (1000.003, seg(CLIENT, F | A, 2)),
-        (1000.004, seg(SERVER, A | P, 101, data=b"x" * 300)),  # data after the FINs: not a final ACK
+        (1000.004, seg(SERVER, A, 101, data=b"x" * 300)),  # data after the FINs: not a final ACK
         (1000.005, seg(SERVER, A, 101)),  # the final ACK
     ]])
     assert [tcp.payload_len for _, tcp in capture._segments(cut)] == [0, 0, 300, 0]
