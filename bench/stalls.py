@@ -4,8 +4,8 @@ One sampler per CPU, pinned to it at real-time priority (SCHED_FIFO, above every
 engine), wakes every PERIOD_S and notes each wake more than LATE_S late. Nothing at normal priority
 can hold it back: a wake that late means the CPU ran nothing of user space for that long, because
 the VM's host did not run the vCPU (steal, which /proc/stat counts only when the host reports it)
-or the kernel ran something it could not preempt. The study benchmark marks each window over its
-target that overlaps such a stall, so a miss of the machine is told apart from a miss of the design.
+or the kernel ran something it could not preempt. The study benchmark tells which windows over its
+target such a stall explains, so a miss of the machine is told apart from a miss of the design.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ PRIORITY = 10  # above SCHED_OTHER; any real-time priority is
 @dataclass(frozen=True)
 class Stall:
     cpu: int
-    start: float  # CLOCK_MONOTONIC, s: the sampler's last wake before it
-    end: float  # its first wake after it
+    start: float  # CLOCK_MONOTONIC, s: when the sampler's late wake was due
+    end: float  # when it came
 
     def overlap(self, start: float, end: float) -> float:
         return max(0.0, min(self.end, end) - max(self.start, start))

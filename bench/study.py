@@ -7,7 +7,7 @@ the harness's defaults (no --jobs, nothing tuned), from warm images:
     agents' polls started (every poll more than 20 ms late is an event of its own, so the share of
     such polls bounds the 99th percentile); and what the machine took meanwhile: the CPU time a
     VM's host took (steal), and the stalls in which a CPU ran nothing of user space (stalls.py),
-    with the windows over the target that overlap them;
+    and which windows over the target those stalls explain;
 (c) what was left (containers, networks), the harness's peak memory, and how long `harness report`
     takes on the run directory.
 
